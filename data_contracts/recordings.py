@@ -1,0 +1,76 @@
+"""The recordings manifest: one row per source recording.
+
+Labels (subject, condition, session, date) come from a manifest CSV beside the recordings or from
+file names; lineage (source path, sha256) and signal facts (channel, native rate, duration) from
+reading the file. Subjects appear by pseudonymous id only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandera.pandas as pa
+from pandera.typing import Series
+
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+ISO_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+LABEL_COLUMNS = ["source_path", "subject", "condition", "session", "date"]
+
+
+class RecordingLabels(pa.DataFrameModel):
+    """What a recording is of: checked before any file is read."""
+
+    source_path: Series[str] = pa.Field(unique=True)
+    subject: Series[str] = pa.Field(str_length={"min_value": 1, "max_value": 64})
+    condition: Series[str]
+    session: Series[str] = pa.Field(nullable=True)
+    date: Series[str] = pa.Field(nullable=True, str_matches=ISO_DATE_PATTERN)
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class RecordingsManifest(RecordingLabels):
+    """Labels plus what reading the file established."""
+
+    sha256: Series[str] = pa.Field(str_matches=SHA256_PATTERN)
+    channel: Series[str]
+    native_fs_hz: Series[float] = pa.Field(gt=0)
+    duration_s: Series[float] = pa.Field(gt=0)
+    n_windows: Series[int] = pa.Field(ge=1)
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+def _study_checks(
+    schema: pa.DataFrameSchema,
+    conditions: Sequence[str],
+    subject_pattern: str,
+    subjects: Sequence[str] = (),
+) -> pa.DataFrameSchema:
+    subject_checks = [pa.Check.str_matches(subject_pattern)]
+    if subjects:
+        subject_checks.append(pa.Check.isin(list(subjects)))
+    return schema.update_columns(
+        {
+            "condition": {"checks": [pa.Check.isin(list(conditions))]},
+            "subject": {"checks": subject_checks},
+        }
+    )
+
+
+def labels_schema(
+    conditions: Sequence[str], subject_pattern: str, subjects: Sequence[str] = ()
+) -> pa.DataFrameSchema:
+    """:class:`RecordingLabels` with the study's conditions and subject ids."""
+    return _study_checks(RecordingLabels.to_schema(), conditions, subject_pattern, subjects)
+
+
+def manifest_schema(
+    conditions: Sequence[str], subject_pattern: str, subjects: Sequence[str] = ()
+) -> pa.DataFrameSchema:
+    """:class:`RecordingsManifest` with the study's conditions and subject ids."""
+    return _study_checks(RecordingsManifest.to_schema(), conditions, subject_pattern, subjects)

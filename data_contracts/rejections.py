@@ -1,0 +1,21 @@
+"""The rejections table: every file the batch refused or deferred, and why."""
+
+from __future__ import annotations
+
+import pandera.pandas as pa
+from pandera.typing import Series
+
+STAGES = ["discover", "read", "channel", "metadata", "signal", "quality", "store", "ingest"]
+
+
+class RejectionsTable(pa.DataFrameModel):
+    file: Series[str]
+    stage: Series[str] = pa.Field(isin=STAGES)
+    # "rejected": fix the file or the configuration; "deferred": tried again on the next run.
+    status: Series[str] = pa.Field(isin=["rejected", "deferred"])
+    error: Series[str]
+    reason: Series[str] = pa.Field(str_length={"min_value": 1})
+
+    class Config:
+        strict = True
+        coerce = True

@@ -1,0 +1,204 @@
+"""Finding recordings and saying what each is of (subject, condition, session, date).
+
+Labels come from a manifest CSV beside the recordings when there is one, else from the file name
+(``<subject>_<condition>.acq``, split at the first underscore) or the dataset's own naming
+(dp-motion-ecg, ECG-ID). They are validated as one table per batch by the pandera contract
+before any file is read.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ecg_pipeline.config import StudyConfig
+from ecg_pipeline.errors import FormatError, IngestError, MetadataError, StillBeingWrittenError
+
+MANIFEST_COLUMNS = ["file", "subject", "condition", "session", "date"]
+
+
+@dataclass(frozen=True)
+class Labels:
+    source_path: str
+    subject: str
+    condition: str
+    session: str | None = None
+    date: str | None = None
+
+
+def discover(folder: str | os.PathLike, config: StudyConfig, *, now: float | None = None):
+    """List the recordings under ``folder`` that are ready, and those still being written.
+
+    Files whose name starts with ``.`` (temp files of a copy in progress) are ignored. A file
+    modified less than ``[discovery] settle_s`` ago is deferred, not waited for: the next run
+    picks it up.
+
+    Returns
+    -------
+    ready : list of Path
+    deferred : list of StillBeingWrittenError
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: recordings folder not found")
+    fmt = config.dataset.format
+    if fmt == "dp_motion_csv":
+        from ecg_pipeline.io.dp_motion import discover_dp_motion
+
+        candidates = discover_dp_motion(folder)
+    elif fmt == "wfdb":
+        from ecg_pipeline.io.wfdb_records import discover_ecg_id
+
+        candidates = discover_ecg_id(folder)
+    else:
+        suffixes = tuple(s.lower() for s in config.discovery.suffixes)
+        candidates = sorted(
+            p
+            for p in folder.rglob("*")
+            if p.suffix.lower() in suffixes
+            and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+            and p.is_file()
+        )
+    now = time.time() if now is None else now
+    ready, deferred = [], []
+    for p in candidates:
+        age_s = now - p.stat().st_mtime
+        if age_s < config.discovery.settle_s:
+            deferred.append(
+                StillBeingWrittenError(
+                    p,
+                    f"modified {age_s:.1f} s ago (settle time {config.discovery.settle_s:g} s): "
+                    "may still be copying; deferred to the next run",
+                )
+            )
+        else:
+            ready.append(p)
+    return ready, deferred
+
+
+def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a manifest CSV (columns ``file, subject, condition``; optional ``session, date``).
+
+    ``file`` is relative to the manifest's folder. Every value is read as text so that ids such
+    as ``007`` keep their zeros.
+    """
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except Exception as exc:
+        raise FormatError(path, f"manifest is not a readable CSV: {exc}") from exc
+    missing = {"file", "subject", "condition"} - set(df.columns)
+    if missing:
+        raise FormatError(path, f"manifest lacks column(s) {sorted(missing)}; has {list(df.columns)}")
+    extra = set(df.columns) - set(MANIFEST_COLUMNS)
+    if extra:
+        raise FormatError(path, f"manifest has unknown column(s) {sorted(extra)}")
+    for col in MANIFEST_COLUMNS:
+        if col not in df.columns:
+            df[col] = ""
+    df = df[MANIFEST_COLUMNS].apply(lambda s: s.str.strip())
+    dupes = df.loc[df["file"].duplicated(), "file"].tolist()
+    if dupes:
+        raise FormatError(path, f"manifest lists file(s) more than once: {dupes}")
+    df["file"] = [str((path.parent / f).resolve()) for f in df["file"]]
+    return df.replace({"": None})
+
+
+def labels_from_name(path: Path, config: StudyConfig) -> Labels:
+    """Labels from the file's name, by the dataset's convention.
+
+    Raises
+    ------
+    MetadataError
+        The name does not follow the convention.
+    """
+    aliases = config.dataset.condition_aliases
+    fmt = config.dataset.format
+    if fmt == "dp_motion_csv":
+        from ecg_pipeline.io.dp_motion import parse_dp_motion_name
+
+        try:
+            name = parse_dp_motion_name(path)
+        except IngestError as exc:
+            raise MetadataError(path, exc.reason) from exc
+        return Labels(str(path), name.subject, aliases.get(name.activity, name.activity), name.session)
+    if fmt == "wfdb":
+        from ecg_pipeline.io.wfdb_records import parse_ecg_id_name
+
+        try:
+            name = parse_ecg_id_name(path)
+        except IngestError as exc:
+            raise MetadataError(path, exc.reason) from exc
+        if len(config.dataset.conditions) != 1:
+            raise MetadataError(path, "WFDB names carry no condition: configure exactly one")
+        return Labels(str(path), name.person, config.dataset.conditions[0], name.record)
+    subject, sep, condition = path.stem.partition("_")
+    if not sep or not subject or not condition:
+        raise MetadataError(
+            path,
+            "unknown subject or condition: the file name must be <subject>_<condition>"
+            f"{path.suffix} (e.g. S07_deep_breathing{path.suffix}) or be listed in a manifest",
+        )
+    return Labels(str(path), subject, aliases.get(condition, condition))
+
+
+def label_files(
+    files: list[Path], config: StudyConfig, manifest: pd.DataFrame | None = None
+) -> tuple[list[Labels], list[IngestError]]:
+    """Labels for each file, from the manifest when given, else from its name."""
+    by_file = {}
+    if manifest is not None:
+        by_file = {row.file: row for row in manifest.itertuples(index=False)}
+    labelled, errors = [], []
+    aliases = config.dataset.condition_aliases
+    for p in files:
+        try:
+            if manifest is not None:
+                row = by_file.get(str(p.resolve()))
+                if row is None:
+                    raise MetadataError(p, "unknown subject or condition: not listed in the manifest")
+                condition = aliases.get(row.condition, row.condition) if row.condition else row.condition
+                labelled.append(Labels(str(p), row.subject, condition, row.session, row.date))
+            else:
+                labelled.append(labels_from_name(p, config))
+        except IngestError as exc:
+            errors.append(exc)
+    return labelled, errors
+
+
+def validate_labels(labels: list[Labels], config: StudyConfig) -> tuple[list[Labels], list[IngestError]]:
+    """Check the batch's labels against the study's contract, once for the whole batch.
+
+    Returns the valid labels and a :class:`MetadataError` per invalid file naming the field.
+    """
+    from pandera.errors import SchemaErrors
+
+    from data_contracts._report import failures_by_row
+    from data_contracts.recordings import labels_schema
+
+    if not labels:
+        return [], []
+    df = pd.DataFrame([vars(lab) for lab in labels])
+    schema = labels_schema(
+        config.dataset.conditions, config.dataset.subject_pattern, config.dataset.subjects
+    )
+    try:
+        schema.validate(df, lazy=True)
+        return labels, []
+    except SchemaErrors as exc:
+        failures = failures_by_row(exc, df)
+    if None in failures:
+        raise ValueError(f"labels table malformed: {failures[None]}")
+    ok, errors = [], []
+    allowed = ", ".join(config.dataset.conditions)
+    for i, lab in enumerate(labels):
+        if i in failures:
+            hint = f" (allowed conditions: {allowed})" if any("condition" in m for m in failures[i]) else ""
+            errors.append(MetadataError(lab.source_path, "; ".join(failures[i]) + hint))
+        else:
+            ok.append(lab)
+    return ok, errors

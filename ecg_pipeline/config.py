@@ -1,0 +1,205 @@
+"""The one typed configuration object, read from one TOML file per study or dataset.
+
+Defaults reproduce the DT4ECG paper's preprocessing (high-pass 0.5 Hz, mains notch, 100 Hz,
+3-s windows without overlap, min-max per window) on the lab's own study (15 subjects, rest /
+exercise / deep breathing). Files in ``configs/`` override what differs per dataset. Unknown keys
+are an error, so a typo never silently falls back to a default.
+
+Only the ``[ingest]`` part changes what is written to the window store; its hash
+(:func:`StudyConfig.ingest_hash`) is stored with every window, so training settings never
+invalidate stored windows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ECG_CHANNEL_PATTERN = r"(?i)(?<![A-Za-z])(ECG|EKG)"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSettings(_Strict):
+    """What the recordings are and which labels they may carry."""
+
+    name: str = Field("demo", pattern=r"^[A-Za-z0-9_.-]+$")
+    format: Literal["acq", "dp_motion_csv", "wfdb"] = "acq"
+    conditions: tuple[str, ...] = ("rest", "exercise", "deep_breathing")
+    # Raw label tokens found in file names, mapped to a condition (dp-motion: "klud" = rest).
+    condition_aliases: dict[str, str] = Field(default_factory=dict)
+    # Allowed subject ids; empty means any id matching ``subject_pattern``.
+    subjects: tuple[str, ...] = ()
+    subject_pattern: str = r"^[A-Za-z0-9-]+$"
+
+    @model_validator(mode="after")
+    def _aliases_point_to_conditions(self) -> DatasetSettings:
+        unknown = sorted(set(self.condition_aliases.values()) - set(self.conditions))
+        if unknown:
+            raise ValueError(f"condition_aliases map to conditions not in `conditions`: {unknown}")
+        if len(set(self.conditions)) != len(self.conditions) or not self.conditions:
+            raise ValueError("`conditions` must be a non-empty list of distinct names")
+        return self
+
+
+class ChannelSettings(_Strict):
+    """Which channel of a multi-channel file is the ECG.
+
+    ``index`` wins over ``name``, which wins over ``pattern``. A name shared by two channels
+    (real files do this) is ambiguous and needs ``index``.
+    """
+
+    index: int | None = Field(None, ge=0)
+    name: str | None = None
+    pattern: str = ECG_CHANNEL_PATTERN
+
+
+class FilterSettings(_Strict):
+    """Zero-phase filters applied at the native rate, before resampling."""
+
+    highpass_hz: float = Field(0.5, gt=0)
+    highpass_order: int = Field(2, ge=1, le=8)
+    # Mains: 50 Hz in China (where DT4ECG was recorded) and Europe (the public datasets).
+    mains_hz: float | None = Field(50.0, gt=0)
+    notch_quality: float = Field(30.0, gt=0)
+
+
+class WindowSettings(_Strict):
+    """Resampling and windowing (the paper: 100 Hz, 3-s windows of 300 samples, no overlap)."""
+
+    target_fs_hz: float = Field(100.0, gt=0)
+    window_s: float = Field(3.0, gt=0)
+    hop_s: float | None = Field(None, gt=0)  # None: equal to window_s (no overlap)
+
+    @property
+    def effective_hop_s(self) -> float:
+        return self.hop_s if self.hop_s is not None else self.window_s
+
+    @property
+    def window_samples(self) -> int:
+        return round(self.window_s * self.target_fs_hz)
+
+    @model_validator(mode="after")
+    def _window_is_whole_samples(self) -> WindowSettings:
+        n = self.window_s * self.target_fs_hz
+        if abs(n - round(n)) > 1e-9 or round(n) < 2:
+            raise ValueError(f"window_s * target_fs_hz must be a whole number >= 2, got {n}")
+        return self
+
+
+class QualitySettings(_Strict):
+    """Flat or disconnected lead detection, in the channel's own units (mV for BIOPAC ECG)."""
+
+    min_window_std: float = Field(0.005, ge=0)
+    # A recording with more flat windows than this fraction is refused; fewer are dropped.
+    max_flat_fraction: float = Field(0.5, ge=0, le=1)
+
+
+class TimestampSettings(_Strict):
+    """Readers of timestamped samples (dp-motion-ecg CSVs): resample on the timestamps."""
+
+    nominal_fs_hz: float = Field(500.0, gt=0)
+    # dp-motion-ecg: delayed deliveries reach 56 ms, real losses start at 5.9 s.
+    max_gap_s: float = Field(0.1, gt=0)
+    min_segment_s: float = Field(1.0, ge=0)
+
+
+class IngestSettings(_Strict):
+    """Everything that changes the stored windows; hashed into ``config_hash``."""
+
+    channel: ChannelSettings = ChannelSettings()
+    filters: FilterSettings = FilterSettings()
+    windows: WindowSettings = WindowSettings()
+    quality: QualitySettings = QualitySettings()
+    timestamps: TimestampSettings = TimestampSettings()
+
+
+class DiscoverySettings(_Strict):
+    """Finding recordings in a folder."""
+
+    # A file modified more recently than this may still be copying: defer it, do not wait.
+    settle_s: float = Field(5.0, ge=0)
+    manifest_name: str = "manifest.csv"
+    # Also the files a dataset reader recognises; AcqKnowledge files by default.
+    suffixes: tuple[str, ...] = (".acq",)
+
+
+class StoreSettings(_Strict):
+    """Where windows live and how training reads them back."""
+
+    root: Path = Path("data/windows")
+    # Min-max to [0, 1] when windows are read: per window (the paper) or per recording.
+    normalisation: Literal["window", "recording", "none"] = "window"
+
+
+class DemoSettings(_Strict):
+    """The synthetic demo cohort (for demos and unit tests, never for accuracy claims)."""
+
+    n_subjects: int = Field(15, ge=1, le=99)
+    duration_s: float = Field(180.0, gt=0)
+    fs_hz: float = Field(1000.0, gt=0)
+    resp_divider: int = Field(10, ge=1)
+    seed: int = 0
+    inbox: Path = Path("data/inbox")
+
+
+class StudyConfig(_Strict):
+    """The whole configuration of one study or dataset."""
+
+    dataset: DatasetSettings = DatasetSettings()
+    ingest: IngestSettings = IngestSettings()
+    discovery: DiscoverySettings = DiscoverySettings()
+    store: StoreSettings = StoreSettings()
+    demo: DemoSettings = DemoSettings()
+
+    @field_validator("dataset")
+    @classmethod
+    def _check_pattern_compiles(cls, v: DatasetSettings) -> DatasetSettings:
+        import re
+
+        re.compile(v.subject_pattern)
+        return v
+
+    def ingest_hash(self) -> str:
+        """Short stable hash of the ``[ingest]`` part: what the stored windows depend on."""
+        canonical = json.dumps(self.ingest.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def dataset_store(self) -> Path:
+        """The store folder of this dataset (one folder per dataset)."""
+        return self.store.root / self.dataset.name
+
+
+def load_config(path: str | Path | None = None) -> StudyConfig:
+    """Read a study configuration from a TOML file; ``None`` gives the defaults (the demo study).
+
+    Raises
+    ------
+    ValueError
+        When the file is not valid TOML or holds unknown keys or bad values; the message names
+        the file and every offending key.
+    """
+    if path is None:
+        return StudyConfig()
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from exc
+    from pydantic import ValidationError
+
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ValueError(f"{path}: invalid configuration: {problems}") from exc

@@ -1,0 +1,88 @@
+"""One exception type per failure kind.
+
+Every error carries the file it is about, the pipeline stage that refused it and a reason a person
+can act on, so that a batch can record it in the rejections table and go on with the next file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class IngestError(Exception):
+    """Base class: a recording that cannot be ingested, with the file and the reason."""
+
+    stage = "ingest"
+
+    def __init__(self, path: str | Path | None, reason: str):
+        self.path = str(path) if path is not None else ""
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}" if self.path else reason)
+
+
+class NotAcqFileError(IngestError):
+    """The bytes are not an AcqKnowledge file (empty, random, text, unknown layout)."""
+
+    stage = "read"
+
+
+class TruncatedFileError(IngestError):
+    """The header promises more data than the file holds, or the data block is cut."""
+
+    stage = "read"
+
+
+class ChannelSelectionError(IngestError):
+    """No ECG channel, several candidate channels, or a configured channel that is not there."""
+
+    stage = "channel"
+
+
+class NoEcgChannelError(ChannelSelectionError):
+    """No channel looks like ECG; the message lists the channels found."""
+
+
+class AmbiguousChannelError(ChannelSelectionError):
+    """More than one channel could be the ECG; the configuration must pick one."""
+
+
+class SamplingRateError(IngestError):
+    """The native rate is below the target rate (upsampling would invent signal)."""
+
+    stage = "signal"
+
+
+class TooShortError(IngestError):
+    """The recording holds less than one window."""
+
+    stage = "signal"
+
+
+class SignalQualityError(IngestError):
+    """Flat or disconnected lead: no usable ECG in the recording."""
+
+    stage = "quality"
+
+
+class MetadataError(IngestError):
+    """Subject or condition missing, unknown, or not allowed by the configuration."""
+
+    stage = "metadata"
+
+
+class DuplicateRecordingError(IngestError):
+    """Another file already holds this subject x condition (x session)."""
+
+    stage = "store"
+
+
+class StillBeingWrittenError(IngestError):
+    """Modified within the settle time: deferred to a later run, not waited for."""
+
+    stage = "discover"
+
+
+class FormatError(IngestError):
+    """A dataset file (CSV, WFDB) that cannot be parsed."""
+
+    stage = "read"

@@ -1,0 +1,59 @@
+"""Atomic file writes: a dot-named temp file beside the target, fsync, then one rename."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+TEMP_MARKER = ".tmp-"
+
+
+@contextmanager
+def atomic_target(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path to write; on success it replaces ``target`` in one rename.
+
+    Readers see either the old file or the new one, never a partial one; on failure the temp
+    file is removed and ``target`` is untouched. The temp name starts with ``.`` so that folder
+    scans and pyarrow datasets skip it, and carries the writer's pid so that a later run can tell
+    a dead writer's leftovers from a live writer's file.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}{TEMP_MARKER}{os.getpid()}")
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(target: str | os.PathLike, text: str) -> None:
+    with atomic_target(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def remove_dead_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete temp files under ``folder`` whose writer process no longer exists."""
+    removed = []
+    for f in Path(folder).rglob(f".*{TEMP_MARKER}*"):
+        pid_text = f.name.rsplit(TEMP_MARKER, 1)[-1]
+        if pid_text.isdigit() and _alive(int(pid_text)) and int(pid_text) != os.getpid():
+            continue
+        f.unlink(missing_ok=True)
+        removed.append(f)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

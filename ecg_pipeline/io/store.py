@@ -1,0 +1,221 @@
+"""The Parquet window store: one folder per dataset, one file per recording.
+
+Layout (hive-partitioned)::
+
+    <root>/<dataset>/subject=S01/condition=rest/<recording_id>.parquet
+
+A recording's identity is the sha256 of its source bytes (``recording_id`` is its first 16 hex
+digits), so replacing one recording never touches another. Each file's footer carries the
+recording's manifest row, so the catalog of what is stored is read from footers alone and there is
+no second index to drift out of step. Files are written to a dot-named temp file and renamed:
+readers (pyarrow ignores names starting with ``.`` or ``_``) never see a partial file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from ecg_pipeline.io.atomic import atomic_target
+from ecg_pipeline.signal.preprocess import Windows
+from ecg_pipeline.signal.windows import minmax_normalise
+
+FOOTER_KEY = b"ecg_pipeline.recording"
+PARTITIONING = ds.partitioning(
+    pa.schema([("subject", pa.string()), ("condition", pa.string())]), flavor="hive"
+)
+
+
+def windows_schema(window_samples: int) -> pa.Schema:
+    """Arrow schema of a recording file (samples: fixed-size list of float32)."""
+    return pa.schema(
+        [
+            ("dataset", pa.string()),
+            ("recording_id", pa.string()),
+            ("subject", pa.string()),
+            ("condition", pa.string()),
+            ("session", pa.string()),
+            ("window_index", pa.int32()),
+            ("start_s", pa.float64()),
+            ("fs_hz", pa.float64()),
+            ("samples", pa.list_(pa.float32(), window_samples)),
+            ("source_path", pa.string()),
+            ("source_sha256", pa.string()),
+            ("config_hash", pa.string()),
+        ]
+    )
+
+
+def recording_id_of(sha256: str) -> str:
+    return sha256[:16]
+
+
+def _partition_value(value: str) -> str:
+    # Hive paths must not contain separators; ids are validated upstream, this is a last guard.
+    if not value or "/" in value or "\\" in value or value in {".", ".."}:
+        raise ValueError(f"unsafe partition value {value!r}")
+    return value
+
+
+class WindowStore:
+    """The windows of one dataset.
+
+    Parameters
+    ----------
+    root : path-like
+        The store root (``[store] root``); the dataset's folder is ``root / dataset``.
+    dataset : str
+        Dataset name (``[dataset] name``).
+    """
+
+    def __init__(self, root: str | os.PathLike, dataset: str):
+        self.dataset = dataset
+        self.path = Path(root) / dataset
+
+    def __repr__(self) -> str:
+        return f"WindowStore({str(self.path)!r})"
+
+    # Where things are -----------------------------------------------------------------------
+    def file_for(self, subject: str, condition: str, recording_id: str) -> Path:
+        return (
+            self.path
+            / f"subject={_partition_value(subject)}"
+            / f"condition={_partition_value(condition)}"
+            / f"{recording_id}.parquet"
+        )
+
+    def recording_files(self) -> list[Path]:
+        if not self.path.exists():
+            return []
+        return sorted(
+            p
+            for p in self.path.glob("subject=*/condition=*/*.parquet")
+            if not p.name.startswith((".", "_"))
+        )
+
+    # The catalog ----------------------------------------------------------------------------
+    def catalog(self) -> pd.DataFrame:
+        """One row per stored recording, read from the files' footers (no samples read).
+
+        Columns: the recordings manifest's (source_path, subject, condition, session, date,
+        sha256, channel, native_fs_hz, duration_s, n_windows) plus recording_id, config_hash,
+        warnings and file.
+        """
+        rows = []
+        for f in self.recording_files():
+            meta = pq.read_schema(f).metadata or {}
+            if FOOTER_KEY not in meta:
+                continue
+            row = json.loads(meta[FOOTER_KEY])
+            row["file"] = str(f)
+            rows.append(row)
+        columns = [
+            "recording_id", "source_path", "subject", "condition", "session", "date", "sha256",
+            "channel", "native_fs_hz", "duration_s", "n_windows", "config_hash", "warnings",
+            "file",
+        ]  # fmt: skip
+        return pd.DataFrame(rows, columns=columns)
+
+    # Writing --------------------------------------------------------------------------------
+    def write_recording(self, manifest_row: dict, windows: Windows, config_hash: str) -> Path:
+        """Write one recording's windows atomically; returns the file written.
+
+        ``manifest_row`` is the recording's validated manifest row (labels, lineage, rate).
+        An existing file of the same recording is replaced in one rename.
+        """
+        sha = manifest_row["sha256"]
+        rid = recording_id_of(sha)
+        n = len(windows)
+        target = self.file_for(manifest_row["subject"], manifest_row["condition"], rid)
+        footer = dict(manifest_row, recording_id=rid, config_hash=config_hash)
+        footer["warnings"] = list(windows.warnings)
+
+        def column(value) -> pa.Array:
+            return pa.array([value] * n, pa.string())
+
+        samples = np.ascontiguousarray(windows.samples, dtype=np.float32)
+        table = pa.Table.from_arrays(
+            [
+                column(self.dataset),
+                column(rid),
+                column(manifest_row["subject"]),
+                column(manifest_row["condition"]),
+                column(manifest_row.get("session")),
+                pa.array(windows.window_index, pa.int32()),
+                pa.array(windows.start_s, pa.float64()),
+                pa.array(np.full(n, windows.fs_hz), pa.float64()),
+                pa.FixedSizeListArray.from_arrays(pa.array(samples.ravel()), samples.shape[1]),
+                column(manifest_row["source_path"]),
+                column(sha),
+                column(config_hash),
+            ],
+            schema=windows_schema(samples.shape[1]).with_metadata(
+                {FOOTER_KEY: json.dumps(footer, default=str).encode()}
+            ),
+        )
+        atomic_write_parquet(table, target)
+        return target
+
+    def remove(self, files: Sequence[str | os.PathLike]) -> None:
+        """Remove stored recording files (never source recordings)."""
+        for f in files:
+            f = Path(f)
+            if self.path not in f.parents:
+                raise ValueError(f"{f} is not inside the store {self.path}")
+            f.unlink(missing_ok=True)
+
+    # Reading --------------------------------------------------------------------------------
+    def read_table(self, columns: Sequence[str] | None = None, filter=None) -> pa.Table:
+        """Read selected columns and rows, e.g. ``filter=pc.field("subject") == "S01"``."""
+        files = self.recording_files()
+        if not files:
+            raise FileNotFoundError(f"no windows stored in {self.path}")
+        view = ds.dataset(str(self.path), format="parquet", partitioning=PARTITIONING)
+        return view.to_table(columns=list(columns) if columns else None, filter=filter)
+
+    def read_windows(
+        self, normalisation: str = "window", filter=None
+    ) -> tuple[np.ndarray, pd.DataFrame]:
+        """Windows as a (n, window_samples) float32 array plus their metadata, normalised.
+
+        Parameters
+        ----------
+        normalisation : {"window", "recording", "none"}
+            Min-max to [0, 1] per window (the paper), per recording, or not at all.
+        filter : pyarrow expression, optional
+            Which rows to read.
+        """
+        table = self.read_table(filter=filter)
+        samples_col = table.column("samples").combine_chunks()
+        width = samples_col.type.list_size
+        x = samples_col.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+        meta = table.drop_columns(["samples"]).to_pandas()
+        if normalisation == "window":
+            x = minmax_normalise(x, axis=-1)
+        elif normalisation == "recording":
+            out = np.empty_like(x, dtype=np.float32)
+            for _, idx in meta.groupby("recording_id", sort=False).indices.items():
+                out[idx] = minmax_normalise(x[idx], axis=(0, 1))
+            x = out
+        elif normalisation != "none":
+            raise ValueError(f"unknown normalisation {normalisation!r}")
+        return x, meta
+
+
+def atomic_write_parquet(table: pa.Table, target: Path) -> None:
+    """Write ``table`` to ``target`` atomically (see :func:`ecg_pipeline.io.atomic.atomic_target`)."""
+    with atomic_target(target) as tmp:
+        _write_parquet_file(table, tmp)
+
+
+def _write_parquet_file(table: pa.Table, path: Path) -> None:
+    # zstd keeps float32 ECG windows smaller than snappy at similar speed.
+    pq.write_table(table, path, compression="zstd")

@@ -1,0 +1,51 @@
+"""Anti-aliased rational resampling to the target rate."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+from scipy import signal as sps
+
+
+def resampling_ratio(fs_hz: float, target_fs_hz: float, max_denominator: int = 10_000) -> Fraction:
+    """The ratio ``target_fs_hz / fs_hz`` as a small fraction ``up / down``."""
+    return Fraction(target_fs_hz).limit_denominator(max_denominator) / Fraction(
+        fs_hz
+    ).limit_denominator(max_denominator)
+
+
+def resample_to(x: np.ndarray, fs_hz: float, target_fs_hz: float) -> np.ndarray:
+    """Resample ``x`` from ``fs_hz`` down to ``target_fs_hz`` with a polyphase FIR.
+
+    The FIR (Kaiser window, scipy's default) low-passes below the new Nyquist frequency before
+    decimating, so components above it are removed instead of folding back.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        1-D signal at ``fs_hz``.
+    fs_hz : float
+        Native rate.
+    target_fs_hz : float
+        New rate; must not exceed ``fs_hz``: upsampling invents no information, so it is refused.
+
+    Returns
+    -------
+    np.ndarray
+        float64 signal of ``ceil(len(x) * target_fs_hz / fs_hz)`` samples.
+
+    Raises
+    ------
+    ValueError
+        If ``target_fs_hz > fs_hz``.
+    """
+    if target_fs_hz > fs_hz:
+        raise ValueError(
+            f"native rate {fs_hz:g} Hz is below the target rate {target_fs_hz:g} Hz; "
+            "upsampling would invent signal"
+        )
+    ratio = resampling_ratio(fs_hz, target_fs_hz)
+    if ratio == 1:
+        return np.asarray(x, dtype=np.float64)
+    return sps.resample_poly(np.asarray(x, dtype=np.float64), ratio.numerator, ratio.denominator)

@@ -1,0 +1,63 @@
+"""Cutting signals into fixed-length windows and scaling them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def window_count(n_samples: int, window_samples: int, hop_samples: int) -> int:
+    """How many whole windows fit in ``n_samples`` (a partial window at the end is dropped)."""
+    if window_samples <= 0 or hop_samples <= 0:
+        raise ValueError("window and hop lengths must be positive")
+    if n_samples < window_samples:
+        return 0
+    return (n_samples - window_samples) // hop_samples + 1
+
+
+def sliding_windows(x: np.ndarray, window_samples: int, hop_samples: int) -> np.ndarray:
+    """Whole windows of ``x`` as rows, ``hop_samples`` apart (a read-only view, no copy).
+
+    Parameters
+    ----------
+    x : np.ndarray
+        1-D signal.
+    window_samples : int
+        Samples per window (300 for 3 s at 100 Hz).
+    hop_samples : int
+        Step between window starts; equal to ``window_samples`` for no overlap.
+
+    Returns
+    -------
+    np.ndarray
+        Shape (n_windows, window_samples); n_windows may be 0.
+    """
+    x = np.asarray(x)
+    n = window_count(len(x), window_samples, hop_samples)
+    if n == 0:
+        return np.empty((0, window_samples), dtype=x.dtype)
+    view = np.lib.stride_tricks.sliding_window_view(x, window_samples)
+    return view[: (n - 1) * hop_samples + 1 : hop_samples]
+
+
+def minmax_normalise(windows: np.ndarray, *, axis: int | tuple[int, ...] = -1) -> np.ndarray:
+    """Scale to [0, 1] along ``axis`` (the paper: each window on its own).
+
+    A constant stretch maps to zeros rather than dividing by zero.
+
+    Parameters
+    ----------
+    windows : np.ndarray
+        Any shape; typically (n_windows, window_samples).
+    axis : int or tuple of int
+        Axes over which min and max are taken: ``-1`` per window, ``None``-like tuples of all axes
+        for one scale over a whole recording.
+
+    Returns
+    -------
+    np.ndarray
+        float32 array of the same shape.
+    """
+    w = np.asarray(windows, dtype=np.float32)
+    lo = w.min(axis=axis, keepdims=True)
+    span = w.max(axis=axis, keepdims=True) - lo
+    return np.divide(w - lo, span, out=np.zeros_like(w), where=span > 0)

@@ -1,0 +1,33 @@
+"""Shared fixtures: the real files in ../shared, and small .acq files written for a test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ecg_pipeline.config import StudyConfig
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ECG_SHARED_DIR", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def acq_dir() -> Path:
+    path = SHARED / "acq"
+    if not path.is_dir():
+        pytest.skip(f"real .acq files not found at {path} (set ECG_SHARED_DIR)")
+    return path
+
+
+@pytest.fixture
+def config(tmp_path) -> StudyConfig:
+    """The demo study's configuration with the store in tmp_path and no settle time."""
+    base = StudyConfig()
+    return base.model_copy(
+        update={
+            "store": base.store.model_copy(update={"root": tmp_path / "store"}),
+            "discovery": base.discovery.model_copy(update={"settle_s": 0.0}),
+        }
+    )

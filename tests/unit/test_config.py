@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import pytest
+
+from ecg_pipeline.config import StudyConfig, load_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_defaults_reproduce_the_paper():
+    c = StudyConfig()
+    assert c.ingest.filters.highpass_hz == 0.5
+    assert c.ingest.filters.mains_hz == 50.0
+    assert c.ingest.windows.target_fs_hz == 100.0
+    assert c.ingest.windows.window_s == 3.0
+    assert c.ingest.windows.window_samples == 300
+    assert c.ingest.windows.effective_hop_s == 3.0  # no overlap
+    assert c.store.normalisation == "window"
+    assert c.dataset.conditions == ("rest", "exercise", "deep_breathing")
+
+
+@pytest.mark.parametrize("name", ["demo.toml", "dp-motion.toml", "ecg-id.toml"])
+def test_every_shipped_config_loads(name):
+    c = load_config(CONFIGS / name)
+    assert c.dataset.name
+    assert len(c.ingest_hash()) == 16
+
+
+def test_unknown_keys_are_an_error_naming_the_file_and_key(tmp_path):
+    f = tmp_path / "typo.toml"
+    f.write_text("[ingest.filters]\nhighpass_hx = 0.7\n")
+    with pytest.raises(ValueError, match=r"typo\.toml.*ingest\.filters\.highpass_hx"):
+        load_config(f)
+
+
+def test_bad_toml_names_the_file(tmp_path):
+    f = tmp_path / "broken.toml"
+    f.write_text("[dataset\n")
+    with pytest.raises(ValueError, match="broken.toml: not valid TOML"):
+        load_config(f)
+
+
+def test_sixty_hz_mains_selectable(tmp_path):
+    f = tmp_path / "us.toml"
+    f.write_text("[ingest.filters]\nmains_hz = 60.0\n")
+    assert load_config(f).ingest.filters.mains_hz == 60.0
+
+
+def test_hash_covers_ingest_only(tmp_path):
+    base = StudyConfig()
+    other_store = base.model_copy(
+        update={"store": base.store.model_copy(update={"normalisation": "recording"})}
+    )
+    assert other_store.ingest_hash() == base.ingest_hash()
+    f = tmp_path / "c.toml"
+    f.write_text("[ingest.windows]\nwindow_s = 5.0\n")
+    assert load_config(f).ingest_hash() != base.ingest_hash()
+
+
+def test_aliases_must_point_to_configured_conditions(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('[dataset]\nconditions = ["rest"]\ncondition_aliases = { klud = "walk" }\n')
+    with pytest.raises(ValueError, match="walk"):
+        load_config(f)
+
+
+def test_window_must_be_whole_samples(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("[ingest.windows]\nwindow_s = 3.005\n")
+    with pytest.raises(ValueError, match="whole number"):
+        load_config(f)

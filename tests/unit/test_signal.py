@@ -1,0 +1,124 @@
+"""Filter, resampler and window functions, checked on synthetic sines at named frequencies."""
+
+import numpy as np
+import pytest
+
+from ecg_pipeline.signal import (
+    design_ecg_filter,
+    filter_ecg,
+    flat_window_mask,
+    minmax_normalise,
+    resample_to,
+    sliding_windows,
+    window_count,
+)
+
+FS = 1000.0
+
+
+def gain_db(freq_hz, process, fs_hz=FS, duration_s=40.0, out_fs_hz=None):
+    """Gain of ``process`` for a unit sine at ``freq_hz``, measured away from the edges."""
+    t = np.arange(int(duration_s * fs_hz)) / fs_hz
+    y = process(np.sin(2 * np.pi * freq_hz * t))
+    n = len(y)
+    middle = y[n // 4 : 3 * n // 4]
+    return 20 * np.log10(np.sqrt(2) * middle.std() + 1e-300)
+
+
+def filtered(**kw):
+    return lambda x: filter_ecg(x, FS, **kw)[0]
+
+
+@pytest.mark.parametrize(
+    "freq_hz, lo_db, hi_db",
+    [
+        (0.05, -200, -35),  # baseline wander: gone
+        (0.2, -200, -14),
+        (0.5, -6.5, -5.5),  # the cutoff: -3 dB per pass, -6 dB forwards and backwards
+        (5.0, -0.05, 0.05),  # QRS and T energy: untouched
+        (20.0, -0.05, 0.05),
+    ],
+)
+def test_highpass_response(freq_hz, lo_db, hi_db):
+    g = gain_db(freq_hz, filtered(mains_hz=None), duration_s=200 if freq_hz < 0.5 else 40)
+    assert lo_db <= g <= hi_db, f"{freq_hz} Hz: {g:.2f} dB"
+
+
+@pytest.mark.parametrize("mains_hz", [50.0, 60.0])
+def test_notch_removes_mains_and_spares_neighbours(mains_hz):
+    f = filtered(mains_hz=mains_hz)
+    assert gain_db(mains_hz, f) < -40
+    assert gain_db(mains_hz - 5, f) > -0.5
+    assert gain_db(mains_hz + 5, f) > -0.5
+    assert gain_db(10.0, f) > -0.05
+
+
+def test_filter_is_zero_phase():
+    t = np.arange(20_000) / FS
+    x = np.sin(2 * np.pi * 8 * t)
+    y = filter_ecg(x, FS)[0]
+    mid = slice(5000, 15000)
+    lag = np.argmax(np.correlate(y[mid], x[mid], "full")) - (10_000 - 1)
+    assert lag == 0
+
+
+def test_notch_skipped_with_warning_at_or_above_nyquist():
+    design = design_ecg_filter(100.0, mains_hz=50.0)
+    assert len(design.sos) == 1  # high-pass only
+    assert design.warnings and "Nyquist" in design.warnings[0]
+    assert not design_ecg_filter(1000.0, mains_hz=50.0).warnings
+
+
+def test_resampling_keeps_the_band_and_removes_aliases():
+    down = lambda x: resample_to(x, FS, 100.0)  # noqa: E731
+    assert abs(gain_db(10.0, down)) < 0.1
+    # 70 Hz would fold to 30 Hz at 100 Hz; the anti-aliasing filter must remove it.
+    assert gain_db(70.0, down) < -40
+    assert gain_db(130.0, down) < -40
+
+
+def test_resampling_length_and_fractional_rates():
+    assert len(resample_to(np.zeros(61_893), 1000.0, 100.0)) == 6190
+    assert len(resample_to(np.zeros(5000), 500.0, 100.0)) == 1000
+    assert len(resample_to(np.zeros(4000), 2000.0, 100.0)) == 200
+    y = resample_to(np.zeros(1024), 256.0, 100.0)
+    assert len(y) == 400
+
+
+def test_upsampling_refused():
+    with pytest.raises(ValueError, match="upsampling"):
+        resample_to(np.zeros(100), 50.0, 100.0)
+
+
+def test_windows_no_overlap_and_partial_dropped():
+    x = np.arange(1000.0)
+    w = sliding_windows(x, 300, 300)
+    assert w.shape == (3, 300)
+    assert w[1, 0] == 300 and w[2, -1] == 899
+    assert window_count(299, 300, 300) == 0
+    assert sliding_windows(x[:299], 300, 300).shape == (0, 300)
+
+
+def test_windows_with_overlap():
+    w = sliding_windows(np.arange(1000.0), 300, 150)
+    assert w.shape == (5, 300)
+    assert w[1, 0] == 150
+
+
+def test_minmax_per_window_and_per_recording():
+    w = np.array([[0.0, 2.0, 4.0], [1.0, 1.0, 1.0], [-1.0, 0.0, 1.0]])
+    per_window = minmax_normalise(w)
+    assert per_window.dtype == np.float32
+    np.testing.assert_allclose(per_window[0], [0, 0.5, 1])
+    np.testing.assert_allclose(per_window[1], [0, 0, 0])  # constant: zeros, not NaN
+    whole = minmax_normalise(w, axis=(0, 1))
+    assert whole.min() == 0 and whole.max() == 1
+    np.testing.assert_allclose(whole[2], [0, 0.2, 0.4])
+
+
+def test_flat_window_mask():
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 0.2, size=(4, 300))
+    w[1] = 0.0
+    w[3] = 3.2 + rng.normal(0, 1e-4, 300)
+    assert flat_window_mask(w, 0.005).tolist() == [False, True, False, True]
