@@ -97,7 +97,9 @@ class IngestSummary:
 
 # --- 1-2: discover and label ------------------------------------------------------------------
 def rejections_table(errors: list[IngestError]) -> pd.DataFrame:
-    """The rejections table (contract: :class:`data_contracts.rejections.RejectionsTable`)."""
+    """The rejections table, checked by :class:`data_contracts.rejections.RejectionsTable`."""
+    from data_contracts.rejections import RejectionsTable
+
     rows = [
         {
             "file": e.path,
@@ -108,7 +110,8 @@ def rejections_table(errors: list[IngestError]) -> pd.DataFrame:
         }
         for e in errors
     ]
-    return pd.DataFrame(rows, columns=["file", "stage", "status", "error", "reason"])
+    table = pd.DataFrame(rows, columns=["file", "stage", "status", "error", "reason"])
+    return RejectionsTable.validate(table) if rows else table
 
 
 # --- 3: plan against the store ----------------------------------------------------------------

@@ -26,6 +26,7 @@ def write_ecg_file(
     """Write a one-ECG-channel .acq file (plus optional extra channels at the same rate)."""
     from ecg_pipeline.io.acq_writer import AcqChannel, write_acq
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     channels = [AcqChannel(name, "mV", np.asarray(ecg_mV, dtype=float))]
     channels += [AcqChannel(n, "mV", np.asarray(x, dtype=float)) for n, x in extra]
     return write_acq(path, channels, fs_hz)

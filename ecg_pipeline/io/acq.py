@@ -50,6 +50,17 @@ def _read_headers(fileobj, path: Path):
     try:
         reader._read_headers()
     except Exception as exc:  # bioread raises many types on garbage; all mean "not readable"
+        if reader.channel_headers and reader.graph_header is not None:
+            # The graph and channel headers parsed: a real file whose later headers (markers,
+            # journal, compression headers at the end of compressed files) are cut off.
+            if reader.data_length is not None and not reader.is_compressed:
+                _check_data_fits(reader, size, path)  # the specific reason, when it is that
+            raise TruncatedFileError(
+                path,
+                f"AcqKnowledge file (revision {reader.file_revision}, "
+                f"{len(reader.channel_headers)} channels) ends inside its headers: truncated "
+                f"or corrupt ({type(exc).__name__}: {exc})",
+            ) from exc
         raise NotAcqFileError(path, _describe_unreadable(fileobj, exc)) from exc
     finally:
         logging.getLogger("bioread").disabled = False

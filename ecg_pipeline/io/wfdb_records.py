@@ -72,11 +72,15 @@ def _natural_key(path: Path) -> list:
 
 
 def discover_ecg_id(root: str | os.PathLike) -> list[Path]:
-    """The record headers ``Person_NN/rec_K.hea`` under ``root``, in natural order."""
+    """The record headers ``Person_NN/rec_K.hea`` under ``root``, in natural order.
+
+    ``root`` is the database folder or one ``Person_NN`` folder of it.
+    """
     root = Path(root)
+    pattern = "rec_*.hea" if ECG_ID_PERSON.match(root.name) else "Person_*/rec_*.hea"
     found = (
         p
-        for p in root.glob("Person_*/rec_*.hea")
+        for p in root.glob(pattern)
         if p.is_file() and ECG_ID_PERSON.match(p.parent.name) and ECG_ID_RECORD.match(p.name)
     )
     return sorted(found, key=_natural_key)

@@ -1,0 +1,79 @@
+"""The command line, run as a user runs it (a subprocess of the installed entry point)."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import demo_ecg, write_ecg_file
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(*args, cwd=REPO, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "ecg_pipeline", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def test_help_is_instant_and_imports_nothing_heavy():
+    code = (
+        "import sys, time; t = time.perf_counter(); from ecg_pipeline import cli\n"
+        "try:\n    cli.main(['ingest', '--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('numpy', 'scipy', 'pandas', 'pyarrow', 'pandera', 'bioread', "
+        "'torch', 'prefect', 'mlflow') if m in sys.modules]\n"
+        "print('HEAVY', heavy, time.perf_counter() - t)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    line = [x for x in out.stdout.splitlines() if x.startswith("HEAVY")][0]
+    assert "HEAVY []" in line, line
+    assert "DIR" in out.stdout and "--manifest" in out.stdout and "--out" in out.stdout
+
+
+def test_ingest_command_prints_the_store_counts_and_rejections(tmp_path):
+    inbox = tmp_path / "in"
+    write_ecg_file(inbox / "S01_rest.acq", demo_ecg(duration_s=9.0)[0])
+    (inbox / "S02_rest.acq").write_bytes(b"not a recording")
+    old = time.time() - 60
+    for p in inbox.iterdir():
+        os.utime(p, (old, old))
+    out = run("ingest", str(inbox), "--out", str(tmp_path / "store"), "--no-progress")
+    assert out.returncode == 0, out.stderr
+    assert f"windows in {tmp_path / 'store' / 'demo'}" in out.stdout
+    assert "1 written" in out.stdout and "1 rejected" in out.stdout
+    assert "S01" in out.stdout and "total: 3 windows from 1 recordings" in out.stdout
+    assert "S02_rest.acq: not an AcqKnowledge file" in out.stdout
+
+
+def test_all_refused_exits_1_and_bad_config_exits_2(tmp_path):
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    (inbox / "S01_rest.acq").write_bytes(b"")
+    os.utime(inbox / "S01_rest.acq", (time.time() - 60,) * 2)
+    assert run("ingest", str(inbox), "--out", str(tmp_path / "s")).returncode == 1
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[ingest]\nwindowz = 1\n")
+    out = run("ingest", str(inbox), "--config", str(bad))
+    assert out.returncode == 2 and "bad.toml" in out.stderr and "windowz" in out.stderr
+    out = run("ingest", str(tmp_path / "missing"))
+    assert out.returncode == 2 and "recordings folder not found" in out.stderr
+
+
+def test_demo_writes_a_cohort_of_real_acq_files_and_ingests_it(tmp_path):
+    cfg = tmp_path / "small.toml"
+    cfg.write_text(
+        "[demo]\nn_subjects = 2\nduration_s = 12.0\n"
+        f'inbox = "{tmp_path / "inbox"}"\n[store]\nroot = "{tmp_path / "store"}"\n'
+        "[discovery]\nsettle_s = 0.0\n"
+    )
+    out = run("demo", "--config", str(cfg), "--no-progress")
+    assert out.returncode == 0, out.stderr
+    assert "wrote 6 synthetic .acq recordings" in out.stdout
+    assert "6 written" in out.stdout and "total: 24 windows from 6 recordings" in out.stdout
+    again = run("demo", "--config", str(cfg), "--no-progress")
+    assert "already holds recordings" in again.stdout and "6 unchanged" in again.stdout
