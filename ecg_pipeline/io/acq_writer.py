@@ -27,6 +27,8 @@ from typing import Literal
 
 import numpy as np
 
+from ecg_pipeline.io.atomic import atomic_write_bytes
+
 # File revisions (AcqKnowledge versions) at which the written layout changes.
 REV_4_0 = 61  # first post-4.0 layout; earlier files use other structs (and Latin-1 text)
 REV_4_2X = 121  # marker header grows by 8 bytes
@@ -154,7 +156,7 @@ def write_acq(
     )
     data = _interleave([raw for raw, _, _ in encoded], dividers)
     trailer = _pack_empty_marker_header(bo, revision) + _pack_no_journal(bo)
-    _write_atomically(target, (header, data, trailer))
+    atomic_write_bytes(target, (header, data, trailer))
     return target
 
 
@@ -367,46 +369,3 @@ def _interleave(samples: list[np.ndarray], dividers: list[int]) -> bytes:
         chunks = raw.view(np.uint16).reshape(len(raw), int(words[c]))
         out[pos[:, None] + np.arange(words[c])] = chunks
     return out.tobytes()
-
-
-# --- atomic write -------------------------------------------------------------------------------
-
-
-def _write_atomically(target: Path, parts: Sequence[bytes]) -> None:
-    """Write to a hidden temporary file beside the target, fsync it, then rename onto it.
-
-    The rename is atomic within a folder, so readers (and a file watcher) see either the old
-    file or the complete new one, never a partial file.
-    """
-    folder = target.parent
-    # Same name pattern as ecg_pipeline.io.atomic (".<name>.tmp-<pid>"): hidden from folder scans,
-    # and a dead writer's leftover is recognised and removed by remove_dead_temp_files.
-    tmp = folder / f".{target.name}.tmp-{os.getpid()}"
-    # O_EXCL: never share a temp file with a concurrent write of the same target; mode 0o666
-    # lets the umask decide, as open() would.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for part in parts:
-                f.write(part)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_folder(folder)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable where the platform allows syncing a folder."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

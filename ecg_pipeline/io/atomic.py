@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import secrets
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,7 +22,8 @@ def atomic_target(target: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}{TEMP_MARKER}{os.getpid()}")
+    # pid: tells a dead writer's leftovers apart; random part: two threads never share a temp.
+    tmp = target.with_name(f".{target.name}{TEMP_MARKER}{os.getpid()}.{secrets.token_hex(4)}")
     try:
         yield tmp
         with open(tmp, "rb") as f:
@@ -30,18 +32,25 @@ def atomic_target(target: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync_folder(target.parent)
+
+
+def atomic_write_bytes(target: str | os.PathLike, parts: Iterable[bytes]) -> None:
+    """Write ``parts`` one after another to ``target``, atomically."""
+    with atomic_target(target) as tmp, open(tmp, "wb") as f:
+        for part in parts:
+            f.write(part)
 
 
 def atomic_write_text(target: str | os.PathLike, text: str) -> None:
-    with atomic_target(target) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    atomic_write_bytes(target, [text.encode("utf-8")])
 
 
 def remove_dead_temp_files(folder: str | os.PathLike) -> list[Path]:
     """Delete temp files under ``folder`` whose writer process no longer exists."""
     removed = []
     for f in Path(folder).rglob(f".*{TEMP_MARKER}*"):
-        pid_text = f.name.rsplit(TEMP_MARKER, 1)[-1]
+        pid_text = f.name.rsplit(TEMP_MARKER, 1)[-1].split(".", 1)[0]
         if pid_text.isdigit() and _alive(int(pid_text)) and int(pid_text) != os.getpid():
             continue
         f.unlink(missing_ok=True)
@@ -57,3 +66,17 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable where the platform allows syncing a folder."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -322,7 +322,7 @@ def test_temporary_file_is_hidden_in_target_folder(tmp_path, monkeypatch):
     (src, dst), = seen
     assert src.parent == dst.parent == tmp_path
     # Hidden, and named like ecg_pipeline.io.atomic's temp files so that leftovers get cleaned.
-    assert src.name == f".rec.acq.tmp-{os.getpid()}"
+    assert src.name.startswith(f".rec.acq.tmp-{os.getpid()}.")
 
 
 # --- validation ---------------------------------------------------------------------------------
