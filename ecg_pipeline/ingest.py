@@ -129,10 +129,13 @@ def plan_batch(
     to_process: list[PlannedFile] = []
     unchanged: list[FileResult] = []
     errors: list[IngestError] = []
-    by_sha = {row.sha256: row for row in catalog.itertuples(index=False)}
-    by_key = defaultdict(list)
-    for row in catalog.itertuples(index=False):
+    rows = list(catalog.itertuples(index=False))
+    by_sha = {row.sha256: row for row in rows}
+    by_key, files_by_path, files_by_sha = defaultdict(list), defaultdict(set), defaultdict(set)
+    for row in rows:
         by_key[(row.subject, row.condition, row.session or None)].append(row)
+        files_by_path[row.source_path].add(row.file)
+        files_by_sha[row.sha256].add(row.file)
     seen_sha: dict[str, str] = {}
     for lab in labels:
         try:
@@ -171,10 +174,7 @@ def plan_batch(
                 )
             )
             continue
-        replaces = [
-            r.file for r in catalog.itertuples(index=False)
-            if r.source_path == lab.source_path or r.sha256 == sha
-        ]  # fmt: skip
+        replaces = sorted(files_by_path[lab.source_path] | files_by_sha[sha])
         to_process.append(PlannedFile(lab, sha, replaces))
 
     # Two new files claiming one subject x condition: neither is trusted over the other.

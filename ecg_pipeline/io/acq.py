@@ -207,23 +207,89 @@ def read_acq(path: str | os.PathLike, channel: ChannelSettings | None = None) ->
         reader = _read_headers(f, path)
         infos = _channel_infos(reader)
         index = choose_ecg_channel(infos, channel, path)
+        ch = reader.datafile.channels[index]
         try:
-            reader._read_data([index])
+            if reader.is_compressed:
+                reader._read_data([index])
+                samples = np.asarray(ch.data, dtype=np.float64)
+            else:
+                samples = _scaled(ch, _read_interleaved_channel(path, reader, index))
         except Exception as exc:  # ValueError, TypeError, zlib.error on cut data blocks
             raise TruncatedFileError(
                 path, f"data block unreadable ({type(exc).__name__}: {exc}); truncated or corrupt"
             ) from exc
-    ch = reader.datafile.channels[index]
-    # Big-endian files give '>f8'; downstream (scipy, pyarrow, torch) wants native order.
-    samples = np.asarray(ch.data, dtype=np.float64)
+    name, units, fs_hz, revision = ch.name, ch.units, float(ch.samples_per_second), reader.file_revision
+    _release(reader)
     if samples.shape[0] != infos[index].n_samples:
         raise TruncatedFileError(
-            path, f"channel {ch.name!r}: read {samples.shape[0]} of {infos[index].n_samples} samples"
+            path, f"channel {name!r}: read {samples.shape[0]} of {infos[index].n_samples} samples"
         )
     return RawRecording(
         source_path=str(path),
-        channel_name=ch.name,
-        units=ch.units,
-        segments=[Segment(samples, float(ch.samples_per_second), 0.0)],
-        header={"file_revision": str(reader.file_revision), "channel_index": str(index)},
+        channel_name=name,
+        units=units,
+        segments=[Segment(samples, fs_hz, 0.0)],
+        header={"file_revision": str(revision), "channel_index": str(index)},
     )
+
+
+def _read_interleaved_channel(path: Path, reader, index: int) -> np.ndarray:
+    """The raw samples of one channel of an uncompressed file, read through a memory map.
+
+    Samples of all channels are interleaved in a pattern that repeats every least common multiple
+    of the frequency dividers (bioread's ``chunk_byte_pattern`` gives one period). Whole periods
+    are gathered with one strided copy of this channel's bytes, so neither the other channels nor
+    bioread's chunk buffers are ever materialised. Each channel stops after its own point count,
+    which changes the pattern near the end: once a channel is exhausted it drops out of the
+    period, and a partial period keeps each channel's first remaining bytes (bioread's rule).
+    """
+    from bioread.data_reader import chunk_byte_pattern
+
+    channels = reader.datafile.channels
+    period = chunk_byte_pattern(channels, 1).astype(np.int64)
+    remaining = np.array([c.point_count * c.sample_size for c in channels], dtype=np.int64)
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=reader.data_start_offset,
+                     shape=(int(remaining.sum()),))  # fmt: skip
+    pieces, pos = [], 0
+    while remaining[index] > 0:
+        pattern = period[remaining[period] > 0]  # exhausted channels drop out
+        per_period = np.bincount(pattern, minlength=len(channels))
+        active = per_period > 0
+        full = int((remaining[active] // per_period[active]).min())
+        if full:
+            block = data[pos : pos + full * len(pattern)].reshape(full, len(pattern))
+            pieces.append(block[:, pattern == index].reshape(-1))
+            pos += full * len(pattern)
+            remaining -= per_period * full
+            continue
+        # A partial period: each channel writes only the bytes it has left.
+        rank = np.zeros_like(pattern)
+        for ch in np.flatnonzero(active):
+            where = pattern == ch
+            rank[where] = np.arange(where.sum())
+        tail = pattern[rank < remaining[pattern]]
+        taken = data[pos : pos + len(tail)]
+        pieces.append(taken[tail == index])
+        pos += len(tail)
+        remaining -= np.bincount(tail, minlength=len(channels))
+    raw = np.concatenate(pieces) if pieces else np.empty(0, np.uint8)
+    del data
+    return raw.view(channels[index].dtype)
+
+
+def _scaled(ch, raw: np.ndarray) -> np.ndarray:
+    """Physical values exactly as bioread computes them (integers scaled, floats as stored)."""
+    out = raw.astype(np.float64)  # native order, whatever the file's byte order
+    if raw.dtype.kind != "f":
+        # In place, in bioread's order of operations (so values are bit-identical), without
+        # the two temporaries that `raw * scale + offset` would allocate.
+        out *= ch.raw_scale_factor
+        out += ch.raw_offset
+    return out
+
+
+def _release(reader) -> None:
+    """Break bioread's Datafile <-> Channel cycle so its buffers go now, not at the next GC."""
+    for c in reader.datafile.channels:
+        c.datafile = None
+        c.raw_data = None

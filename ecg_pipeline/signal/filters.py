@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from scipy import signal as sps
@@ -58,8 +59,15 @@ def design_ecg_filter(
     -------
     FilterDesign
         The cascade; ``warnings`` says when the notch was skipped because ``mains_hz`` is at or
-        above the Nyquist frequency (it would then alias rather than remove anything).
+        above the Nyquist frequency (it would then alias rather than remove anything). Designs are
+        cached per argument set: a batch at one rate designs its filter once.
     """
+    return _design(float(fs_hz), float(highpass_hz), int(highpass_order),
+                   None if mains_hz is None else float(mains_hz), float(notch_quality))  # fmt: skip
+
+
+@lru_cache(maxsize=64)
+def _design(fs_hz, highpass_hz, highpass_order, mains_hz, notch_quality) -> FilterDesign:
     nyquist_hz = fs_hz / 2
     if not 0 < highpass_hz < nyquist_hz:
         raise ValueError(f"high-pass cutoff {highpass_hz} Hz must lie in (0, {nyquist_hz}) Hz")
@@ -76,11 +84,23 @@ def design_ecg_filter(
             sections.append(sps.tf2sos(b, a))
     # One period of the cutoff is enough for a 2nd-order high-pass to settle at the edges.
     settle_samples = int(np.ceil(fs_hz / highpass_hz))
+    # Shared by every caller of the cache: treat as read-only (scipy's sosfilt needs a writable
+    # buffer, so the flag itself cannot be set).
     return FilterDesign(np.vstack(sections), fs_hz, settle_samples, warnings)
+
+
+# Block length for the in-place passes: long enough to amortise the call, short enough that
+# sosfilt's output buffer stays small.
+_BLOCK_SAMPLES = 1 << 13
 
 
 def zero_phase_filter(x: np.ndarray, design: FilterDesign) -> np.ndarray:
     """Apply a designed cascade forwards and backwards (no phase shift, squared magnitude).
+
+    The result equals ``scipy.signal.sosfiltfilt(design.sos, x, padtype="odd",
+    padlen=design.settle_samples)``, but both passes run in place over one padded buffer, block
+    by block with the filter state carried across, so memory stays near one copy of the signal
+    instead of three.
 
     Parameters
     ----------
@@ -92,13 +112,29 @@ def zero_phase_filter(x: np.ndarray, design: FilterDesign) -> np.ndarray:
     Returns
     -------
     np.ndarray
-        Filtered float64 signal of the same length.
+        Filtered float64 signal of the same length (a view into the padded buffer).
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
     if x.ndim != 1:
         raise ValueError(f"expected a 1-D signal, got shape {x.shape}")
-    padlen = min(design.settle_samples, len(x) - 1)
-    return sps.sosfiltfilt(design.sos, x, padtype="odd", padlen=max(padlen, 0))
+    n = len(x)
+    pad = max(min(design.settle_samples, n - 1), 0)
+    buf = np.empty(n + 2 * pad, dtype=np.float64)
+    buf[pad : pad + n] = x
+    if pad:  # odd extension, as sosfiltfilt's padtype="odd"
+        buf[:pad] = 2 * x[0] - x[pad:0:-1]
+        buf[pad + n :] = 2 * x[-1] - x[-2 : -pad - 2 : -1]
+    zi = sps.sosfilt_zi(design.sos)
+    _sosfilt_in_place(design.sos, buf, zi * buf[0])
+    backwards = buf[::-1]
+    _sosfilt_in_place(design.sos, backwards, zi * backwards[0])
+    return buf[pad : pad + n]
+
+
+def _sosfilt_in_place(sos: np.ndarray, buf: np.ndarray, zi: np.ndarray) -> None:
+    for start in range(0, len(buf), _BLOCK_SAMPLES):
+        block = buf[start : start + _BLOCK_SAMPLES]
+        block[...], zi = sps.sosfilt(sos, block, zi=zi)
 
 
 def filter_ecg(

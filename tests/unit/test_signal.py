@@ -122,3 +122,21 @@ def test_flat_window_mask():
     w[1] = 0.0
     w[3] = 3.2 + rng.normal(0, 1e-4, 300)
     assert flat_window_mask(w, 0.005).tolist() == [False, True, False, True]
+
+
+@pytest.mark.parametrize("n", [10, 2001, 70_000, 200_000])
+def test_in_place_filter_equals_sosfiltfilt(n):
+    from scipy import signal as sps
+
+    from ecg_pipeline.signal import zero_phase_filter
+
+    x = np.random.default_rng(n).normal(size=n).cumsum()
+    design = design_ecg_filter(FS)
+    expected = sps.sosfiltfilt(design.sos, x, padtype="odd", padlen=min(design.settle_samples, n - 1))
+    np.testing.assert_allclose(zero_phase_filter(x, design), expected, rtol=0, atol=1e-9)
+
+
+def test_filter_designs_are_cached():
+    a = design_ecg_filter(FS, mains_hz=50.0)
+    assert design_ecg_filter(1000, mains_hz=50) is a
+    assert design_ecg_filter(FS, mains_hz=60.0) is not a
