@@ -54,7 +54,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import neurokit2 as nk
 
-PHYSIO = Path("/work/shared/acq/physio-4.4.0.acq")
+SHARED = Path(os.environ.get("ECG_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+PHYSIO = SHARED / "acq" / "physio-4.4.0.acq"
 TARGET_FULL_VS_FLOOR = 0.7
 TARGET_FULL_VS_NK = 2.0
 TARGET_MEMORY_RATIO = 3.0
@@ -457,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     n_files = args.files or (5 if args.quick else 20)
     reps = args.reps or (2 if args.quick else 5)
     if not args.source.is_file():
-        print(f"{args.source}: not found (the real test recordings live in /work/shared/acq)",
+        print(f"{args.source}: not found (the real test recordings live in ../shared/acq; set ECG_SHARED_DIR)",
               file=sys.stderr)  # fmt: skip
         return 2
 
