@@ -45,7 +45,14 @@ def main(argv: list[str] | None = None) -> int:
             return _ingest(args.folder, args.config, args.manifest, args.out, not args.no_progress)
         if args.command == "demo":
             return _demo(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # an IngestError of the whole batch, e.g. a malformed manifest
+        from ecg_pipeline.errors import IngestError
+
+        if not isinstance(exc, IngestError):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 2

@@ -98,6 +98,8 @@ class QualitySettings(_Strict):
     """Flat or disconnected lead detection, in the channel's own units (mV for BIOPAC ECG)."""
 
     min_window_std: float = Field(0.005, ge=0)
+    # More samples than this at a window's own min or max: railed or clipped (disconnected lead).
+    max_extreme_fraction: float = Field(0.5, gt=0, le=1)
     # A recording with more flat windows than this fraction is refused; fewer are dropped.
     max_flat_fraction: float = Field(0.5, ge=0, le=1)
 

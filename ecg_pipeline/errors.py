@@ -71,9 +71,26 @@ class MetadataError(IngestError):
 
 
 class DuplicateRecordingError(IngestError):
-    """Another file already holds this subject x condition (x session)."""
+    """Another file already holds this subject x condition (x session), or these bytes."""
 
     stage = "store"
+
+    def __init__(self, path, reason: str, pair: tuple | None = None):
+        super().__init__(path, reason)
+        # (subject, condition, session) when two files claim one pair; None for copied bytes.
+        self.pair = pair
+
+
+class UnreadableFileError(IngestError):
+    """The operating system would not give the file's bytes (permissions, vanished, no memory)."""
+
+    stage = "read"
+
+
+class UnexpectedIngestError(IngestError):
+    """A failure nobody foresaw (a reader bug, an unknown layout): reported, never fatal."""
+
+    stage = "ingest"
 
 
 class StillBeingWrittenError(IngestError):

@@ -34,9 +34,11 @@ from ecg_pipeline.errors import (
     MetadataError,
     StillBeingWrittenError,
     TooShortError,
+    UnexpectedIngestError,
+    UnreadableFileError,
 )
 from ecg_pipeline.io.atomic import atomic_write_text, remove_dead_temp_files
-from ecg_pipeline.io.readers import read_recording, sha256_file
+from ecg_pipeline.io.readers import read_recording
 from ecg_pipeline.io.store import WindowStore, recording_id_of
 from ecg_pipeline.signal.preprocess import Windows, segments_to_windows
 
@@ -115,20 +117,35 @@ def rejections_table(errors: list[IngestError]) -> pd.DataFrame:
 
 
 # --- 3: plan against the store ----------------------------------------------------------------
-def plan_batch(
-    labels: list[Labels], catalog: pd.DataFrame, config_hash: str
-) -> tuple[list[PlannedFile], list[FileResult], list[IngestError]]:
+@dataclass
+class Plan:
+    """What a batch will do: process these, skip those, refuse the rest, remove stale files."""
+
+    to_process: list[PlannedFile]
+    unchanged: list[FileResult]
+    errors: list[IngestError]
+    stale_files: list[str]
+
+
+def plan_batch(labels: list[Labels], catalog: pd.DataFrame, config_hash: str, fmt: str) -> Plan:
     """Decide per file: write, replace, skip (bytes already stored) or refuse (duplicate).
 
-    - the same bytes already stored with the same config hash: nothing is written;
-    - the same path with new bytes: the new recording replaces the stored one;
+    - the same bytes already stored with the same labels and config hash: nothing is written;
+    - the same path with new bytes, or new labels for the same bytes: the stored recording is
+      replaced;
     - the same bytes under an older config hash: processed again, replacing the old windows;
+    - the same bytes stored from another file under other labels: refused (a label conflict);
     - another file with a stored subject x condition (x session), or two files of the batch
       with the same one: refused as duplicates, naming the other file.
+    Stored files left from an earlier version of a path (a run stopped between writing the new
+    version and removing the old one) are listed in ``stale_files`` for removal.
     """
+    from ecg_pipeline.io.readers import recording_files, sha256_files
+
     to_process: list[PlannedFile] = []
     unchanged: list[FileResult] = []
     errors: list[IngestError] = []
+    stale: list[str] = []
     rows = list(catalog.itertuples(index=False))
     by_sha = {row.sha256: row for row in rows}
     by_key, files_by_path, files_by_sha = defaultdict(list), defaultdict(set), defaultdict(set)
@@ -139,9 +156,9 @@ def plan_batch(
     seen_sha: dict[str, str] = {}
     for lab in labels:
         try:
-            sha = sha256_file(lab.source_path)
+            sha = sha256_files(recording_files(lab.source_path, fmt))
         except OSError as exc:
-            errors.append(IngestError(lab.source_path, f"cannot read file: {exc}"))
+            errors.append(UnreadableFileError(lab.source_path, f"cannot read file: {exc}"))
             continue
         if sha in seen_sha:
             errors.append(
@@ -151,15 +168,30 @@ def plan_batch(
             )
             continue
         seen_sha[sha] = lab.source_path
-        stored = by_sha.get(sha)
-        if stored is not None and stored.config_hash == config_hash:
-            note = "" if stored.source_path == lab.source_path else f"same bytes as {stored.source_path}"
-            unchanged.append(
-                FileResult(lab.source_path, "unchanged", stored.subject, stored.condition,
-                           stored.recording_id, int(stored.n_windows), note)
-            )  # fmt: skip
-            continue
         key = (lab.subject, lab.condition, lab.session or None)
+        stored = by_sha.get(sha)
+        if stored is not None:
+            stored_key = (stored.subject, stored.condition, stored.session or None)
+            if stored.source_path != lab.source_path and stored_key != key:
+                errors.append(
+                    DuplicateRecordingError(
+                        lab.source_path,
+                        f"identical bytes are already stored as {_key_text(stored_key)} from "
+                        f"{stored.source_path}; one of the two labels is wrong",
+                    )
+                )
+                continue
+            if stored.config_hash == config_hash and stored_key == key:
+                note = "" if stored.source_path == lab.source_path else f"same bytes as {stored.source_path}"
+                old_versions = files_by_path[lab.source_path] - files_by_sha[sha]
+                if old_versions:
+                    stale += sorted(old_versions)
+                    note = "; ".join(filter(None, [note, "removed windows of an earlier version"]))
+                unchanged.append(
+                    FileResult(lab.source_path, "unchanged", stored.subject, stored.condition,
+                               stored.recording_id, int(stored.n_windows), note)
+                )  # fmt: skip
+                continue
         others = [
             r for r in by_key.get(key, [])
             if r.source_path != lab.source_path and r.sha256 != sha
@@ -171,6 +203,7 @@ def plan_batch(
                     f"duplicate recording: {_key_text(key)} is already stored from "
                     f"{others[0].source_path} (sha256 {others[0].sha256[:12]}); remove that "
                     "recording from the store or correct the labels",
+                    pair=key,
                 )
             )
             continue
@@ -193,11 +226,12 @@ def plan_batch(
                     p.labels.source_path,
                     f"duplicate recording: {_key_text(key)} is also claimed by "
                     f"{', '.join(others)} in this batch; keep one",
+                    pair=key,
                 )
             )
     order = {id(p): i for i, p in enumerate(to_process)}
     kept.sort(key=lambda p: order[id(p)])
-    return kept, unchanged, errors
+    return Plan(kept, unchanged, errors, stale)
 
 
 def _key_text(key: tuple) -> str:
@@ -224,9 +258,11 @@ def process_file(plan: PlannedFile, config: StudyConfig) -> ProcessedFile:
             raise
         raise type(exc)(path, exc.reason) from exc
     except MemoryError as exc:
-        raise IngestError(path, "not enough memory to read this file") from exc
+        raise UnreadableFileError(path, "not enough memory to read this file") from exc
+    except OSError as exc:
+        raise UnreadableFileError(path, f"cannot read file: {exc}") from exc
     except Exception as exc:  # a reader bug or an unforeseen layout: report, do not crash
-        raise IngestError(path, f"unexpected {type(exc).__name__}: {exc}") from exc
+        raise UnexpectedIngestError(path, f"unexpected {type(exc).__name__}: {exc}") from exc
     lab = plan.labels
     row = {
         "source_path": path,
@@ -360,9 +396,10 @@ def ingest_folder(
     labels, invalid = validate_labels(labels, config)
     errors += invalid
 
-    catalog = store.catalog()
-    planned, results, plan_errors = plan_batch(labels, catalog, config_hash)
-    errors += plan_errors
+    plan = plan_batch(labels, store.catalog(), config_hash, config.dataset.format)
+    planned, results = plan.to_process, plan.unchanged
+    errors += plan.errors
+    store.remove(plan.stale_files)
 
     processed = []
     for plan in _progress(planned, progress):
@@ -385,14 +422,13 @@ def ingest_folder(
     atomic_write_text(rejections_file, rejections_table(errors).to_csv(index=False))
     if not catalog.empty:
         atomic_write_text(store.path / "_recordings.csv", catalog.drop(columns=["file"]).to_csv(index=False))
-    lab_by_path = {lab.source_path: lab for lab in labels}
-    dup_keys = {
-        (lab.subject, lab.condition, lab.session)
-        for e in errors
-        if isinstance(e, DuplicateRecordingError) and (lab := lab_by_path.get(e.path))
-    }
+    dup_keys = {e.pair for e in errors if isinstance(e, DuplicateRecordingError) and e.pair}
+    # Expected pairs cover every subject known: stored, configured, or offered in this batch.
+    subjects = set(config.dataset.subjects) | {lab.subject for lab in labels}
     too_short = [e.path for e in errors if isinstance(e, TooShortError)]
-    report = cohort_report(catalog, config.dataset.conditions, sorted(dup_keys, key=str), too_short)
+    report = cohort_report(
+        catalog, config.dataset.conditions, sorted(dup_keys, key=str), too_short, subjects
+    )
     return IngestSummary(
         config.dataset.name, store.path, config_hash, results, catalog, report, rejections_file
     )

@@ -46,6 +46,7 @@ def cohort_report(
     conditions: Sequence[str],
     duplicate_offers: Sequence[tuple[str, str, str | None]] = (),
     too_short_files: Sequence[str] = (),
+    expected_subjects: Sequence[str] = (),
 ) -> CohortReport:
     """Check the stored cohort for completeness.
 
@@ -59,12 +60,12 @@ def cohort_report(
         Pairs the batch refused as duplicates.
     too_short_files : sequence of str
         Files the batch refused as shorter than one window.
+    expected_subjects : sequence of str
+        Subjects expected beside those stored (configured, or offered but refused).
     """
-    missing = []
-    if len(catalog):
-        have = set(zip(catalog["subject"], catalog["condition"]))
-        for subject in sorted(catalog["subject"].unique()):
-            missing += [(subject, c) for c in conditions if (subject, c) not in have]
+    have = set(zip(catalog["subject"], catalog["condition"])) if len(catalog) else set()
+    subjects = set(expected_subjects) | ({s for s, _ in have})
+    missing = [(s, c) for s in sorted(subjects) for c in conditions if (s, c) not in have]
     dupes = set(duplicate_offers)
     if len(catalog):
         keyed = catalog.assign(session=catalog["session"].fillna(""))

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ecg_pipeline.config import StudyConfig
 from ecg_pipeline.errors import FormatError, IngestError, MetadataError, StillBeingWrittenError
+from ecg_pipeline.io.readers import recording_files
 
 MANIFEST_COLUMNS = ["file", "subject", "condition", "session", "date"]
 
@@ -45,6 +46,9 @@ def discover(folder: str | os.PathLike, config: StudyConfig, *, now: float | Non
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: recordings folder not found")
+    # Absolute paths: a recording's lineage and "same path, new bytes" must not depend on how
+    # the folder was typed.
+    folder = folder.resolve()
     fmt = config.dataset.format
     if fmt == "dp_motion_csv":
         from ecg_pipeline.io.dp_motion import discover_dp_motion
@@ -66,8 +70,15 @@ def discover(folder: str | os.PathLike, config: StudyConfig, *, now: float | Non
     now = time.time() if now is None else now
     ready, deferred = [], []
     for p in candidates:
-        age_s = now - p.stat().st_mtime
-        if age_s < config.discovery.settle_s:
+        try:
+            # Every file of the recording (a WFDB record's .dat too) must have settled.
+            mtime = max(f.stat().st_mtime for f in recording_files(p, fmt) if f.exists())
+        except (FileNotFoundError, ValueError):
+            continue  # removed since the listing: nothing to ingest
+        age_s = now - mtime
+        # A modification time in the future (a share whose clock runs ahead) says nothing about
+        # copying; deferring on it would defer the file until the clocks agree.
+        if 0 <= age_s < config.discovery.settle_s:
             deferred.append(
                 StillBeingWrittenError(
                     p,
@@ -83,8 +94,9 @@ def discover(folder: str | os.PathLike, config: StudyConfig, *, now: float | Non
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     """Read a manifest CSV (columns ``file, subject, condition``; optional ``session, date``).
 
-    ``file`` is relative to the manifest's folder. Every value is read as text so that ids such
-    as ``007`` keep their zeros.
+    ``file`` is relative to the manifest's folder (``/`` or ``\\`` separators). Every value is
+    read as text so that ids such as ``007`` keep their zeros. Other columns (notes, or personal
+    data such as age) are ignored: nothing beyond the labels is read or stored.
     """
     path = Path(path)
     try:
@@ -94,9 +106,6 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     missing = {"file", "subject", "condition"} - set(df.columns)
     if missing:
         raise FormatError(path, f"manifest lacks column(s) {sorted(missing)}; has {list(df.columns)}")
-    extra = set(df.columns) - set(MANIFEST_COLUMNS)
-    if extra:
-        raise FormatError(path, f"manifest has unknown column(s) {sorted(extra)}")
     for col in MANIFEST_COLUMNS:
         if col not in df.columns:
             df[col] = ""
@@ -104,7 +113,7 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     dupes = df.loc[df["file"].duplicated(), "file"].tolist()
     if dupes:
         raise FormatError(path, f"manifest lists file(s) more than once: {dupes}")
-    df["file"] = [str((path.parent / f).resolve()) for f in df["file"]]
+    df["file"] = [str((path.parent / f.replace("\\", "/")).resolve()) for f in df["file"]]
     return df.replace({"": None})
 
 
@@ -167,6 +176,12 @@ def label_files(
                 labelled.append(labels_from_name(p, config))
         except IngestError as exc:
             errors.append(exc)
+    if manifest is not None:
+        errors += [
+            MetadataError(f, "listed in the manifest, but no such file")
+            for f in manifest["file"]
+            if not Path(f).exists()
+        ]
     return labelled, errors
 
 

@@ -1,6 +1,10 @@
 """Reading BIOPAC AcqKnowledge files with bioread: structural checks, ECG channel choice.
 
 Public functions: :func:`list_channels` (headers only) and :func:`read_acq` (one ECG channel).
+Parts of bioread's reader below its public API (``Reader._read_headers``, ``_read_data``,
+``data_reader.chunk_byte_pattern``) are used so that a file is parsed once and only the ECG
+channel is read; the bioread version is pinned in constraints.txt and the tests compare every
+channel of every shared file with ``bioread.read``.
 Files are opened read-only and read once; every failure becomes an error from
 :mod:`ecg_pipeline.errors` naming the file and what is wrong.
 """
@@ -45,8 +49,7 @@ def _read_headers(fileobj, path: Path):
     if size == 0:
         raise NotAcqFileError(path, "empty file (0 bytes)")
     reader = Reader(fileobj)
-    # bioread logs header problems and carries on; we want them as one clear refusal.
-    logging.getLogger("bioread").disabled = True
+    _quiet_bioread()
     try:
         reader._read_headers()
     except Exception as exc:  # bioread raises many types on garbage; all mean "not readable"
@@ -62,12 +65,20 @@ def _read_headers(fileobj, path: Path):
                 f"or corrupt ({type(exc).__name__}: {exc})",
             ) from exc
         raise NotAcqFileError(path, _describe_unreadable(fileobj, exc)) from exc
-    finally:
-        logging.getLogger("bioread").disabled = False
     if reader.datafile is None or not reader.channel_headers:
         raise NotAcqFileError(path, "not an AcqKnowledge file: no channel headers found")
     _check_data_fits(reader, size, path)
     return reader
+
+
+def _quiet_bioread() -> None:
+    """Keep bioread's log lines off the console: every failure it logs and carries on from
+    becomes one of our errors instead. Set once (idempotent), never toggled, so that threads
+    reading files side by side cannot race on it."""
+    log = logging.getLogger("bioread")
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
+        log.propagate = False
 
 
 def _describe_unreadable(fileobj, exc: Exception) -> str:

@@ -36,7 +36,36 @@ def read_recording(path: str | os.PathLike, config: StudyConfig) -> RawRecording
     raise ValueError(f"unknown dataset format {fmt!r}")
 
 
+def recording_files(path: str | os.PathLike, fmt: str) -> list[Path]:
+    """Every file whose bytes make up the recording named by ``path``.
+
+    A WFDB record is its header plus the signal files it names (ECG-ID: ``rec_1.hea`` and
+    ``rec_1.dat``); every other format is one file.
+    """
+    path = Path(path)
+    if fmt != "wfdb":
+        return [path]
+    from ecg_pipeline.io.wfdb_records import signal_files
+
+    return [path, *signal_files(path)]
+
+
+def sha256_files(paths: list[Path]) -> str:
+    """Hex sha256 identifying a recording: its files' bytes, streamed, one after another.
+
+    For one file this is the plain sha256 of its bytes. Each further file is preceded by its
+    name, so that moving bytes from one file of a record to another changes the identity.
+    """
+    digest = hashlib.sha256()
+    for i, p in enumerate(paths):
+        if i:
+            digest.update(b"\0" + p.name.encode() + b"\0")
+        with open(p, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
 def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes, streamed (the file is not held in memory)."""
-    with open(Path(path), "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    """Hex sha256 of one file's bytes, streamed (the file is not held in memory)."""
+    return sha256_files([Path(path)])

@@ -137,6 +137,27 @@ def _channel_settings(channel: int | str | None, channel_pattern: str) -> Channe
     return ChannelSettings(name=channel, pattern=channel_pattern)
 
 
+def signal_files(path: str | os.PathLike) -> list[Path]:
+    """The signal files a record's header names (ECG-ID: ``rec_1.dat``), beside the header.
+
+    Read from the header's text, so no sample is touched; a header that cannot be parsed gives
+    no files here and is refused with the reason when the record is read.
+    """
+    path = Path(path)
+    header = path if path.suffix == ".hea" else path.with_suffix(".hea")
+    try:
+        lines = header.read_text(encoding="latin-1").splitlines()
+    except OSError:
+        return []
+    names: list[str] = []
+    signal_lines = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")][1:]
+    for line in signal_lines:
+        name = line.split()[0]
+        if name not in names and name != "~" and "/" not in name and "\\" not in name:
+            names.append(name)
+    return [header.parent / n for n in names]
+
+
 def read_wfdb_record(
     path: str | os.PathLike,
     *,

@@ -100,7 +100,7 @@ def segments_to_windows(segments: Sequence[Segment], settings: IngestSettings) -
         flat.append(
             flat_raw_windows(
                 seg.samples, seg.fs_hz, win.window_s, hop_s, len(windows),
-                settings.quality.min_window_std,
+                settings.quality.min_window_std, settings.quality.max_extreme_fraction,
             )
         )  # fmt: skip
         chunks.append(windows.astype(np.float32))
@@ -121,8 +121,9 @@ def segments_to_windows(segments: Sequence[Segment], settings: IngestSettings) -
     if n_flat and n_flat / len(samples) > settings.quality.max_flat_fraction:
         raise SignalQualityError(
             None,
-            f"flat or disconnected lead: {n_flat} of {len(samples)} windows have a standard "
-            f"deviation below {settings.quality.min_window_std:g} (channel units)",
+            f"flat or disconnected lead: {n_flat} of {len(samples)} windows are flat (standard "
+            f"deviation below {settings.quality.min_window_std:g} channel units) or railed (more "
+            f"than {settings.quality.max_extreme_fraction:.0%} of samples at the window's extremes)",
         )
     if n_flat:
         warnings.append(f"{n_flat} flat window(s) dropped")

@@ -27,13 +27,22 @@ def flat_window_mask(windows: np.ndarray, min_std: float) -> np.ndarray:
 
 
 def flat_raw_windows(
-    x: np.ndarray, fs_hz: float, window_s: float, hop_s: float, n_windows: int, min_std: float
+    x: np.ndarray,
+    fs_hz: float,
+    window_s: float,
+    hop_s: float,
+    n_windows: int,
+    min_std: float,
+    max_extreme_fraction: float = 0.5,
 ) -> np.ndarray:
-    """Flatness of each window measured on the raw signal, before any filter.
+    """Flat or saturated windows, measured on the raw signal before any filter.
 
-    A disconnected lead sits at a rail or at zero. Measured after the high-pass, the steps into
-    and out of such a stretch ring for seconds and hide it, so the test runs on the raw samples.
-    One window at a time, so no copy of the signal is made.
+    A disconnected lead sits at a rail or at zero, or flips between the rails. Measured after
+    the high-pass, the steps into and out of such a stretch ring for seconds and hide it, so the
+    test runs on the raw samples: a window is unusable when its standard deviation is below
+    ``min_std`` or when more than ``max_extreme_fraction`` of its samples sit exactly at the
+    window's minimum or maximum (a real ECG touches its extremes in a handful of samples; a
+    clipped or railed lead in most of them). One window at a time, so no copy is made.
 
     Parameters
     ----------
@@ -47,16 +56,22 @@ def flat_raw_windows(
         Number of windows to test (those cut from the filtered signal).
     min_std : float
         Threshold in the signal's units.
+    max_extreme_fraction : float
+        Fraction of samples at the window's extremes above which it counts as saturated.
 
     Returns
     -------
     np.ndarray
-        Boolean mask of shape (n_windows,), True for flat windows.
+        Boolean mask of shape (n_windows,), True for flat or saturated windows.
     """
     length = max(int(round(window_s * fs_hz)), 1)
     out = np.zeros(n_windows, dtype=bool)
     for k in range(n_windows):
         start = int(round(k * hop_s * fs_hz))
         chunk = x[start : start + length]
-        out[k] = chunk.size == 0 or chunk.std() < min_std
+        if chunk.size == 0 or chunk.std() < min_std:
+            out[k] = True
+            continue
+        at_extremes = np.count_nonzero(chunk == chunk.min()) + np.count_nonzero(chunk == chunk.max())
+        out[k] = at_extremes > max_extreme_fraction * chunk.size
     return out

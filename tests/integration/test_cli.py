@@ -21,7 +21,7 @@ def run(*args, cwd=REPO, timeout=120):
     )  # fmt: skip
 
 
-def test_help_is_instant_and_imports_nothing_heavy():
+def test_help_imports_nothing_heavy():
     code = (
         "import sys, time; t = time.perf_counter(); from ecg_pipeline import cli\n"
         "try:\n    cli.main(['ingest', '--help'])\nexcept SystemExit:\n    pass\n"
@@ -77,3 +77,15 @@ def test_demo_writes_a_cohort_of_real_acq_files_and_ingests_it(tmp_path):
     assert "6 written" in out.stdout and "total: 24 windows from 6 recordings" in out.stdout
     again = run("demo", "--config", str(cfg), "--no-progress")
     assert "already holds recordings" in again.stdout and "6 unchanged" in again.stdout
+
+
+def test_a_malformed_manifest_is_a_clear_error_not_a_traceback(tmp_path):
+    inbox = tmp_path / "in"
+    write_ecg_file(inbox / "S01_rest.acq", demo_ecg(duration_s=9.0)[0])
+    bad = tmp_path / "m.csv"
+    bad.write_text("file;subject;condition\nS01_rest.acq;S01;rest\n")
+    out = run("ingest", str(inbox), "--manifest", str(bad), "--out", str(tmp_path / "s"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "m.csv: manifest lacks column(s)" in out.stderr
+    out = run("ingest", str(inbox), "--manifest", str(tmp_path / "nope.csv"))
+    assert out.returncode == 2 and "nope.csv" in out.stderr and "Traceback" not in out.stderr

@@ -49,6 +49,9 @@ def bad_batch(tmp_path, acq_dir):
     write_ecg_file(inbox / "S10_rest.acq", ecg[:2000])
     write_ecg_file(inbox / "S11_rest.acq", demo_ecg(duration_s=12.0, fs_hz=50.0)[0], fs_hz=50.0)
     write_ecg_file(inbox / "S12_rest.acq", np.full(12_000, 1.25))
+    # A lead flipping between the amplifier's rails (+-10 mV at gain 1000): railed, not ECG.
+    rails = np.where(np.sin(2 * np.pi * 0.7 * np.arange(12_000) / 1000.0) > 0, 9.99, -9.99)
+    write_ecg_file(inbox / "S16_rest.acq", rails)
     write_ecg_file(inbox / "S13_jogging.acq", ecg * 0.9)
     write_ecg_file(inbox / "recording.acq", ecg * 0.8)
     write_ecg_file(inbox / "S01_rest_copy2.acq", ecg * 1.1)  # subject S01, condition "rest_copy2"
@@ -73,6 +76,7 @@ EXPECTED = {
     "S10_rest.acq": ("signal", "TooShortError", "no whole 3-s window"),
     "S11_rest.acq": ("signal", "SamplingRateError", "50 Hz is below the target rate 100 Hz"),
     "S12_rest.acq": ("quality", "SignalQualityError", "flat or disconnected lead"),
+    "S16_rest.acq": ("quality", "SignalQualityError", "railed"),
     "S13_jogging.acq": ("metadata", "MetadataError", "field 'condition' = 'jogging'"),
     "recording.acq": ("metadata", "MetadataError", "unknown subject or condition"),
     "S01_rest_copy2.acq": ("metadata", "MetadataError", "field 'condition' = 'rest_copy2'"),

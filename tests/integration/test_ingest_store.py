@@ -2,6 +2,7 @@
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +124,77 @@ def test_crash_in_the_middle_of_a_batch_then_rerun(inbox, config, monkeypatch):
     summary = ingest_folder(inbox, config)
     assert sorted(statuses(summary).values()) == ["unchanged", "unchanged", "written", "written"]
     assert summary.window_counts().to_numpy().sum() == 4 * 3
+
+
+def test_same_path_typed_relative_or_absolute_is_one_recording(inbox, config, monkeypatch):
+    monkeypatch.chdir(inbox.parent)
+    ingest_folder("inbox", config)
+    write_ecg_file(inbox / "S01_rest.acq", demo_ecg(duration_s=12.0, subject=1)[0])
+    settle(inbox)
+    summary = ingest_folder(inbox.resolve(), config)
+    assert statuses(summary)["S01_rest.acq"] == "replaced"
+    assert all(p.startswith("/") for p in summary.catalog["source_path"])
+
+
+def test_relabelling_stored_bytes_in_the_manifest_moves_the_recording(inbox, config):
+    (inbox / "manifest.csv").write_text(
+        "file,subject,condition\nS01_rest.acq,S1,rest\nS01_exercise.acq,S01,exercise\n"
+        "S02_rest.acq,S02,rest\nS02_exercise.acq,S02,exercise\n"
+    )
+    ingest_folder(inbox, config)
+    (inbox / "manifest.csv").write_text(
+        "file,subject,condition\nS01_rest.acq,S01,rest\nS01_exercise.acq,S01,exercise\n"
+        "S02_rest.acq,S02,rest\nS02_exercise.acq,S02,exercise\n"
+    )
+    summary = ingest_folder(inbox, config)
+    assert statuses(summary)["S01_rest.acq"] == "replaced"
+    assert sorted(summary.catalog["subject"].unique()) == ["S01", "S02"]
+    assert len(list(config.dataset_store.rglob("*.parquet"))) == 4
+
+
+def test_same_bytes_under_other_labels_in_a_later_batch_is_a_conflict(inbox, config, tmp_path):
+    ingest_folder(inbox, config)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "S06_exercise.acq").write_bytes((inbox / "S01_rest.acq").read_bytes())
+    settle(other)
+    (result,) = ingest_folder(other, config).results
+    assert result.status == "rejected"
+    assert "identical bytes are already stored as subject S01 x condition rest" in result.error.reason
+
+
+def test_a_run_stopped_between_writing_and_removing_heals_on_the_next(inbox, config):
+    ingest_folder(inbox, config)
+    (old,) = config.dataset_store.glob("subject=S01/condition=rest/*.parquet")
+    saved = old.read_bytes()
+    write_ecg_file(inbox / "S01_rest.acq", demo_ecg(duration_s=12.0, subject=1)[0])
+    settle(inbox)
+    ingest_folder(inbox, config)
+    old.write_bytes(saved)  # the old version back, as a stop before its removal leaves it
+    summary = ingest_folder(inbox, config)
+    result = next(r for r in summary.results if r.path.endswith("S01_rest.acq"))
+    assert result.status == "unchanged" and "removed windows of an earlier version" in result.note
+    assert not old.exists()
+    assert summary.window_counts().loc["S01", "rest"] == 4
+
+
+def test_a_changed_wfdb_signal_file_is_a_new_recording(acq_dir, tmp_path):
+    import shutil
+
+    from ecg_pipeline.config import load_config
+
+    source = acq_dir.parent / "datasets" / "ecg-id" / "Person_01"
+    if not source.is_dir():
+        pytest.skip(f"{source} not found")
+    person = tmp_path / "ecg-id" / "Person_01"
+    person.mkdir(parents=True)
+    for suffix in (".hea", ".dat"):
+        shutil.copy(source / f"rec_1{suffix}", person / f"rec_1{suffix}")
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "ecg-id.toml")
+    config = config.model_copy(update={"store": config.store.model_copy(update={"root": tmp_path / "s"})})
+    assert ingest_folder(person.parent, config).count("written") == 1
+    data = bytearray((person / "rec_1.dat").read_bytes())
+    data[1000:9000] = bytes(8000)
+    (person / "rec_1.dat").write_bytes(bytes(data))
+    settle(person)
+    assert ingest_folder(person.parent, config).count("replaced") == 1

@@ -29,3 +29,9 @@ def test_complete_cohort_reports_nothing():
     cat = catalog([("S01", c, None) for c in CONDITIONS])
     assert cohort_report(cat, CONDITIONS).lines() == []
     assert cohort_report(catalog([]), CONDITIONS).lines() == []
+
+
+def test_expected_subjects_without_any_stored_recording_are_missing():
+    cat = catalog([("S01", c, None) for c in CONDITIONS])
+    report = cohort_report(cat, ("rest",), expected_subjects=["S01", "S09"])
+    assert report.missing == [("S09", "rest")]

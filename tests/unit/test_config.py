@@ -19,11 +19,19 @@ def test_defaults_reproduce_the_paper():
     assert c.dataset.conditions == ("rest", "exercise", "deep_breathing")
 
 
-@pytest.mark.parametrize("name", ["demo.toml", "dp-motion.toml", "ecg-id.toml"])
-def test_every_shipped_config_loads(name):
-    c = load_config(CONFIGS / name)
-    assert c.dataset.name
-    assert len(c.ingest_hash()) == 16
+def test_shipped_configs_hold_each_datasets_facts():
+    demo = load_config(CONFIGS / "demo.toml")
+    assert demo.dataset.format == "acq" and demo.ingest == StudyConfig().ingest
+    dp = load_config(CONFIGS / "dp-motion.toml")
+    assert dp.dataset.format == "dp_motion_csv"
+    assert dp.dataset.condition_aliases["klud"] == "rest" and len(dp.dataset.conditions) == 5
+    assert dp.ingest.quality.min_window_std == 1.0  # raw ADC counts, not mV
+    assert dp.ingest.timestamps.max_gap_s == 0.1
+    ecg_id = load_config(CONFIGS / "ecg-id.toml")
+    assert ecg_id.ingest.channel.name == "ECG I"  # the raw lead, not "ECG I filtered"
+    assert ecg_id.dataset.conditions == ("unknown",)
+    hashes = {c.ingest_hash() for c in (demo, dp, ecg_id)}
+    assert len(hashes) == 3 and all(len(h) == 16 for h in hashes)
 
 
 def test_unknown_keys_are_an_error_naming_the_file_and_key(tmp_path):
