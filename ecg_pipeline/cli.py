@@ -35,6 +35,28 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--inbox", type=Path, help="where to write the .acq files (default: [demo] inbox)")
     demo.add_argument("--out", type=Path, help="store root (default: [store] root)")
     demo.add_argument("--no-progress", action="store_true")
+    train = sub.add_parser(
+        "train",
+        help="train and evaluate the configured model on a dataset's stored windows",
+        description="Train on the Parquet windows of the configured dataset under the configured "
+        "split, keep the epoch that scores best on validation, score the test side, and write "
+        "results.json plus a pickle-free checkpoint per fold.",
+    )
+    train.add_argument("--data", type=Path, help="store root or the dataset's store folder (default: [store] root)")
+    train.add_argument("--config", type=Path, help="study configuration TOML")
+    train.add_argument("--epochs", type=int, help="override [training] epochs")
+    train.add_argument("--split", choices=["window", "time_block", "group"], help="override [training] split")
+    train.add_argument("--seed", type=int, help="override [training] seed")
+    train.add_argument("--out", type=Path, help="runs folder (default: [training] out_dir)")
+    train.add_argument("--max-windows-per-recording", type=int, help="quick check on the first windows of each recording")
+    train.add_argument("--no-progress", action="store_true")
+
+    evaluate = sub.add_parser(
+        "evaluate", help="score a saved checkpoint on every labelled window of a store"
+    )
+    evaluate.add_argument("checkpoint", type=Path, help="a fold folder holding model.pt and model.json")
+    evaluate.add_argument("--data", type=Path, help="store root or the dataset's store folder")
+    evaluate.add_argument("--config", type=Path, help="study configuration TOML")
     return parser
 
 
@@ -45,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             return _ingest(args.folder, args.config, args.manifest, args.out, not args.no_progress)
         if args.command == "demo":
             return _demo(args)
+        if args.command == "train":
+            return _train(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -101,6 +127,57 @@ def _demo(args) -> int:
         )
         print(f"wrote {len(files)} synthetic .acq recordings to {inbox}")
     return _ingest(inbox, args.config, None, args.out, not args.no_progress, settled=wrote)
+
+
+def _store_root(data: Path | None, config) -> Path:
+    if data is None:
+        return config.store.root
+    if data.name == config.dataset.name and not (data / config.dataset.name).is_dir():
+        return data.parent
+    return data
+
+
+def _train(args) -> int:
+    from ecg_pipeline.config import load_config
+    from ecg_pipeline.report import render_training
+    from ecg_pipeline.training.run import train_and_evaluate
+
+    config = load_config(args.config)
+    overrides = {k: v for k, v in {"epochs": args.epochs, "split": args.split, "seed": args.seed}.items() if v is not None}
+    if overrides:
+        config = config.model_copy(update={"training": config.training.model_copy(update=overrides)})
+    bar = None
+    if not args.no_progress and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(unit="epoch", desc="train", leave=False)
+
+    def on_epoch(fold: str, row: dict) -> None:
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"{fold} val {row['val_score']:.3f}")
+
+    run = train_and_evaluate(
+        config, store_root=_store_root(args.data, config), out_dir=args.out,
+        max_windows_per_recording=args.max_windows_per_recording, on_epoch=on_epoch,
+    )  # fmt: skip
+    if bar is not None:
+        bar.close()
+    print(render_training(run, config))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from ecg_pipeline.config import load_config
+    from ecg_pipeline.training.evaluate import evaluate_checkpoint
+
+    config = load_config(args.config)
+    report = evaluate_checkpoint(args.checkpoint, config, _store_root(args.data, config))
+    for task, m in report.items():
+        print(f"{task}: accuracy {m['accuracy']:.4f}  F1 macro {m['f1_macro']:.4f}  "
+              f"F1 weighted {m['f1_weighted']:.4f}  recording accuracy {m['recording_accuracy']:.4f}  "
+              f"({m['n_samples']} windows)")  # fmt: skip
+    return 0
 
 
 if __name__ == "__main__":

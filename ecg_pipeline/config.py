@@ -152,6 +152,43 @@ class DemoSettings(_Strict):
     inbox: Path = Path("data/inbox")
 
 
+class ModelSettings(_Strict):
+    """Which network (``ecg_pipeline.models`` registry) and its widths; the paper gives none."""
+
+    name: str = "dt4ecg"
+    attention: str | None = None  # None: the model's own default (SCA for dt4ecg)
+    channels: tuple[int, ...] = (32, 64, 128)
+    kernel_size: int = Field(7, ge=1)
+    strides: tuple[int, ...] = (1, 2, 2)
+    # GradNorm's last shared layer; None: the final residual block's last conv.
+    shared_param: str | None = None
+
+
+class TrainingSettings(_Strict):
+    """The paper's schedule (Adam 1e-3, batch 16, 50 epochs, GradNorm alpha 2) and the split."""
+
+    # identity: the subject; activity: the condition (dropped when the data has one condition).
+    tasks: tuple[Literal["identity", "activity"], ...] = ("identity", "activity")
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    seed: int = 0
+    weighting: Literal["gradnorm", "equal", "paper"] = "gradnorm"
+    gradnorm_alpha: float = Field(2.0, ge=0)
+    gradnorm_lr: float = Field(0.025, gt=0)
+    # time_block: the honest split for one recording per subject x condition; window: the paper.
+    split: Literal["window", "time_block", "group"] = "time_block"
+    test_fraction: float = Field(0.3, gt=0, lt=1)
+    val_fraction: float = Field(0.15, gt=0, lt=1)
+    gap_windows: int = Field(1, ge=0)
+    group_column: str | None = None
+    test_groups: tuple[str, ...] | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Threads for CPU training; None leaves torch's default.
+    cpu_threads: int | None = Field(None, ge=1)
+    out_dir: Path = Path("data/runs")
+
+
 class StudyConfig(_Strict):
     """The whole configuration of one study or dataset."""
 
@@ -160,6 +197,8 @@ class StudyConfig(_Strict):
     discovery: DiscoverySettings = DiscoverySettings()
     store: StoreSettings = StoreSettings()
     demo: DemoSettings = DemoSettings()
+    model: ModelSettings = ModelSettings()
+    training: TrainingSettings = TrainingSettings()
 
     @field_validator("dataset")
     @classmethod

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ecg_pipeline.ingest import IngestSummary
+
+if TYPE_CHECKING:
+    from ecg_pipeline.training.run import RunResult
 
 
 def render_summary(summary: IngestSummary) -> str:
@@ -28,4 +33,26 @@ def render_summary(summary: IngestSummary) -> str:
     cohort = summary.cohort.lines()
     if cohort:
         lines += ["", "cohort checks:"] + [f"  {line}" for line in cohort]
+    return "\n".join(lines)
+
+
+def render_training(run: RunResult, config) -> str:
+    """Per-fold and mean test metrics of a training run, as a small table."""
+    t = config.training
+    lines = [
+        f"{config.dataset.name}: {config.model.name}, split {t.split}, seed {t.seed}, "
+        f"{t.epochs} epochs, weighting {t.weighting}; results in {run.run_dir}",
+        f"{'fold':<16} {'task':<10} {'best ep':>7} {'acc':>7} {'F1 mac':>7} {'F1 wt':>7} {'rec acc':>7}",
+    ]
+    for fold in run.folds:
+        for task, m in fold["metrics"].items():
+            lines.append(
+                f"{fold['name']:<16} {task:<10} {fold['best_epoch']:>7} {m['accuracy']:>7.4f} "
+                f"{m['f1_macro']:>7.4f} {m['f1_weighted']:>7.4f} {m['recording_accuracy']:>7.4f}"
+            )
+    if len(run.folds) > 1:
+        for task, s in run.summary().items():
+            lines.append(
+                f"{'mean +- sd':<16} {task:<10} {'':>7} {s['accuracy']:.4f}+-{s['accuracy_std']:.4f}"
+            )
     return "\n".join(lines)

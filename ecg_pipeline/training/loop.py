@@ -1,0 +1,158 @@
+"""The training loop: Adam, per-task cross-entropy, loss weighting, model selection on validation.
+
+The whole training set lives on the device as one tensor (a few MB), so a step never waits on a
+data loader; batches are index slices of a seeded permutation.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ecg_pipeline.config import TrainingSettings
+from ecg_pipeline.training.weighting import build_weighting
+
+
+@dataclass
+class FitResult:
+    """What training produced: the best model's weights and the per-epoch history."""
+
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    weighting_state: dict[str, torch.Tensor] | None = None
+
+
+def choose_device(setting: str = "auto") -> torch.device:
+    if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same numbers on the CPU (and as close as cuDNN allows on a GPU)."""
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator | None):
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> dict[str, torch.Tensor]:
+    """Per-task logits for every row of ``x`` (evaluation mode, no gradient)."""
+    model.eval()
+    outs: dict[str, list[torch.Tensor]] = {}
+    for idx in _batches(len(x), batch_size, None):
+        for task, logits in model(x[idx]).items():
+            outs.setdefault(task, []).append(logits)
+    return {task: torch.cat(parts) for task, parts in outs.items()}
+
+
+def _score(
+    logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], part: str
+) -> dict[str, float]:
+    out = {}
+    for task, lg in logits.items():
+        out[f"{task}_{part}_loss"] = float(nn.functional.cross_entropy(lg, labels[task]))
+        out[f"{task}_{part}_acc"] = float((lg.argmax(1) == labels[task]).float().mean())
+    return out
+
+
+def fit(
+    model: nn.Module,
+    x: np.ndarray,
+    labels: dict[str, np.ndarray],
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    settings: TrainingSettings,
+    *,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> FitResult:
+    """Train ``model`` on ``train_idx`` and keep the epoch that scores best on ``val_idx``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A multi-task network whose ``forward`` returns ``{task: logits}`` and whose
+        ``shared_layer()`` is GradNorm's last shared parameter.
+    x : np.ndarray
+        (N, C, T) float32 windows.
+    labels : dict
+        Task name to (N,) int64 class indices; the task order is the weighting's order.
+    train_idx, val_idx : np.ndarray
+        Row indices; validation comes from the training side, never from the test side.
+    settings : TrainingSettings
+        Epochs, batch size, learning rate, seed, weighting.
+    on_epoch : callable, optional
+        Called with each epoch's history row (for a progress bar or a tracker).
+
+    Returns
+    -------
+    FitResult
+        History rows hold, per task, the training loss and accuracy, the validation loss and
+        accuracy, and the task's loss weight at the end of the epoch.
+    """
+    seed_everything(settings.seed)
+    device = choose_device(settings.device)
+    if settings.cpu_threads and device.type == "cpu":
+        torch.set_num_threads(settings.cpu_threads)
+    model = model.to(device)
+    tasks = list(labels)
+    xt = torch.as_tensor(x, device=device)
+    yt = {t: torch.as_tensor(labels[t], device=device) for t in tasks}
+    train = torch.as_tensor(train_idx, device=device)
+    x_val, y_val = xt[torch.as_tensor(val_idx, device=device)], {t: yt[t][val_idx] for t in tasks}
+
+    optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    weighting = build_weighting(
+        settings.weighting, len(tasks), alpha=settings.gradnorm_alpha, lr=settings.gradnorm_lr
+    )
+    generator = torch.Generator().manual_seed(settings.seed)
+    result = FitResult()
+    best_score = -np.inf
+    for epoch in range(1, settings.epochs + 1):
+        model.train()
+        sums = {t: [0.0, 0, 0] for t in tasks}  # loss*n, correct, n
+        for batch in _batches(len(train), settings.batch_size, generator):
+            if len(batch) < 2:
+                continue  # BatchNorm cannot train on a single window
+            idx = train[batch.to(device)]
+            out = model(xt[idx])
+            losses = torch.stack([nn.functional.cross_entropy(out[t], yt[t][idx]) for t in tasks])
+            total = weighting.step(losses, model.shared_layer())
+            optimiser.zero_grad(set_to_none=True)
+            total.backward()
+            optimiser.step()
+            with torch.no_grad():
+                for i, t in enumerate(tasks):
+                    sums[t][0] += float(losses[i]) * len(idx)
+                    sums[t][1] += int((out[t].argmax(1) == yt[t][idx]).sum())
+                    sums[t][2] += len(idx)
+        row: dict = {"epoch": epoch}
+        weights = weighting.weights.tolist()
+        for i, t in enumerate(tasks):
+            row[f"{t}_train_loss"] = sums[t][0] / max(sums[t][2], 1)
+            row[f"{t}_train_acc"] = sums[t][1] / max(sums[t][2], 1)
+            row[f"{t}_weight"] = weights[i]
+        row.update(_score(predict_logits(model, x_val), y_val, "val"))
+        row["val_score"] = float(np.mean([row[f"{t}_val_acc"] for t in tasks]))
+        result.history.append(row)
+        if row["val_score"] > best_score:
+            best_score = row["val_score"]
+            result.best_epoch = epoch
+            result.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        if on_epoch is not None:
+            on_epoch(row)
+    result.weighting_state = weighting.state_dict()
+    model.load_state_dict(result.best_state)
+    return result

@@ -1,0 +1,320 @@
+"""Classification metrics for the identity and activity tasks, in numpy.
+
+Labels are integer class codes ``0 .. n_classes - 1`` (the position of the label in the task's
+label list); :func:`classification_report` also accepts label names when it is given them.
+
+Conventions, chosen to match scikit-learn's ``precision_recall_fscore_support(...,
+labels=range(n_classes), zero_division=0)`` without depending on it:
+
+* Precision of a class never predicted, recall of a class absent from ``y_true`` and F1 of a
+  class with neither are **0**, not NaN, and they still count in the macro average: the macro
+  average is over all ``n_classes`` classes, so a class the model never predicts pulls it down.
+* Weighted averages weight each class by its support (its count in ``y_true``). Weighted
+  recall is therefore ``sum_k (n_k / N) * (tp_k / n_k) = sum_k tp_k / N``, the accuracy. The
+  DT4ECG paper reports recall equal to accuracy, which says its recall is the weighted one.
+* F1 per class is ``2 tp / (2 tp + fp + fn)``, which equals ``2 P R / (P + R)`` wherever that
+  is defined and is 0 where ``tp == 0``. Macro F1 is the mean of per-class F1, not the F1 of
+  macro precision and macro recall.
+
+:func:`recording_accuracy` scores whole recordings: every window votes with its argmax class
+and the recording gets the class with most votes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "confusion_matrix",
+    "classification_report",
+    "recording_predictions",
+    "recording_accuracy",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+
+
+def _label_names(labels: Sequence[str] | int) -> list[str]:
+    """The class names: the given names, or ``"0" .. "n-1"`` for a class count."""
+    if isinstance(labels, (int, np.integer)):
+        if labels < 1:
+            raise ValueError(f"need at least one class, got {labels}")
+        return [str(k) for k in range(int(labels))]
+    names = [str(x) for x in labels]
+    if not names:
+        raise ValueError("labels is empty")
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate label names in {names}")
+    return names
+
+
+def _as_codes(y, names: Sequence[str], what: str) -> np.ndarray:
+    """``y`` as int64 class codes in ``[0, len(names))``.
+
+    Integer arrays (and floats holding whole numbers, as a cast tensor may give) are taken as
+    codes; anything else is looked up by name, so string labels work when names are known.
+    """
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{what} must be 1-D, got shape {y.shape}")
+    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+        y = y.astype(np.int64)
+    if y.dtype.kind in "iub":
+        codes = y.astype(np.int64)
+    else:
+        index = {name: k for k, name in enumerate(names)}
+        unknown = sorted({str(v) for v in y} - index.keys())
+        if unknown:
+            raise ValueError(f"{what} holds labels {unknown[:5]} not among {list(names)}")
+        codes = np.array([index[str(v)] for v in y], dtype=np.int64)
+    bad = (codes < 0) | (codes >= len(names))
+    if bad.any():
+        raise ValueError(
+            f"{what} holds class codes outside [0, {len(names)}): e.g. {codes[bad][:5].tolist()}"
+        )
+    return codes
+
+
+def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """Elementwise ``numerator / denominator`` with 0 where the denominator is 0.
+
+    Zero rather than NaN follows scikit-learn's ``zero_division=0`` and keeps averages finite.
+    """
+    numerator = np.asarray(numerator, dtype=float)
+    denominator = np.asarray(denominator, dtype=float)
+    out = np.zeros(np.broadcast(numerator, denominator).shape)
+    np.divide(numerator, denominator, out=out, where=denominator != 0)
+    return out
+
+
+def _per_class(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall, F1 and support per class from a confusion matrix (rows true)."""
+    tp = np.diag(cm).astype(float)
+    support = cm.sum(axis=1)  # how often each class is true
+    predicted = cm.sum(axis=0)  # how often each class is predicted
+    precision = _safe_divide(tp, predicted)
+    recall = _safe_divide(tp, support)
+    # 2tp / (2tp + fp + fn), with fp = predicted - tp and fn = support - tp.
+    f1 = _safe_divide(2 * tp, predicted + support)
+    return precision, recall, f1, support
+
+
+def _to_probabilities(scores: np.ndarray) -> np.ndarray:
+    """Rows of class probabilities: kept if they already are, softmax of logits otherwise.
+
+    Rows count as probabilities when every value is in [0, 1] and each row sums to 1 (within
+    1e-4). A logits matrix that happens to look like that would be taken as probabilities; that
+    only changes how vote ties are broken.
+    """
+    scores = np.asarray(scores, dtype=float)
+    looks_like_probabilities = (
+        np.all(scores >= 0)
+        and np.all(scores <= 1)
+        and np.allclose(scores.sum(axis=1), 1.0, atol=1e-4)
+    )
+    if looks_like_probabilities:
+        return scores
+    # Subtracting the row maximum keeps exp() from overflowing; softmax is shift-invariant.
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+# --------------------------------------------------------------------------------------------
+# window-level metrics
+
+
+def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
+    """Counts of (true, predicted) class pairs.
+
+    Parameters
+    ----------
+    y_true, y_pred : array_like of int
+        Class codes in ``[0, n_classes)``, same length.
+    n_classes : int
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (n_classes, n_classes), int64; ``cm[i, j]`` counts samples of true class ``i``
+        predicted as ``j`` (rows true, columns predicted, as scikit-learn). Classes absent from
+        both give a row and column of zeros.
+
+    Raises
+    ------
+    ValueError
+        Different lengths, or codes out of range.
+    """
+    names = _label_names(n_classes)
+    t = _as_codes(y_true, names, "y_true")
+    p = _as_codes(y_pred, names, "y_pred")
+    if len(t) != len(p):
+        raise ValueError(f"y_true and y_pred differ in length: {len(t)} != {len(p)}")
+    # One bincount over the flattened (true, pred) pair is a single pass, no Python loop.
+    flat = np.bincount(t * n_classes + p, minlength=n_classes * n_classes)
+    return flat.reshape(n_classes, n_classes).astype(np.int64)
+
+
+def classification_report(y_true, y_pred, labels: Sequence[str] | int) -> dict:
+    """Accuracy, macro and weighted precision / recall / F1, per-class scores and the matrix.
+
+    Parameters
+    ----------
+    y_true, y_pred : numpy.ndarray
+        Class codes in ``[0, n_classes)`` or, when ``labels`` are names, those names.
+    labels : sequence of str or int
+        The class names in code order, or the number of classes (names become ``"0"``, ...).
+        Every class counts in the macro average, present in the data or not.
+
+    Returns
+    -------
+    dict
+        Plain Python values (JSON- and ``mlflow.log_metrics``-friendly)::
+
+            {
+              "n_samples": int,
+              "accuracy": float,
+              "precision_macro": float, "recall_macro": float, "f1_macro": float,
+              "precision_weighted": float, "recall_weighted": float, "f1_weighted": float,
+              "labels": [str, ...],
+              "per_class": {name: {"precision": float, "recall": float, "f1": float,
+                                   "support": int}},
+              "confusion_matrix": [[int, ...], ...],   # n x n, rows true, columns predicted
+            }
+
+        Divisions by zero give 0 (see the module docstring). ``recall_weighted`` equals
+        ``accuracy`` up to rounding.
+
+    Raises
+    ------
+    ValueError
+        Empty inputs, different lengths, unknown labels or codes out of range.
+    """
+    names = _label_names(labels)
+    t = _as_codes(y_true, names, "y_true")
+    p = _as_codes(y_pred, names, "y_pred")
+    if len(t) == 0:
+        raise ValueError("no samples to score")
+    cm = confusion_matrix(t, p, len(names))
+    precision, recall, f1, support = _per_class(cm)
+    n = int(support.sum())
+    weights = support / n
+    return {
+        "n_samples": n,
+        "accuracy": float(np.trace(cm) / n),
+        "precision_macro": float(precision.mean()),
+        "recall_macro": float(recall.mean()),
+        "f1_macro": float(f1.mean()),
+        "precision_weighted": float(weights @ precision),
+        "recall_weighted": float(weights @ recall),
+        "f1_weighted": float(weights @ f1),
+        "labels": list(names),
+        "per_class": {
+            name: {
+                "precision": float(precision[k]),
+                "recall": float(recall[k]),
+                "f1": float(f1[k]),
+                "support": int(support[k]),
+            }
+            for k, name in enumerate(names)
+        },
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# recording-level vote
+
+
+def _vote(probabilities: np.ndarray) -> tuple[int, int, bool]:
+    """One recording's class: most window argmax votes, ties to the highest mean probability.
+
+    Only the tied classes compete in the tie-break, so the vote still decides whenever it can;
+    a tie in mean probability too goes to the lowest class code (``np.argmax``).
+
+    Returns
+    -------
+    (class, votes for it, whether the vote was tied)
+    """
+    n_classes = probabilities.shape[1]
+    counts = np.bincount(probabilities.argmax(axis=1), minlength=n_classes)
+    tied = counts == counts.max()
+    mean = np.where(tied, probabilities.mean(axis=0), -np.inf)
+    winner = int(np.argmax(mean))
+    return winner, int(counts[winner]), bool(tied.sum() > 1)
+
+
+def recording_predictions(y_true, y_pred_proba_or_logits, recording_ids) -> pd.DataFrame:
+    """Per-recording majority vote of window predictions, with each recording's true label.
+
+    Parameters
+    ----------
+    y_true : array_like of int, shape (n_windows,)
+        Class codes of the windows.
+    y_pred_proba_or_logits : array_like of float, shape (n_windows, n_classes)
+        Per-window class probabilities or logits (softmaxed for the tie-break when they are
+        not probabilities; the argmax votes are the same either way).
+    recording_ids : array_like, shape (n_windows,)
+        Which recording each window belongs to.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per recording, sorted by id: ``recording_id``, ``n_windows``, ``y_true`` (the
+        mode of its windows' labels; ties to the lowest code), ``y_pred`` (the vote),
+        ``votes`` (windows voting for ``y_pred``) and ``tied`` (whether the tie-break decided).
+    """
+    scores = np.asarray(y_pred_proba_or_logits, dtype=float)
+    if scores.ndim != 2 or scores.shape[0] == 0 or scores.shape[1] == 0:
+        raise ValueError(f"scores must be (n_windows, n_classes), got shape {scores.shape}")
+    n_windows, n_classes = scores.shape
+    t = _as_codes(y_true, _label_names(n_classes), "y_true")
+    ids = np.asarray(recording_ids, dtype=object)
+    if not len(t) == len(ids) == n_windows:
+        raise ValueError(
+            f"lengths differ: y_true {len(t)}, scores {n_windows}, recording_ids {len(ids)}"
+        )
+    if pd.isna(ids).any():
+        raise ValueError("recording_ids holds nulls")
+    probabilities = _to_probabilities(scores)
+    rows = []
+    for rid, positions in sorted(pd.Series(ids).groupby(ids, sort=False).indices.items()):
+        pred, votes, tied = _vote(probabilities[positions])
+        rows.append(
+            {
+                "recording_id": rid,
+                "n_windows": len(positions),
+                # The label is constant within a recording in this pipeline; the mode makes a
+                # stray window label harmless instead of an error.
+                "y_true": int(np.bincount(t[positions], minlength=n_classes).argmax()),
+                "y_pred": pred,
+                "votes": votes,
+                "tied": tied,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def recording_accuracy(y_true, y_pred_proba_or_logits, recording_ids) -> float:
+    """Share of recordings whose majority-vote class equals their true label.
+
+    Every recording counts once, however many windows it has. See
+    :func:`recording_predictions` for the vote and the tie-break.
+
+    Parameters
+    ----------
+    y_true : array_like of int, shape (n_windows,)
+    y_pred_proba_or_logits : array_like of float, shape (n_windows, n_classes)
+    recording_ids : array_like, shape (n_windows,)
+
+    Returns
+    -------
+    float
+        In [0, 1].
+    """
+    per_recording = recording_predictions(y_true, y_pred_proba_or_logits, recording_ids)
+    return float((per_recording["y_true"] == per_recording["y_pred"]).mean())

@@ -1,0 +1,123 @@
+"""One training run end to end: store -> splits -> fit -> test metrics -> results and checkpoints.
+
+Each fold writes ``<out>/<run>/<fold>/`` with ``model.pt`` + ``model.json`` (a pickle-free
+checkpoint) and the run writes ``results.json`` (configuration, seed, per-fold metrics and
+per-epoch history), so every figure can be traced to its command and settings.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ecg_pipeline.config import StudyConfig
+from ecg_pipeline.io.atomic import atomic_write_text
+from ecg_pipeline.io.store import WindowStore
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    folds: list[dict]  # name, best_epoch, metrics per task, history
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Mean and standard deviation over folds of each task's test accuracy and F1."""
+        out: dict[str, dict[str, float]] = {}
+        for task in self.folds[0]["metrics"]:
+            for key in ("accuracy", "f1_macro", "f1_weighted", "recording_accuracy"):
+                values = [f["metrics"][task][key] for f in self.folds]
+                out.setdefault(task, {})[key] = float(np.mean(values))
+                out[task][f"{key}_std"] = float(np.std(values))
+        return out
+
+
+def model_spec(config: StudyConfig, heads: dict[str, int], classes: dict, n_samples: int) -> dict:
+    m = config.model
+    options = {}
+    if m.name in ("dt4ecg", "resnet1d"):
+        options = {"channels": list(m.channels), "kernel_size": m.kernel_size, "strides": list(m.strides)}
+    if m.shared_param:
+        options["shared_param"] = m.shared_param
+    return {
+        "name": m.name, "attention": m.attention, "in_channels": 1, "n_samples": n_samples,
+        "heads": heads, "options": options, "classes": classes,
+    }  # fmt: skip
+
+
+def train_and_evaluate(
+    config: StudyConfig,
+    *,
+    store_root: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    run_name: str | None = None,
+    max_windows_per_recording: int | None = None,
+    on_epoch: Callable[[str, dict], None] | None = None,
+) -> RunResult:
+    """Train on the dataset's stored windows under the configured split and score the test side.
+
+    ``max_windows_per_recording`` keeps the first windows of each recording only (quick checks).
+    """
+    import torch
+
+    from ecg_pipeline.models import build_model
+    from ecg_pipeline.training.checkpoint import save_checkpoint
+    from ecg_pipeline.training.data import load_window_data
+    from ecg_pipeline.training.loop import fit, predict_logits
+    from ecg_pipeline.training.metrics import classification_report, recording_accuracy
+    from ecg_pipeline.training.splits import split_windows
+
+    t = config.training
+    store = WindowStore(store_root or config.store.root, config.dataset.name)
+    data = load_window_data(store, t.tasks, config.store.normalisation)
+    if max_windows_per_recording:
+        keep = data.meta.groupby("recording_id").cumcount().to_numpy() < max_windows_per_recording
+        data.x, data.meta = data.x[keep], data.meta[keep].reset_index(drop=True)
+        data.labels = {k: v[keep] for k, v in data.labels.items()}
+    splits = split_windows(
+        data.meta, kind=t.split, seed=t.seed, test_fraction=t.test_fraction,
+        val_fraction=t.val_fraction, gap_windows=t.gap_windows, group_column=t.group_column,
+        test_groups=list(t.test_groups) if t.test_groups else None,
+    )  # fmt: skip
+    run_name = run_name or f"{config.dataset.name}-{config.model.name}-{t.split}-seed{t.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(out_dir or t.out_dir) / run_name
+    spec = model_spec(config, data.heads, data.classes, data.x.shape[-1])
+    folds = []
+    for split in splits:
+        split.check_disjoint()
+        torch.manual_seed(t.seed)
+        model = build_model(spec["name"], in_channels=1, n_samples=spec["n_samples"],
+                            heads=spec["heads"], attention=spec["attention"], **spec["options"])  # fmt: skip
+        result = fit(
+            model, data.x, data.labels, split.train, split.val, t,
+            on_epoch=(lambda row, name=split.name: on_epoch(name, row)) if on_epoch else None,
+        )  # fmt: skip
+        device = next(model.parameters()).device
+        logits = predict_logits(model, torch.as_tensor(data.x[split.test], device=device))
+        metrics = {}
+        for task, lg in logits.items():
+            y_true = data.labels[task][split.test]
+            scores = lg.cpu().numpy()
+            report = classification_report(y_true, scores.argmax(1), data.classes[task])
+            report["recording_accuracy"] = recording_accuracy(
+                y_true, scores, data.meta["recording_id"].to_numpy()[split.test]
+            )
+            metrics[task] = report
+        fold_dir = run_dir / split.name.replace("/", "_")
+        save_checkpoint(fold_dir, model, spec)
+        folds.append({
+            "name": split.name, "best_epoch": result.best_epoch, "metrics": metrics,
+            "history": result.history,
+            "sizes": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+        })  # fmt: skip
+    run = RunResult(run_dir, folds)
+    payload = {
+        "config": config.model_dump(mode="json"), "config_hash": config.ingest_hash(),
+        "seed": t.seed, "split": t.split, "summary": run.summary(), "folds": folds,
+    }  # fmt: skip
+    atomic_write_text(run_dir / "results.json", json.dumps(payload, indent=1, default=float))
+    return run
