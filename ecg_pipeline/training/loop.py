@@ -48,7 +48,7 @@ def _batches(n: int, batch_size: int, generator: torch.Generator | None):
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> dict[str, torch.Tensor]:
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
     """Per-task logits for every row of ``x`` (evaluation mode, no gradient)."""
     model.eval()
     outs: dict[str, list[torch.Tensor]] = {}
