@@ -191,7 +191,7 @@ def check_full(summary, row: Row) -> None:
 # --- per-stage breakdown: wrap the functions ingest_folder calls, by their names there ----------
 STAGE_FUNCS = [
     "remove_dead_temp_files", "discover", "read_manifest", "label_files", "validate_labels",
-    "plan_batch", "sha256_file", "process_file", "read_recording", "segments_to_windows",
+    "plan_batch", "sha256_files", "process_file", "read_recording", "segments_to_windows",
     "validate_batch", "write_batch", "rejections_table", "atomic_write_text", "cohort_report",
 ]  # fmt: skip
 
@@ -236,8 +236,8 @@ def stages_of(raw: dict[str, float], total: float) -> dict[str, float]:
                                 "label_files", "validate_labels")
         ),  # fmt: skip
         "store catalog (footers, x2)": g("catalog", 0.0),
-        "plan: sha256 of each file": g("sha256_file", 0.0),
-        "plan: decisions (excl. hash)": g("plan_batch", 0.0) - g("sha256_file", 0.0),
+        "plan: sha256 of each file": g("sha256_files", 0.0),
+        "plan: decisions (excl. hash)": g("plan_batch", 0.0) - g("sha256_files", 0.0),
         "process: read ECG (read_recording)": g("read_recording", 0.0),
         "process: filter+resample+window": g("segments_to_windows", 0.0),
         "process: rest of process_file": g("process_file", 0.0)

@@ -46,8 +46,7 @@ from ecg_pipeline.io.store import WindowStore
 from ecg_pipeline.models import build_model
 from ecg_pipeline.training.data import load_window_data
 from ecg_pipeline.training.loop import _batches, fit, predict_logits, seed_everything
-from ecg_pipeline.training.run import model_spec
-from ecg_pipeline.training.splits import split_windows
+from ecg_pipeline.training.run import configured_splits, model_spec
 from ecg_pipeline.training.weighting import build_weighting, shared_grad_norms
 
 REPO = Path(__file__).resolve().parents[1]
@@ -368,16 +367,7 @@ def run(args) -> dict:
 
         # Warm the process (allocator, kernels, thread pool) before anything is timed.
         data = load_window_data(store, settings.tasks, config.store.normalisation)
-        split = split_windows(
-            data.meta,
-            kind=settings.split,
-            seed=settings.seed,
-            test_fraction=settings.test_fraction,
-            val_fraction=settings.val_fraction,
-            gap_windows=settings.gap_windows,
-            group_column=settings.group_column,
-            test_groups=list(settings.test_groups) if settings.test_groups else None,
-        )[0]
+        split = configured_splits(data.meta, settings)[0]
         spec = model_spec(config, data.heads, data.classes, data.x.shape[-1])
         n_train, n_val, n_samples = len(split.train), len(split.val), data.x.shape[-1]
         xb, yb = synthetic_data(n_train, n_samples, spec["heads"], device, settings.seed)
@@ -411,16 +401,7 @@ def run(args) -> dict:
                 if which == "full":
                     t0 = now(device)
                     data = load_window_data(store, settings.tasks, config.store.normalisation)
-                    split = split_windows(
-                        data.meta,
-                        kind=settings.split,
-                        seed=settings.seed,
-                        test_fraction=settings.test_fraction,
-                        val_fraction=settings.val_fraction,
-                        gap_windows=settings.gap_windows,
-                        group_column=settings.group_column,
-                        test_groups=list(settings.test_groups) if settings.test_groups else None,
-                    )[0]
+                    split = configured_splits(data.meta, settings)[0]
                     t1 = now(device)
                     torch.manual_seed(settings.seed)
                     model = build_model(

@@ -38,7 +38,7 @@ from ecg_pipeline.errors import (
     UnreadableFileError,
 )
 from ecg_pipeline.io.atomic import atomic_write_text, remove_dead_temp_files
-from ecg_pipeline.io.readers import read_recording
+from ecg_pipeline.io.readers import read_recording, recording_files, sha256_files
 from ecg_pipeline.io.store import WindowStore, recording_id_of
 from ecg_pipeline.signal.preprocess import Windows, segments_to_windows
 
@@ -140,8 +140,6 @@ def plan_batch(labels: list[Labels], catalog: pd.DataFrame, config_hash: str, fm
     Stored files left from an earlier version of a path (a run stopped between writing the new
     version and removing the old one) are listed in ``stale_files`` for removal.
     """
-    from ecg_pipeline.io.readers import recording_files, sha256_files
-
     to_process: list[PlannedFile] = []
     unchanged: list[FileResult] = []
     errors: list[IngestError] = []

@@ -65,7 +65,3 @@ def sha256_files(paths: list[Path]) -> str:
                 digest.update(chunk)
     return digest.hexdigest()
 
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of one file's bytes, streamed (the file is not held in memory)."""
-    return sha256_files([Path(path)])

@@ -36,6 +36,18 @@ class RunResult:
         return out
 
 
+def configured_splits(meta, settings) -> list:
+    """The splits ``[training]`` asks for, over a windows metadata frame."""
+    from ecg_pipeline.training.splits import split_windows
+
+    return split_windows(
+        meta, kind=settings.split, seed=settings.seed, test_fraction=settings.test_fraction,
+        val_fraction=settings.val_fraction, gap_windows=settings.gap_windows,
+        group_column=settings.group_column,
+        test_groups=list(settings.test_groups) if settings.test_groups else None,
+    )  # fmt: skip
+
+
 def model_spec(config: StudyConfig, heads: dict[str, int], classes: dict, n_samples: int) -> dict:
     m = config.model
     options = {}
@@ -69,7 +81,6 @@ def train_and_evaluate(
     from ecg_pipeline.training.data import load_window_data
     from ecg_pipeline.training.loop import fit, predict_logits
     from ecg_pipeline.training.metrics import classification_report, recording_accuracy
-    from ecg_pipeline.training.splits import split_windows
 
     t = config.training
     store = WindowStore(store_root or config.store.root, config.dataset.name)
@@ -78,11 +89,7 @@ def train_and_evaluate(
         keep = data.meta.groupby("recording_id").cumcount().to_numpy() < max_windows_per_recording
         data.x, data.meta = data.x[keep], data.meta[keep].reset_index(drop=True)
         data.labels = {k: v[keep] for k, v in data.labels.items()}
-    splits = split_windows(
-        data.meta, kind=t.split, seed=t.seed, test_fraction=t.test_fraction,
-        val_fraction=t.val_fraction, gap_windows=t.gap_windows, group_column=t.group_column,
-        test_groups=list(t.test_groups) if t.test_groups else None,
-    )  # fmt: skip
+    splits = configured_splits(data.meta, t)
     run_name = run_name or f"{config.dataset.name}-{config.model.name}-{t.split}-seed{t.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(out_dir or t.out_dir) / run_name
     spec = model_spec(config, data.heads, data.classes, data.x.shape[-1])
