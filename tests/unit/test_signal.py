@@ -140,3 +140,17 @@ def test_filter_designs_are_cached():
     a = design_ecg_filter(FS, mains_hz=50.0)
     assert design_ecg_filter(1000, mains_hz=50) is a
     assert design_ecg_filter(FS, mains_hz=60.0) is not a
+
+
+@pytest.mark.parametrize("fs_hz", [1000.0, 999.5])  # whole-sample hop (vectorised) and not
+def test_raw_flat_and_railed_windows(fs_hz):
+    from ecg_pipeline.signal.quality import flat_raw_windows
+
+    rng = np.random.default_rng(3)
+    n = int(30 * fs_hz)
+    x = rng.normal(0, 0.3, n)
+    w = int(3 * fs_hz)
+    x[3 * w + 10 : 4 * w - 10] = 0.0  # window 3 flat (but for a few edge samples)
+    x[6 * w : 7 * w] = np.where(np.arange(w) % 200 < 100, 9.99, -9.99)  # window 6 railed
+    flags = flat_raw_windows(x, fs_hz, 3.0, 3.0, 10, min_std=0.05)
+    assert np.flatnonzero(flags).tolist() == [3, 6]
