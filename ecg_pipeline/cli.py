@@ -40,16 +40,27 @@ def _parser() -> argparse.ArgumentParser:
         help="train and evaluate the configured model on a dataset's stored windows",
         description="Train on the Parquet windows of the configured dataset under the configured "
         "split, keep the epoch that scores best on validation, score the test side, and write "
-        "results.json plus a pickle-free checkpoint per fold.",
+        "results.json plus a pickle-free checkpoint per fold; with several seeds, also "
+        "summary.json (mean and spread over seeds and folds).",
     )
     train.add_argument("--data", type=Path, help="store root or the dataset's store folder (default: [store] root)")
     train.add_argument("--config", type=Path, help="study configuration TOML")
+    train.add_argument("--recipe", type=Path, action="append", default=[], help="a TOML laid over the config, e.g. configs/recipes/tuned.toml (repeatable)")
+    train.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[], help="override one setting, e.g. training.weighting=equal (repeatable)")
     train.add_argument("--epochs", type=int, help="override [training] epochs")
     train.add_argument("--split", choices=["window", "time_block", "group"], help="override [training] split")
     train.add_argument("--seed", type=int, help="override [training] seed")
+    train.add_argument("--seeds", type=int, nargs="+", help="train once per seed and summarise (mean and spread)")
+    train.add_argument("--name", help="experiment folder under --out (default: dataset-model-split-time)")
     train.add_argument("--out", type=Path, help="runs folder (default: [training] out_dir)")
     train.add_argument("--max-windows-per-recording", type=int, help="quick check on the first windows of each recording")
     train.add_argument("--no-progress", action="store_true")
+
+    table = sub.add_parser(
+        "table", help="print the Markdown table of every summary.json under a folder (e.g. results/)"
+    )
+    table.add_argument("folder", type=Path)
+    table.add_argument("--commands", action="store_true", help="also list the command of each row")
 
     evaluate = sub.add_parser(
         "evaluate", help="score a saved checkpoint on every labelled window of a store"
@@ -71,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "table":
+            return _table(args)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -138,14 +151,20 @@ def _store_root(data: Path | None, config) -> Path:
 
 
 def _train(args) -> int:
-    from ecg_pipeline.config import load_config
-    from ecg_pipeline.report import render_training
-    from ecg_pipeline.training.run import train_and_evaluate
+    import shlex
+    import time
 
-    config = load_config(args.config)
+    from ecg_pipeline.config import load_config
+    from ecg_pipeline.report import render_experiment
+    from ecg_pipeline.training.experiment import run_seeds
+
+    config = load_config(args.config, recipes=args.recipe, overrides=args.overrides)
     overrides = {k: v for k, v in {"epochs": args.epochs, "split": args.split, "seed": args.seed}.items() if v is not None}
     if overrides:
         config = config.model_copy(update={"training": config.training.model_copy(update=overrides)})
+    seeds = args.seeds or [config.training.seed]
+    t = config.training
+    name = args.name or f"{config.dataset.name}-{config.model.name}-{t.split}-{time.strftime('%Y%m%d-%H%M%S')}"
     bar = None
     if not args.no_progress and sys.stderr.isatty():
         from tqdm import tqdm
@@ -157,13 +176,32 @@ def _train(args) -> int:
             bar.update(1)
             bar.set_postfix_str(f"{fold} val {row['val_score']:.3f}")
 
-    run = train_and_evaluate(
-        config, store_root=_store_root(args.data, config), out_dir=args.out,
+    runs, summary = run_seeds(
+        config, seeds, name=name, store_root=_store_root(args.data, config), out_dir=args.out,
+        command="ecg-pipeline " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None,
         max_windows_per_recording=args.max_windows_per_recording, on_epoch=on_epoch,
     )  # fmt: skip
     if bar is not None:
         bar.close()
-    print(render_training(run, config))
+    print(render_experiment(runs, summary, config))
+    return 0
+
+
+def _table(args) -> int:
+    import json
+
+    from ecg_pipeline.report import render_results_table
+
+    files = sorted(args.folder.rglob("summary.json"))
+    if not files:
+        print(f"error: no summary.json under {args.folder}", file=sys.stderr)
+        return 1
+    summaries = [json.loads(f.read_text()) for f in files]
+    print(render_results_table(summaries))
+    if args.commands:
+        print()
+        for s in summaries:
+            print(f"- {s['name']}: `{s['command']}`")
     return 0
 
 

@@ -56,3 +56,54 @@ def render_training(run: RunResult, config) -> str:
                 f"{'mean +- sd':<16} {task:<10} {'':>7} {s['accuracy']:.4f}+-{s['accuracy_std']:.4f}"
             )
     return "\n".join(lines)
+
+
+def render_experiment(runs, summary: dict, config) -> str:
+    """Every seed's table, then the mean +- sd over seeds and folds when there is more than one run."""
+    parts = [render_training(run, config.model_copy(update={
+        "training": config.training.model_copy(update={"seed": seed})})) for seed, run in runs]  # fmt: skip
+    if len(runs) > 1:
+        lines = [f"over {summary['n_seeds']} seeds x {summary['n_folds']} fold(s):"]
+        for task, m in summary["tasks"].items():
+            lines.append(
+                f"  {task:<10} accuracy {m['accuracy']:.4f} +- {m['accuracy_std']:.4f}   "
+                f"F1 macro {m['f1_macro']:.4f} +- {m['f1_macro_std']:.4f}   "
+                f"recording accuracy {m['recording_accuracy']:.4f} +- {m['recording_accuracy_std']:.4f}"
+            )
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def _pct(task: dict | None, key: str) -> str:
+    if task is None:
+        return "–"
+    return f"{100 * task[key]:.1f} ± {100 * task[key + '_std']:.1f}"
+
+
+def render_results_table(summaries: list[dict]) -> str:
+    """A Markdown table of experiment summaries (``summary.json``), one row per experiment.
+
+    Accuracies are window-level and, in brackets' column, recording-level (majority vote over
+    a recording's windows); each is mean ± sd over every (seed, fold) pair.
+    """
+    header = (
+        "| row | dataset | split (folds) | model | weighting | recipe | seeds | "
+        "identity acc | identity rec. acc | activity acc | activity rec. acc |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    rows = []
+    for s in summaries:
+        training = s["config"]["training"]
+        split = s["split"]
+        if split == "group":
+            split = f"group: {training['group_column']}"
+        model = s["model"] + (f" ({s['attention']})" if s.get("attention") else "")
+        recipe = "paper" if not s.get("departures") else "tuned"
+        identity, activity = s["tasks"].get("identity"), s["tasks"].get("activity")
+        rows.append(
+            f"| {s['name']} | {s['dataset']} | {split} ({s['n_folds']}) | {model} | "
+            f"{s['weighting']} | {recipe} | {s['n_seeds']} | {_pct(identity, 'accuracy')} | "
+            f"{_pct(identity, 'recording_accuracy')} | {_pct(activity, 'accuracy')} | "
+            f"{_pct(activity, 'recording_accuracy')} |"
+        )
+    return "\n".join([header, *rows])

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from ecg_pipeline.io.atomic import atomic_target
 from ecg_pipeline.signal.preprocess import Windows
-from ecg_pipeline.signal.windows import minmax_normalise
+from ecg_pipeline.signal.windows import minmax_normalise, zscore_normalise
 
 FOOTER_KEY = b"ecg_pipeline.recording"
 PARTITIONING = ds.partitioning(
@@ -188,8 +188,9 @@ class WindowStore:
 
         Parameters
         ----------
-        normalisation : {"window", "recording", "none"}
-            Min-max to [0, 1] per window (the paper), per recording, or not at all.
+        normalisation : {"window", "recording", "window_zscore", "none"}
+            Min-max to [0, 1] per window (the paper) or per recording, zero mean and unit
+            deviation per window, or none.
         filter : pyarrow expression, optional
             Which rows to read.
         """
@@ -205,6 +206,8 @@ class WindowStore:
             for _, idx in meta.groupby("recording_id", sort=False).indices.items():
                 out[idx] = minmax_normalise(x[idx], axis=(0, 1))
             x = out
+        elif normalisation == "window_zscore":
+            x = zscore_normalise(x, axis=-1)
         elif normalisation != "none":
             raise ValueError(f"unknown normalisation {normalisation!r}")
         return x, meta

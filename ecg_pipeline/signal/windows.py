@@ -61,3 +61,27 @@ def minmax_normalise(windows: np.ndarray, *, axis: int | tuple[int, ...] = -1) -
     lo = w.min(axis=axis, keepdims=True)
     span = w.max(axis=axis, keepdims=True) - lo
     return np.divide(w - lo, span, out=np.zeros_like(w), where=span > 0)
+
+
+def zscore_normalise(windows: np.ndarray, *, axis: int | tuple[int, ...] = -1) -> np.ndarray:
+    """Zero mean and unit standard deviation along ``axis``.
+
+    Less swayed than min-max by one artefact spike, which sets a window's whole range but moves
+    its standard deviation little. A constant stretch maps to zeros.
+
+    Parameters
+    ----------
+    windows : np.ndarray
+        Any shape; typically (n_windows, window_samples).
+    axis : int or tuple of int
+        Axes over which mean and deviation are taken (``-1``: each window on its own).
+
+    Returns
+    -------
+    np.ndarray
+        float32 array of the same shape.
+    """
+    w = np.asarray(windows, dtype=np.float32)
+    centred = w - w.mean(axis=axis, keepdims=True)
+    sd = centred.std(axis=axis, keepdims=True)
+    return np.divide(centred, sd, out=np.zeros_like(w), where=sd > 0)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ecg_pipeline.io.store import WindowStore
+from ecg_pipeline.training.splits import add_holdout_columns
 
 TASK_COLUMNS = {"identity": "subject", "activity": "condition"}
 
@@ -44,10 +45,13 @@ def load_window_data(
 ) -> WindowData:
     """Read every window of a dataset's store and encode the tasks' labels.
 
+    The metadata gains the recording's ``date`` (from the store's catalog) and the derived
+    ``last_record`` / ``later_date`` hold-out columns (see ``splits.add_holdout_columns``).
     A task whose label takes one value in the data (ECG-ID has no activity) is dropped, so such a
     dataset trains a single head.
     """
     x, meta = store.read_windows(normalisation=normalisation)
+    meta = _with_recording_columns(meta, store)
     order = np.lexsort((meta["window_index"].to_numpy(), meta["recording_id"].to_numpy()))
     x, meta = x[order], meta.iloc[order].reset_index(drop=True)
     labels, classes = {}, {}
@@ -61,3 +65,12 @@ def load_window_data(
     if not labels:
         raise ValueError(f"no task has two or more classes in {store.path}")
     return WindowData(x[:, None, :], labels, classes, meta)
+
+
+def _with_recording_columns(meta: pd.DataFrame, store: WindowStore) -> pd.DataFrame:
+    # The windows table carries no date (it is personal data, kept to the manifest in each
+    # file's footer); the catalog has it, one row per recording.
+    if "date" not in meta.columns:
+        dates = store.catalog().set_index("recording_id")["date"]
+        meta = meta.assign(date=dates.reindex(meta["recording_id"]).to_numpy())
+    return add_holdout_columns(meta)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ecg_pipeline.config import TrainingSettings
+from ecg_pipeline.training.augment import augment_batch
 from ecg_pipeline.training.weighting import build_weighting
 
 
@@ -76,6 +77,7 @@ def fit(
     val_idx: np.ndarray,
     settings: TrainingSettings,
     *,
+    fs_hz: float = 100.0,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``train_idx`` and keep the epoch that scores best on ``val_idx``.
@@ -92,7 +94,10 @@ def fit(
     train_idx, val_idx : np.ndarray
         Row indices; validation comes from the training side, never from the test side.
     settings : TrainingSettings
-        Epochs, batch size, learning rate, seed, weighting.
+        Epochs, batch size, learning rate, seed, weighting, and the departures from the paper
+        (augmentation, weight decay, label smoothing, cosine schedule) when switched on.
+    fs_hz : float
+        The windows' sampling rate, for augmentations stated in seconds or hertz.
     on_epoch : callable, optional
         Called with each epoch's history row (for a progress bar or a tracker).
 
@@ -113,11 +118,22 @@ def fit(
     train = torch.as_tensor(train_idx, device=device)
     x_val, y_val = xt[torch.as_tensor(val_idx, device=device)], {t: yt[t][val_idx] for t in tasks}
 
-    optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    if settings.weight_decay:
+        optimiser = torch.optim.AdamW(
+            model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+        )
+    else:
+        optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    scheduler = None
+    if settings.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=settings.epochs)
+    smoothing = settings.label_smoothing
     weighting = build_weighting(
         settings.weighting, len(tasks), alpha=settings.gradnorm_alpha, lr=settings.gradnorm_lr
     )
     generator = torch.Generator().manual_seed(settings.seed)
+    # A second stream, so switching augmentation on does not change the batch order.
+    augment_generator = torch.Generator().manual_seed(settings.seed + 1)
     result = FitResult()
     best_score = -np.inf
     for epoch in range(1, settings.epochs + 1):
@@ -127,8 +143,11 @@ def fit(
             if len(batch) < 2:
                 continue  # BatchNorm cannot train on a single window
             idx = train[batch.to(device)]
-            out = model(xt[idx])
-            losses = torch.stack([nn.functional.cross_entropy(out[t], yt[t][idx]) for t in tasks])
+            out = model(augment_batch(xt[idx], settings.augment, fs_hz, augment_generator))
+            losses = torch.stack([
+                nn.functional.cross_entropy(out[t], yt[t][idx], label_smoothing=smoothing)
+                for t in tasks
+            ])  # fmt: skip
             total = weighting.step(losses, model.shared_layer())
             optimiser.zero_grad(set_to_none=True)
             total.backward()
@@ -138,7 +157,9 @@ def fit(
                     sums[t][0] += float(losses[i]) * len(idx)
                     sums[t][1] += int((out[t].argmax(1) == yt[t][idx]).sum())
                     sums[t][2] += len(idx)
-        row: dict = {"epoch": epoch}
+        row: dict = {"epoch": epoch, "lr": optimiser.param_groups[0]["lr"]}
+        if scheduler is not None:
+            scheduler.step()
         weights = weighting.weights.tolist()
         for i, t in enumerate(tasks):
             row[f"{t}_train_loss"] = sums[t][0] / max(sums[t][2], 1)

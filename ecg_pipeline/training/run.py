@@ -37,14 +37,23 @@ class RunResult:
 
 
 def configured_splits(meta, settings) -> list:
-    """The splits ``[training]`` asks for, over a windows metadata frame."""
+    """The splits ``[training]`` asks for, over a windows metadata frame.
+
+    The group settings are passed on for ``group`` splits only, so a dataset file can name its
+    groups and still be run under ``--split window``.
+    """
     from ecg_pipeline.training.splits import split_windows
 
+    group_options = {}
+    if settings.split == "group":
+        group_options = {
+            "group_column": settings.group_column,
+            "test_groups": list(settings.test_groups) if settings.test_groups else None,
+            "group_validation": settings.group_validation,
+        }
     return split_windows(
         meta, kind=settings.split, seed=settings.seed, test_fraction=settings.test_fraction,
-        val_fraction=settings.val_fraction, gap_windows=settings.gap_windows,
-        group_column=settings.group_column,
-        test_groups=list(settings.test_groups) if settings.test_groups else None,
+        val_fraction=settings.val_fraction, gap_windows=settings.gap_windows, **group_options,
     )  # fmt: skip
 
 
@@ -90,6 +99,7 @@ def train_and_evaluate(
         data.x, data.meta = data.x[keep], data.meta[keep].reset_index(drop=True)
         data.labels = {k: v[keep] for k, v in data.labels.items()}
     splits = configured_splits(data.meta, t)
+    fs_hz = float(data.meta["fs_hz"].iloc[0])
     run_name = run_name or f"{config.dataset.name}-{config.model.name}-{t.split}-seed{t.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(out_dir or t.out_dir) / run_name
     spec = model_spec(config, data.heads, data.classes, data.x.shape[-1])
@@ -100,7 +110,7 @@ def train_and_evaluate(
         model = build_model(spec["name"], in_channels=1, n_samples=spec["n_samples"],
                             heads=spec["heads"], attention=spec["attention"], **spec["options"])  # fmt: skip
         result = fit(
-            model, data.x, data.labels, split.train, split.val, t,
+            model, data.x, data.labels, split.train, split.val, t, fs_hz=fs_hz,
             on_epoch=(lambda row, name=split.name: on_epoch(name, row)) if on_epoch else None,
         )  # fmt: skip
         device = next(model.parameters()).device

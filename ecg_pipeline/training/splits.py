@@ -48,6 +48,7 @@ __all__ = [
     "labels_covered",
     "uncovered_labels",
     "leak_report",
+    "add_holdout_columns",
 ]
 
 SplitKind = Literal["window", "time_block", "group"]
@@ -115,6 +116,7 @@ def split_windows(
     group_column: str | None = None,
     test_groups: Sequence[str] | None = None,
     stratify_column: str = "subject",
+    group_validation: str = "one_group",
 ) -> list[Split]:
     """Split the windows table into train, validation and test row indices.
 
@@ -148,6 +150,10 @@ def split_windows(
         distinct value (leave-one-group-out). Values are compared as strings.
     stratify_column : str
         ``window`` only: the label to stratify on (with ``condition`` when present).
+    group_validation : {"one_group", "time_block"}
+        ``group`` only: validate on one whole training group (the default), or on the last
+        ``val_fraction`` block of every training recording so that every training group also
+        trains (always the case when only one group is left for training).
 
     Returns
     -------
@@ -181,7 +187,11 @@ def split_windows(
         if group_column is None:
             raise ValueError("kind='group' needs group_column (e.g. 'session' or 'subject')")
         _require_columns(meta, [group_column, _RECORDING])
-        return _group_splits(meta, group_column, test_groups, seed, val_fraction, gap_windows)
+        if group_validation not in ("one_group", "time_block"):
+            raise ValueError(f"unknown group_validation {group_validation!r}")
+        return _group_splits(
+            meta, group_column, test_groups, seed, val_fraction, gap_windows, group_validation
+        )
     raise ValueError(f"unknown split kind {kind!r}: expected 'window', 'time_block' or 'group'")
 
 
@@ -364,19 +374,20 @@ def _group_fold(
     seed: int,
     val_fraction: float,
     gap_windows: int,
+    group_validation: str = "one_group",
 ) -> Split:
     is_test = np.isin(keys, list(test_set))
     test = np.flatnonzero(is_test)
     remaining = [g for g in groups if g not in test_set]
     if not remaining:
         raise ValueError(f"fold {name!r}: every group is held out, none left for training")
-    if len(remaining) >= 2:
+    if len(remaining) >= 2 and group_validation == "one_group":
         val_group = _validation_group(groups, test_set, seed)
         val = np.flatnonzero(keys == val_group)
         train = np.flatnonzero(~is_test & (keys != val_group))
         return Split(name, train, val, test)
-    # One training group: holding it out for validation would leave nothing to train on, so
-    # validation becomes the last block of every training recording, as in time_block (without
+    # One training group (holding it out for validation would leave nothing to train on), or
+    # time-block validation asked for: validation becomes the last block of every training recording, as in time_block (without
     # a test block, so only the gap before validation is dropped).
     train, val = [], []
     kept = np.flatnonzero(~is_test)
@@ -396,6 +407,7 @@ def _group_splits(
     seed: int,
     val_fraction: float,
     gap_windows: int,
+    group_validation: str = "one_group",
 ) -> list[Split]:
     if _POSITION not in meta.columns:
         # Only the one-training-group fallback orders by time; fail early with a clear message
@@ -420,7 +432,9 @@ def _group_splits(
             )
         folds = [(f"{group_column}={g}", {g}) for g in groups]
     return [
-        _group_fold(meta, keys, groups, test_set, name, seed, val_fraction, gap_windows)
+        _group_fold(
+            meta, keys, groups, test_set, name, seed, val_fraction, gap_windows, group_validation
+        )
         for name, test_set in folds
     ]
 
@@ -501,3 +515,51 @@ def leak_report(split: Split, meta: pd.DataFrame) -> dict[str, int]:
         "multi_side": len(multi),
         "shared_windows": int(len(windows) - len(np.unique(windows))),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# derived hold-out columns
+
+
+def _natural_key(value: str) -> tuple:
+    # Record numbers are strings ("2" < "10" must hold); non-numeric values sort after numbers.
+    return (0, int(value), "") if str(value).isdigit() else (1, 0, str(value))
+
+
+def add_holdout_columns(meta: pd.DataFrame) -> pd.DataFrame:
+    """Add recording-level ``last_record`` and ``later_date`` columns ("yes" / "no").
+
+    They make two ECG-ID protocols ordinary ``group`` splits (``test_groups = ["yes"]``):
+
+    ``last_record``
+        "yes" on the recording with the highest ``session`` (record number, compared as a
+        number) of every subject that has two or more recordings.
+    ``later_date``
+        "yes" on the recordings from a subject's latest ``date``, for subjects recorded on two
+        or more dates; other subjects stay wholly on the training side.
+
+    Parameters
+    ----------
+    meta : pandas.DataFrame
+        One row per window with ``subject`` and ``recording_id``; ``session`` and ``date`` are
+        used when present (a missing one gives "no" everywhere).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``meta`` with the two columns added.
+    """
+    _require_columns(meta, ["subject", _RECORDING])
+    out = meta.copy()
+    recordings = meta.drop_duplicates(_RECORDING).set_index(_RECORDING)
+    last = pd.Series("no", index=recordings.index, dtype=object)
+    later = pd.Series("no", index=recordings.index, dtype=object)
+    for _, rec in recordings.groupby("subject", sort=True):
+        if "session" in rec and len(rec) >= 2 and rec["session"].notna().all():
+            last[max(rec.index, key=lambda r: _natural_key(rec.at[r, "session"]))] = "yes"
+        if "date" in rec and rec["date"].notna().all() and rec["date"].nunique() >= 2:
+            latest = rec["date"].astype(str).max()  # ISO dates sort as strings
+            later[rec.index[rec["date"].astype(str) == latest]] = "yes"
+    out["last_record"] = last.reindex(meta[_RECORDING]).to_numpy()
+    out["later_date"] = later.reindex(meta[_RECORDING]).to_numpy()
+    return out

@@ -96,3 +96,33 @@ def test_every_split_trains(small_store, kind):
     config = small_store.model_copy(update={"training": small_store.training.model_copy(update=update)})
     run = train_and_evaluate(config, run_name=f"split-{kind}")
     assert run.folds and all(np.isfinite(f["metrics"][t]["accuracy"]) for f in run.folds for t in f["metrics"])
+
+
+def test_seeds_are_summarised_with_mean_and_spread(small_store, tmp_path):
+    from ecg_pipeline.training.experiment import run_seeds
+
+    config = small_store.model_copy(update={"training": small_store.training.model_copy(update={"epochs": 1})})
+    runs, summary = run_seeds(config, [0, 1], name="two-seeds", out_dir=tmp_path, command="ecg-pipeline train ...")
+    saved = json.loads((tmp_path / "two-seeds" / "summary.json").read_text())
+    assert saved["seeds"] == [0, 1] and saved["n_folds"] == 1 and saved["command"] == "ecg-pipeline train ..."
+    accuracies = [run.folds[0]["metrics"]["identity"]["accuracy"] for _, run in runs]
+    assert saved["tasks"]["identity"]["accuracy"] == pytest.approx(np.mean(accuracies))
+    assert saved["tasks"]["identity"]["accuracy_std"] == pytest.approx(np.std(accuracies))
+    assert saved["per_seed"]["1"]["identity"]["accuracy"] == pytest.approx(accuracies[1])
+    assert (tmp_path / "two-seeds" / "seed1" / "results.json").is_file()
+    assert (tmp_path / "two-seeds" / "seed0" / "time_block" / "model.pt").is_file()
+
+
+def test_tuned_recipe_trains_with_augmentation_and_a_cosine_schedule(small_store, tmp_path):
+    from pathlib import Path
+
+    from ecg_pipeline.config import load_config
+
+    recipe = load_config(recipes=[Path(__file__).resolve().parents[2] / "configs/recipes/tuned.toml"])
+    training = recipe.training.model_copy(update={"epochs": 4, "cpu_threads": 1, "out_dir": tmp_path})
+    config = small_store.model_copy(update={"training": training})
+    assert config.training.augment.enabled
+    history = train_and_evaluate(config, run_name="tuned").folds[0]["history"]
+    rates = [row["lr"] for row in history]
+    assert rates[0] == pytest.approx(1e-3) and rates == sorted(rates, reverse=True) and rates[-1] < 2e-4
+    assert history[-1]["identity_train_loss"] < history[0]["identity_train_loss"]

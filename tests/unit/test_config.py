@@ -77,3 +77,29 @@ def test_window_must_be_whole_samples(tmp_path):
     f.write_text("[ingest.windows]\nwindow_s = 3.005\n")
     with pytest.raises(ValueError, match="whole number"):
         load_config(f)
+
+
+def test_recipe_and_overrides_lay_over_the_dataset_file(tmp_path):
+    paper = load_config(CONFIGS / "dp-motion.toml")
+    assert not paper.training.augment.enabled and paper.training.schedule == "constant"
+    tuned = load_config(CONFIGS / "dp-motion.toml", recipes=[CONFIGS / "recipes" / "tuned.toml"])
+    assert tuned.training.augment.enabled and tuned.training.schedule == "cosine"
+    # The dataset's own settings survive the recipe (tables merge, they are not replaced).
+    assert tuned.training.split == "group" and tuned.training.group_column == "session"
+    assert tuned.ingest == paper.ingest
+    ablation = load_config(
+        CONFIGS / "dp-motion.toml",
+        recipes=[CONFIGS / "recipes" / "tuned.toml"],
+        overrides=["model.attention=none", "training.weighting=equal", "training.epochs=3",
+                   "training.augment.enabled=false", 'training.test_groups=["02"]'],
+    )  # fmt: skip
+    assert ablation.model.attention == "none" and ablation.training.weighting == "equal"
+    assert ablation.training.epochs == 3 and not ablation.training.augment.enabled
+    assert ablation.training.test_groups == ("02",)
+    assert ablation.training.schedule == "cosine"
+
+
+@pytest.mark.parametrize("bad", ["training.epochs", "=3", "training.epochz=3"])
+def test_bad_overrides_are_named(bad):
+    with pytest.raises(ValueError, match="KEY=VALUE|epochz"):
+        load_config(CONFIGS / "demo.toml", overrides=[bad])

@@ -116,6 +116,26 @@ def test_minmax_per_window_and_per_recording():
     np.testing.assert_allclose(whole[2], [0, 0.2, 0.4])
 
 
+def test_zscore_per_window_is_less_swayed_by_one_spike_than_minmax():
+    from ecg_pipeline.signal.windows import zscore_normalise
+
+    t = np.arange(300) / 100.0
+    ecg = np.sin(2 * np.pi * 1.2 * t)
+    spiked = ecg.copy()
+    spiked[150] = 40.0
+    z = zscore_normalise(np.stack([ecg, spiked, np.ones(300)]))
+    assert z.dtype == np.float32
+    np.testing.assert_allclose(z[0].mean(), 0, atol=1e-6)
+    np.testing.assert_allclose(z[0].std(), 1, rtol=1e-5)
+    np.testing.assert_allclose(z[2], 0)  # constant: zeros, not NaN
+    # The spike shrinks the rest of the signal 40-fold under min-max, far less under a z-score.
+    mm = minmax_normalise(np.stack([ecg, spiked]))
+    keep = np.arange(300) != 150
+    minmax_ratio = np.ptp(mm[1][keep]) / np.ptp(mm[0][keep])
+    zscore_ratio = np.ptp(z[1][keep]) / np.ptp(z[0][keep])
+    assert minmax_ratio < 0.06 and zscore_ratio > 0.25  # 0.05 against 0.29
+
+
 def test_flat_window_mask():
     rng = np.random.default_rng(0)
     w = rng.normal(0, 0.2, size=(4, 300))

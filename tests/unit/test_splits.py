@@ -17,6 +17,7 @@ import pytest
 
 from ecg_pipeline.training.splits import (
     Split,
+    add_holdout_columns,
     labels_covered,
     leak_report,
     split_windows,
@@ -383,3 +384,60 @@ def test_group_on_dates_compares_as_strings():
     assert [s.name for s in splits] == [f"date=2024-01-0{k}" for k in (1, 2, 3)]
     (one,) = split_windows(meta, kind="group", group_column="date", test_groups=["2024-01-02"])
     assert _values(meta, "session", one.test) == {"02"}
+
+
+def test_group_time_block_validation_trains_on_every_training_group():
+    meta = dp_meta()
+    splits = split_windows(
+        meta, kind="group", group_column="session", group_validation="time_block"
+    )
+    for held_out, split in zip(["01", "02", "03"], splits):
+        split.check_disjoint()
+        others = {"01", "02", "03"} - {held_out}
+        assert _values(meta, "session", split.train) == others
+        assert _values(meta, "session", split.val) == others
+        assert leak_report(split, meta)["train_test"] == leak_report(split, meta)["val_test"] == 0
+        for _, sides, _every in _per_recording(meta, split):
+            if not sides["test"].size:
+                assert sides["val"].tolist() == [17, 18, 19]
+    with pytest.raises(ValueError, match="group_validation"):
+        split_windows(meta, kind="group", group_column="session", group_validation="random")
+
+
+def _ecg_id_like() -> pd.DataFrame:
+    """Person 01: records 1, 2, 10 on two dates; 02: records 1, 2 on one date; 03: one record."""
+    records = [
+        ("01", "1", "2004-01-01"), ("01", "2", "2004-01-01"), ("01", "10", "2004-03-01"),
+        ("02", "1", "2004-02-01"), ("02", "2", "2004-02-01"),
+        ("03", "1", "2004-02-02"),
+    ]  # fmt: skip
+    rows = [
+        {"recording_id": _recording_id(s, r), "subject": s, "condition": "unknown", "session": r,
+         "date": d, "window_index": w}
+        for s, r, d in records for w in range(6)
+    ]  # fmt: skip
+    return _frame(rows)
+
+
+def test_holdout_columns_mark_the_last_record_and_the_latest_date():
+    meta = add_holdout_columns(_ecg_id_like())
+    per_record = meta.drop_duplicates("recording_id").set_index(["subject", "session"])
+    last = per_record["last_record"].to_dict()
+    # "10" is after "2" as a number; a person with one record keeps it for training.
+    assert last == {("01", "1"): "no", ("01", "2"): "no", ("01", "10"): "yes",
+                    ("02", "1"): "no", ("02", "2"): "yes", ("03", "1"): "no"}  # fmt: skip
+    later = per_record["later_date"].to_dict()
+    assert [k for k, v in later.items() if v == "yes"] == [("01", "10")]
+    # Both become ordinary one-fold group splits; the one training group validates on time blocks.
+    (split,) = split_windows(meta, kind="group", group_column="last_record", test_groups=["yes"])
+    assert _values(meta, "session", split.test) == {"10", "2"}
+    report = leak_report(split, meta)
+    assert report["train_test"] == report["val_test"] == 0
+    assert labels_covered(split, meta, "subject")
+    (split,) = split_windows(meta, kind="group", group_column="later_date", test_groups=["yes"])
+    assert _values(meta, "subject", split.test) == {"01"}
+
+
+def test_holdout_columns_without_session_or_date_are_all_no():
+    meta = add_holdout_columns(paper_meta().drop(columns=["session"]))
+    assert set(meta["last_record"]) == {"no"} and set(meta["later_date"]) == {"no"}

@@ -69,6 +69,8 @@ def test_normalisation_per_window_and_per_recording(tmp_path):
     assert (x.max(axis=1) < 1).sum() == 2  # only one window holds the recording's maximum
     with pytest.raises(ValueError, match="unknown normalisation"):
         store.read_windows("zscore")
+    x, _ = store.read_windows("window_zscore")
+    assert np.allclose(x.mean(axis=1), 0, atol=1e-5) and np.allclose(x.std(axis=1), 1, rtol=1e-4)
 
 
 def test_crash_mid_write_leaves_no_partial_file_and_keeps_the_old_one(tmp_path, monkeypatch):

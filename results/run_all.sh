@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Every row of the README's evaluation table, one command each; `ecg-pipeline table results`
+# rebuilds the table from the summary.json files these write. CPU-only on 2 cores this takes
+# about 1.5 hours; each command can also be run on its own.
+# Needs the datasets ingested first (README, "Real datasets"):
+#   ecg-pipeline ingest ../shared/datasets/dp-motion-ecg/data --config configs/dp-motion.toml
+#   ecg-pipeline ingest ../shared/datasets/ecg-id --config configs/ecg-id.toml
+#   make run   # the demo cohort
+set -euo pipefail
+cd "$(dirname "$0")/.."
+train() { .venv/bin/ecg-pipeline train --out results --no-progress "$@"; }
+DP=configs/dp-motion.toml
+ID=configs/ecg-id.toml
+TUNED=configs/recipes/tuned.toml
+
+# dp-motion-ecg: leave-one-electrode-session-out (3 folds) and the paper's window split
+train --config $DP --seeds 0 1 2 --name dp-motion/loso-paper
+train --config $DP --recipe $TUNED --seeds 0 1 2 --name dp-motion/loso-tuned
+train --config $DP --seeds 0 1 --set model.attention=none --name dp-motion/loso-paper-no-sca
+train --config $DP --seeds 0 1 --set training.weighting=equal --name dp-motion/loso-paper-no-gradnorm
+train --config $DP --recipe $TUNED --seeds 0 1 --set model.attention=none --name dp-motion/loso-tuned-no-sca
+train --config $DP --recipe $TUNED --seeds 0 1 --set training.weighting=equal --name dp-motion/loso-tuned-no-gradnorm
+train --config $DP --split window --seeds 0 1 2 --name dp-motion/window-paper
+train --config $DP --recipe $TUNED --split window --seeds 0 1 2 --name dp-motion/window-tuned
+
+# ECG-ID: identity only
+train --config $ID --seeds 0 1 2 --name ecg-id/last-record-paper
+train --config $ID --recipe $TUNED --seeds 0 1 2 --name ecg-id/last-record-tuned
+train --config $ID --seeds 0 1 2 --set training.group_column=later_date --name ecg-id/later-date-paper
+train --config $ID --recipe $TUNED --seeds 0 1 2 --set training.group_column=later_date --name ecg-id/later-date-tuned
+train --config $ID --split window --seeds 0 1 2 --name ecg-id/window-paper
+
+# The synthetic demo cohort: a pipeline check, not an accuracy claim
+train --config configs/demo.toml --seeds 0 1 2 --name demo/time-block-paper
