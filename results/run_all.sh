@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Every row of the README's evaluation table, one command each; `ecg-pipeline table results`
-# rebuilds the table from the summary.json files these write. CPU-only on 2 cores this takes
-# about 1.5 hours; each command can also be run on its own.
+# rebuilds the table from the summary.json files these write. On the 2-core CPU, one thread per
+# run, this takes about 2.5 hours in a row (half that as two lanes side by side); each command can also be run on its own.
 # Needs the datasets ingested first (README, "Real datasets"):
 #   ecg-pipeline ingest ../shared/datasets/dp-motion-ecg/data --config configs/dp-motion.toml
 #   ecg-pipeline ingest ../shared/datasets/ecg-id --config configs/ecg-id.toml
 #   make run   # the demo cohort
 set -euo pipefail
 cd "$(dirname "$0")/.."
-train() { .venv/bin/ecg-pipeline train --out results --no-progress "$@"; }
+# One thread per run: two runs side by side use the 2 cores better than one run on both.
+train() { .venv/bin/ecg-pipeline train --out results --no-progress --set training.cpu_threads=1 "$@"; }
 DP=configs/dp-motion.toml
 ID=configs/ecg-id.toml
 TUNED=configs/recipes/tuned.toml
@@ -16,9 +17,9 @@ TUNED=configs/recipes/tuned.toml
 # dp-motion-ecg: leave-one-electrode-session-out (3 folds) and the paper's window split
 train --config $DP --seeds 0 1 2 --name dp-motion/loso-paper
 train --config $DP --recipe $TUNED --seeds 0 1 2 --name dp-motion/loso-tuned
-train --config $DP --seeds 0 1 --set model.attention=none --name dp-motion/loso-paper-no-sca
+train --config $DP --seeds 0 1 --set model.name=resnet1d --name dp-motion/loso-paper-no-sca
 train --config $DP --seeds 0 1 --set training.weighting=equal --name dp-motion/loso-paper-no-gradnorm
-train --config $DP --recipe $TUNED --seeds 0 1 --set model.attention=none --name dp-motion/loso-tuned-no-sca
+train --config $DP --recipe $TUNED --seeds 0 1 --set model.name=resnet1d --name dp-motion/loso-tuned-no-sca
 train --config $DP --recipe $TUNED --seeds 0 1 --set training.weighting=equal --name dp-motion/loso-tuned-no-gradnorm
 train --config $DP --split window --seeds 0 1 2 --name dp-motion/window-paper
 train --config $DP --recipe $TUNED --split window --seeds 0 1 2 --name dp-motion/window-tuned

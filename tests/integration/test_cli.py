@@ -89,3 +89,29 @@ def test_a_malformed_manifest_is_a_clear_error_not_a_traceback(tmp_path):
     assert "m.csv: manifest lacks column(s)" in out.stderr
     out = run("ingest", str(inbox), "--manifest", str(tmp_path / "nope.csv"))
     assert out.returncode == 2 and "nope.csv" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_train_with_seeds_recipe_and_overrides_then_the_table(tmp_path):
+    cfg = tmp_path / "small.toml"
+    cfg.write_text(
+        "[demo]\nn_subjects = 3\nduration_s = 30.0\n"
+        f'inbox = "{tmp_path / "inbox"}"\n[store]\nroot = "{tmp_path / "store"}"\n'
+        "[discovery]\nsettle_s = 0.0\n[training]\ncpu_threads = 1\n"
+    )
+    assert run("demo", "--config", str(cfg), "--no-progress").returncode == 0
+    out = run(
+        "train", "--config", str(cfg), "--recipe", str(REPO / "configs/recipes/tuned.toml"),
+        "--set", "training.epochs=1", "--set", "model.name=resnet1d", "--seeds", "0", "1",
+        "--name", "row", "--out", str(tmp_path / "results"), "--no-progress", timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "over 2 seeds x 1 fold(s):" in out.stdout and "identity" in out.stdout
+    assert (tmp_path / "results/row/seed1/time_block/model.json").is_file()
+    table = run("table", str(tmp_path / "results"), "--commands")
+    assert table.returncode == 0, table.stderr
+    row = [line for line in table.stdout.splitlines() if line.startswith("| row | demo |")][0]
+    assert "| resnet1d |" in row and "| tuned | 2 |" in row and "time_block (1)" in row
+    assert "--set training.epochs=1" in table.stdout  # the command that made the row
+    bad = run("train", "--config", str(cfg), "--set", "training.epochz=1")
+    assert bad.returncode == 2 and "epochz" in bad.stderr
+    assert run("table", str(tmp_path / "nothing")).returncode == 1
