@@ -14,6 +14,8 @@ def evaluate_checkpoint(checkpoint: str | Path, config: StudyConfig, store_root:
     """Metrics per task of a checkpoint on every window whose label the model knows.
 
     Windows of subjects or conditions the model never saw cannot be scored and are left out.
+    Windows are normalised as the checkpoint was trained (its ``model.json``), whatever the
+    configuration says; older checkpoints without that entry use the configuration's.
     """
     import pandas as pd
     import torch
@@ -24,7 +26,8 @@ def evaluate_checkpoint(checkpoint: str | Path, config: StudyConfig, store_root:
     from ecg_pipeline.training.metrics import classification_report, recording_accuracy
 
     model, spec = load_checkpoint(checkpoint)
-    x, meta = WindowStore(store_root, config.dataset.name).read_windows(config.store.normalisation)
+    normalisation = spec.get("normalisation", config.store.normalisation)
+    x, meta = WindowStore(store_root, config.dataset.name).read_windows(normalisation)
     logits = predict_logits(model, torch.as_tensor(x[:, None, :]))
     report = {}
     for task, classes in spec["classes"].items():

@@ -67,6 +67,8 @@ def model_spec(config: StudyConfig, heads: dict[str, int], classes: dict, n_samp
     return {
         "name": m.name, "attention": m.attention, "in_channels": 1, "n_samples": n_samples,
         "heads": heads, "options": options, "classes": classes,
+        # The model only understands windows scaled the way it was trained on.
+        "normalisation": config.store.normalisation,
     }  # fmt: skip
 
 

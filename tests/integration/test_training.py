@@ -126,3 +126,19 @@ def test_tuned_recipe_trains_with_augmentation_and_a_cosine_schedule(small_store
     rates = [row["lr"] for row in history]
     assert rates[0] == pytest.approx(1e-3) and rates == sorted(rates, reverse=True) and rates[-1] < 2e-4
     assert history[-1]["identity_train_loss"] < history[0]["identity_train_loss"]
+
+
+def test_evaluate_reads_windows_as_the_checkpoint_was_trained(small_store):
+    from ecg_pipeline.training.evaluate import evaluate_checkpoint
+
+    zscored = small_store.model_copy(update={
+        "store": small_store.store.model_copy(update={"normalisation": "window_zscore"}),
+        "training": small_store.training.model_copy(update={"epochs": 1}),
+    })  # fmt: skip
+    run = train_and_evaluate(zscored, run_name="zscore")
+    folder = run.run_dir / "time_block"
+    assert json.loads((folder / "model.json").read_text())["normalisation"] == "window_zscore"
+    # The default configuration says min-max; the checkpoint's own setting wins.
+    told_wrong = evaluate_checkpoint(folder, small_store, small_store.store.root)
+    told_right = evaluate_checkpoint(folder, zscored, small_store.store.root)
+    assert told_wrong == told_right
