@@ -214,6 +214,33 @@ class TrainingSettings(_Strict):
     out_dir: Path = Path("data/runs")
 
 
+class ServerSettings(_Strict):
+    """Where the Prefect API and the MLflow tracking server are (embedded ones by default).
+
+    Leave the URLs empty to use the embedded servers that ``make run`` starts on ``host`` and the
+    two ports, with SQLite stores under ``state_dir`` (git-ignored); set them to point the same
+    commands at a lab's existing servers instead.
+    """
+
+    host: str = "127.0.0.1"  # loopback: neither server checks who is asking
+    prefect_port: int = Field(4200, ge=1, le=65535)
+    mlflow_port: int = Field(5000, ge=1, le=65535)
+    prefect_api_url: str | None = None  # None: http://{host}:{prefect_port}/api
+    tracking_uri: str | None = None  # None: http://{host}:{mlflow_port}
+    # Prefect's home (prefect.db) and the pid/log files of the servers the project started.
+    state_dir: Path = Path("data/state")
+    # The embedded MLflow store: mlflow.db and artifacts/ (git-ignored run data).
+    mlflow_dir: Path = Path("mlflow")
+
+    @property
+    def prefect_api(self) -> str:
+        return self.prefect_api_url or f"http://{self.host}:{self.prefect_port}/api"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return self.tracking_uri or f"http://{self.host}:{self.mlflow_port}"
+
+
 class StudyConfig(_Strict):
     """The whole configuration of one study or dataset."""
 
@@ -224,6 +251,7 @@ class StudyConfig(_Strict):
     demo: DemoSettings = DemoSettings()
     model: ModelSettings = ModelSettings()
     training: TrainingSettings = TrainingSettings()
+    servers: ServerSettings = ServerSettings()
 
     @field_validator("dataset")
     @classmethod
