@@ -40,8 +40,8 @@ def _parser() -> argparse.ArgumentParser:
         help="train and evaluate the configured model on a dataset's stored windows",
         description="Train on the Parquet windows of the configured dataset under the configured "
         "split, keep the epoch that scores best on validation, score the test side, and write "
-        "results.json plus a pickle-free checkpoint per fold; with several seeds, also "
-        "summary.json (mean and spread over seeds and folds).",
+        "results.json plus a pickle-free checkpoint per fold per seed, and summary.json (mean "
+        "and spread over seeds and folds).",
     )
     train.add_argument("--data", type=Path, help="store root or the dataset's store folder (default: [store] root)")
     train.add_argument("--config", type=Path, help="study configuration TOML")
@@ -63,7 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     table.add_argument("--commands", action="store_true", help="also list the command of each row")
 
     evaluate = sub.add_parser(
-        "evaluate", help="score a saved checkpoint on every labelled window of a store"
+        "evaluate", help="score a saved checkpoint on every labelled window of a store",
+        description="Score a checkpoint on every window of a store whose subject and condition "
+        "the model knows. Point it at a store of new recordings: on the store it was trained "
+        "on, its own training windows count too and the figures are inflated (the held-out "
+        "figures are in the run's results.json).",
     )
     evaluate.add_argument("checkpoint", type=Path, help="a fold folder holding model.pt and model.json")
     evaluate.add_argument("--data", type=Path, help="store root or the dataset's store folder")
@@ -73,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if args.command == "ingest":
             return _ingest(args.folder, args.config, args.manifest, args.out, not args.no_progress)
@@ -158,10 +163,13 @@ def _train(args) -> int:
     from ecg_pipeline.report import render_experiment
     from ecg_pipeline.training.experiment import run_seeds
 
-    config = load_config(args.config, recipes=args.recipe, overrides=args.overrides)
-    overrides = {k: v for k, v in {"epochs": args.epochs, "split": args.split, "seed": args.seed}.items() if v is not None}
-    if overrides:
-        config = config.model_copy(update={"training": config.training.model_copy(update=overrides)})
+    if args.seed is not None and args.seeds:
+        raise ValueError("give --seed or --seeds, not both")
+    # The shorthand flags go through the same validated path as --set.
+    flags = {"epochs": args.epochs, "split": args.split, "seed": args.seed}
+    shorthand = [f"training.{k}={v!r}" if isinstance(v, str) else f"training.{k}={v}"
+                 for k, v in flags.items() if v is not None]  # fmt: skip
+    config = load_config(args.config, recipes=args.recipe, overrides=[*args.overrides, *shorthand])
     seeds = args.seeds or [config.training.seed]
     t = config.training
     name = args.name or f"{config.dataset.name}-{config.model.name}-{t.split}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -178,7 +186,7 @@ def _train(args) -> int:
 
     runs, summary = run_seeds(
         config, seeds, name=name, store_root=_store_root(args.data, config), out_dir=args.out,
-        command="ecg-pipeline " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None,
+        command="ecg-pipeline " + shlex.join(args.argv),
         max_windows_per_recording=args.max_windows_per_recording, on_epoch=on_epoch,
     )  # fmt: skip
     if bar is not None:
@@ -188,15 +196,14 @@ def _train(args) -> int:
 
 
 def _table(args) -> int:
-    import json
-
     from ecg_pipeline.report import render_results_table
+    from ecg_pipeline.training.experiment import load_summary
 
     files = sorted(args.folder.rglob("summary.json"))
     if not files:
         print(f"error: no summary.json under {args.folder}", file=sys.stderr)
         return 1
-    summaries = [json.loads(f.read_text()) for f in files]
+    summaries = [load_summary(f) for f in files]
     print(render_results_table(summaries))
     if args.commands:
         print()

@@ -83,13 +83,16 @@ def _pct(task: dict | None, key: str) -> str:
 def render_results_table(summaries: list[dict]) -> str:
     """A Markdown table of experiment summaries (``summary.json``), one row per experiment.
 
-    Accuracies are window-level and, in brackets' column, recording-level (majority vote over
-    a recording's windows); each is mean ± sd over every (seed, fold) pair.
+    Window accuracy, macro F1 and recording-level accuracy (majority vote over a recording's
+    windows) per task, each as mean ± sample sd over every (seed, fold) pair. The recipe is
+    "paper" when no training setting departs from the paper's, else the departures are listed
+    under the table.
     """
     header = (
         "| row | dataset | split (folds) | model | weighting | recipe | seeds | "
-        "identity acc | identity rec. acc | activity acc | activity rec. acc |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|"
+        "identity acc | identity F1 macro | identity rec. acc | "
+        "activity acc | activity F1 macro | activity rec. acc |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     rows = []
     for s in summaries:
@@ -99,11 +102,12 @@ def render_results_table(summaries: list[dict]) -> str:
             split = f"group: {training['group_column']}"
         model = s["model"] + (f" ({s['attention']})" if s.get("attention") else "")
         recipe = "paper" if not s.get("departures") else "tuned"
-        identity, activity = s["tasks"].get("identity"), s["tasks"].get("activity")
+        cells = []
+        for task in ("identity", "activity"):
+            m = s["tasks"].get(task)
+            cells += [_pct(m, "accuracy"), _pct(m, "f1_macro"), _pct(m, "recording_accuracy")]
         rows.append(
             f"| {s['name']} | {s['dataset']} | {split} ({s['n_folds']}) | {model} | "
-            f"{s['weighting']} | {recipe} | {s['n_seeds']} | {_pct(identity, 'accuracy')} | "
-            f"{_pct(identity, 'recording_accuracy')} | {_pct(activity, 'accuracy')} | "
-            f"{_pct(activity, 'recording_accuracy')} |"
+            f"{s['weighting']} | {recipe} | {s['n_seeds']} | " + " | ".join(cells) + " |"
         )
     return "\n".join([header, *rows])

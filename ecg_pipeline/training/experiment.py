@@ -3,8 +3,9 @@
 One seed can move activity accuracy by several points on the same split, so a figure worth
 reporting is a mean over seeds (and over folds). ``run_seeds`` trains the same configuration once
 per seed into ``<out>/<name>/seed<k>/`` and writes ``<out>/<name>/summary.json``: the command
-that produced it, the configuration, and per task the mean and standard deviation over every
-(seed, fold) pair, plus each seed's own mean.
+that produced it, the configuration, and per task the mean and the sample standard deviation
+over every (seed, fold) pair, the standard deviation of the seeds' means, and each seed's own
+mean.
 """
 
 from __future__ import annotations
@@ -25,11 +26,9 @@ METRICS = ("accuracy", "f1_macro", "f1_weighted", "recording_accuracy")
 def recipe_departures(config: StudyConfig) -> list[str]:
     """The training settings in which ``config`` departs from the paper's recipe (empty: the paper's)."""
     t, paper = config.training, type(config.training)()
-    out = [
-        f"{key}={getattr(t, key)}"
-        for key in ("weight_decay", "label_smoothing", "schedule", "group_validation")
-        if getattr(t, key) != getattr(paper, key)
-    ]
+    keys = ("epochs", "batch_size", "learning_rate", "weight_decay", "label_smoothing",
+            "schedule", "group_validation")  # fmt: skip
+    out = [f"{key}={getattr(t, key)}" for key in keys if getattr(t, key) != getattr(paper, key)]
     if t.augment.enabled:
         out.append("augment")
     if config.store.normalisation != "window":
@@ -37,38 +36,84 @@ def recipe_departures(config: StudyConfig) -> list[str]:
     return out
 
 
-def summarise_runs(runs: Sequence[tuple[int, RunResult]]) -> dict:
-    """Mean and standard deviation of each task's test metrics over every (seed, fold) pair.
+def _sd(values: Sequence[float]) -> float:
+    # The sample standard deviation: these are a few draws, not the whole population.
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def summarise_folds(per_seed: dict[int, list[dict]]) -> dict:
+    """Mean and spread of each task's test metrics over every (seed, fold) pair.
+
+    Precision, recall and F1 are re-computed from each fold's stored confusion matrix with the
+    current :func:`report_from_confusion`, so stored results are always summarised by the same
+    rules; recording accuracy is taken as stored.
+
+    Parameters
+    ----------
+    per_seed : dict of int to list of dict
+        Each seed's folds as written to ``results.json`` (``name``, ``metrics`` per task).
 
     Returns
     -------
     dict
-        ``{"n_seeds", "n_folds", "tasks": {task: {metric: mean, metric_std: sd}},
-        "per_seed": {seed: {task: {metric: mean over folds}}}}``.
+        ``{"n_seeds", "n_folds", "tasks": {task: {metric: mean, metric_std: sample sd over
+        seeds x folds, metric_seed_std: sample sd of the seeds' means}}, "per_seed": {seed:
+        {task: {metric: mean over folds}}}}``.
     """
+    from ecg_pipeline.training.metrics import report_from_confusion
+
     values: dict[str, dict[str, list[float]]] = {}
-    per_seed: dict[str, dict] = {}
-    for seed, run in runs:
+    per_seed_means: dict[str, dict] = {}
+    for seed, folds in per_seed.items():
         seed_means: dict[str, dict[str, float]] = {}
-        for task in run.folds[0]["metrics"]:
-            for key in METRICS:
-                fold_values = [f["metrics"][task][key] for f in run.folds]
-                values.setdefault(task, {}).setdefault(key, []).extend(fold_values)
-                seed_means.setdefault(task, {})[key] = float(np.mean(fold_values))
-        per_seed[str(seed)] = seed_means
-    tasks = {
-        task: {
-            **{key: float(np.mean(v)) for key, v in metrics.items()},
-            **{f"{key}_std": float(np.std(v)) for key, v in metrics.items()},
-        }
-        for task, metrics in values.items()
-    }
+        for task in folds[0]["metrics"]:
+            fold_values: dict[str, list[float]] = {key: [] for key in METRICS}
+            for fold in folds:
+                stored = fold["metrics"][task]
+                scores = report_from_confusion(stored["confusion_matrix"], stored["labels"])
+                scores["recording_accuracy"] = stored["recording_accuracy"]
+                for key in METRICS:
+                    fold_values[key].append(float(scores[key]))
+            for key, v in fold_values.items():
+                values.setdefault(task, {}).setdefault(key, []).extend(v)
+                seed_means.setdefault(task, {})[key] = float(np.mean(v))
+        per_seed_means[str(seed)] = seed_means
+    tasks = {}
+    for task, metrics in values.items():
+        tasks[task] = {}
+        for key, v in metrics.items():
+            tasks[task][key] = float(np.mean(v))
+            tasks[task][f"{key}_std"] = _sd(v)
+            tasks[task][f"{key}_seed_std"] = _sd([m[task][key] for m in per_seed_means.values()])
+    first = next(iter(per_seed.values()), [])
     return {
-        "n_seeds": len(runs),
-        "n_folds": len(runs[0][1].folds) if runs else 0,
+        "n_seeds": len(per_seed),
+        "n_folds": len(first),
         "tasks": tasks,
-        "per_seed": per_seed,
+        "per_seed": per_seed_means,
     }
+
+
+def summarise_runs(runs: Sequence[tuple[int, RunResult]]) -> dict:
+    """:func:`summarise_folds` of runs made in this process."""
+    return summarise_folds({seed: run.folds for seed, run in runs})
+
+
+def load_summary(path: str | Path) -> dict:
+    """A ``summary.json`` with its statistics re-computed from the ``seed*/results.json`` beside it.
+
+    The table is therefore always built by the current metric rules, whatever version of the
+    code wrote the summary.
+    """
+    path = Path(path)
+    summary = json.loads(path.read_text())
+    per_seed = {}
+    for seed in summary["seeds"]:
+        results = path.parent / f"seed{seed}" / "results.json"
+        if not results.is_file():
+            raise FileNotFoundError(f"{results} is missing: {path} cannot be re-computed")
+        per_seed[seed] = json.loads(results.read_text())["folds"]
+    return {**summary, **summarise_folds(per_seed)}
 
 
 def run_seeds(

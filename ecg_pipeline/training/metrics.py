@@ -7,8 +7,10 @@ Conventions, chosen to match scikit-learn's ``precision_recall_fscore_support(..
 labels=range(n_classes), zero_division=0)`` without depending on it:
 
 * Precision of a class never predicted, recall of a class absent from ``y_true`` and F1 of a
-  class with neither are **0**, not NaN, and they still count in the macro average: the macro
-  average is over all ``n_classes`` classes, so a class the model never predicts pulls it down.
+  class with neither are **0**, not NaN. The macro average is over the classes that occur in
+  ``y_true`` or in ``y_pred`` (scikit-learn's default label set): a class the model predicts
+  wrongly, or never predicts although it is there, pulls it down, but a class absent from both
+  (a person not in this test fold, e.g. ECG-ID's later-date hold-out) does not.
 * Weighted averages weight each class by its support (its count in ``y_true``). Weighted
   recall is therefore ``sum_k (n_k / N) * (tp_k / n_k) = sum_k tp_k / N``, the accuracy. The
   DT4ECG paper reports recall equal to accuracy, which says its recall is the weighted one.
@@ -30,6 +32,7 @@ import pandas as pd
 __all__ = [
     "confusion_matrix",
     "classification_report",
+    "report_from_confusion",
     "recording_predictions",
     "recording_accuracy",
 ]
@@ -168,7 +171,7 @@ def classification_report(y_true, y_pred, labels: Sequence[str] | int) -> dict:
         Class codes in ``[0, n_classes)`` or, when ``labels`` are names, those names.
     labels : sequence of str or int
         The class names in code order, or the number of classes (names become ``"0"``, ...).
-        Every class counts in the macro average, present in the data or not.
+        Classes absent from both ``y_true`` and ``y_pred`` are left out of the macro average.
 
     Returns
     -------
@@ -199,16 +202,30 @@ def classification_report(y_true, y_pred, labels: Sequence[str] | int) -> dict:
     p = _as_codes(y_pred, names, "y_pred")
     if len(t) == 0:
         raise ValueError("no samples to score")
-    cm = confusion_matrix(t, p, len(names))
+    return report_from_confusion(confusion_matrix(t, p, len(names)), names)
+
+
+def report_from_confusion(matrix, labels: Sequence[str] | int) -> dict:
+    """:func:`classification_report` computed from a confusion matrix (rows true, columns predicted).
+
+    Lets stored results be re-scored without the predictions.
+    """
+    names = _label_names(labels)
+    cm = np.asarray(matrix, dtype=np.int64)
+    if cm.shape != (len(names), len(names)):
+        raise ValueError(f"confusion matrix of shape {cm.shape} for {len(names)} labels")
     precision, recall, f1, support = _per_class(cm)
     n = int(support.sum())
+    if n == 0:
+        raise ValueError("no samples to score")
     weights = support / n
+    present = (support > 0) | (cm.sum(axis=0) > 0)
     return {
         "n_samples": n,
         "accuracy": float(np.trace(cm) / n),
-        "precision_macro": float(precision.mean()),
-        "recall_macro": float(recall.mean()),
-        "f1_macro": float(f1.mean()),
+        "precision_macro": float(precision[present].mean()),
+        "recall_macro": float(recall[present].mean()),
+        "f1_macro": float(f1[present].mean()),
         "precision_weighted": float(weights @ precision),
         "recall_weighted": float(weights @ recall),
         "f1_weighted": float(weights @ f1),

@@ -26,13 +26,13 @@ class RunResult:
     folds: list[dict]  # name, best_epoch, metrics per task, history
 
     def summary(self) -> dict[str, dict[str, float]]:
-        """Mean and standard deviation over folds of each task's test accuracy and F1."""
+        """Mean and sample standard deviation over folds of each task's test accuracy and F1."""
         out: dict[str, dict[str, float]] = {}
         for task in self.folds[0]["metrics"]:
             for key in ("accuracy", "f1_macro", "f1_weighted", "recording_accuracy"):
                 values = [f["metrics"][task][key] for f in self.folds]
                 out.setdefault(task, {})[key] = float(np.mean(values))
-                out[task][f"{key}_std"] = float(np.std(values))
+                out[task][f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
         return out
 
 

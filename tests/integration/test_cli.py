@@ -114,4 +114,8 @@ def test_train_with_seeds_recipe_and_overrides_then_the_table(tmp_path):
     assert "--set training.epochs=1" in table.stdout  # the command that made the row
     bad = run("train", "--config", str(cfg), "--set", "training.epochz=1")
     assert bad.returncode == 2 and "epochz" in bad.stderr
+    bad = run("train", "--config", str(cfg), "--epochs", "0")
+    assert bad.returncode == 2 and "training.epochs" in bad.stderr
+    bad = run("train", "--config", str(cfg), "--seed", "1", "--seeds", "0", "2")
+    assert bad.returncode == 2 and "not both" in bad.stderr
     assert run("table", str(tmp_path / "nothing")).returncode == 1

@@ -107,7 +107,7 @@ def test_seeds_are_summarised_with_mean_and_spread(small_store, tmp_path):
     assert saved["seeds"] == [0, 1] and saved["n_folds"] == 1 and saved["command"] == "ecg-pipeline train ..."
     accuracies = [run.folds[0]["metrics"]["identity"]["accuracy"] for _, run in runs]
     assert saved["tasks"]["identity"]["accuracy"] == pytest.approx(np.mean(accuracies))
-    assert saved["tasks"]["identity"]["accuracy_std"] == pytest.approx(np.std(accuracies))
+    assert saved["tasks"]["identity"]["accuracy_std"] == pytest.approx(np.std(accuracies, ddof=1))
     assert saved["per_seed"]["1"]["identity"]["accuracy"] == pytest.approx(accuracies[1])
     assert (tmp_path / "two-seeds" / "seed1" / "results.json").is_file()
     assert (tmp_path / "two-seeds" / "seed0" / "time_block" / "model.pt").is_file()

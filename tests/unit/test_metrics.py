@@ -78,16 +78,27 @@ def test_report_by_hand():
     json.dumps(report)  # plain Python values throughout
 
 
-def test_report_counts_a_class_absent_from_both_in_the_macro_average():
+def test_report_leaves_a_class_absent_from_both_out_of_the_macro_average():
+    # A person not in this test fold (and never predicted) must not pull macro F1 down.
     report = classification_report(Y_TRUE, Y_PRED, 4)
     assert report["labels"] == ["0", "1", "2", "3"]
     assert report["per_class"]["3"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
-    assert report["precision_macro"] == pytest.approx((1 + 1 / 3) / 4)  # 1/3
-    assert report["recall_macro"] == pytest.approx((2 / 3 + 1 / 2) / 4)  # 7/24
-    assert report["f1_macro"] == pytest.approx((4 / 5 + 2 / 5) / 4)  # 3/10
+    three = classification_report(Y_TRUE, Y_PRED, 3)
+    for key in ("precision_macro", "recall_macro", "f1_macro"):
+        assert report[key] == pytest.approx(three[key])
+    assert report["f1_macro"] == pytest.approx((4 / 5 + 2 / 5 + 0) / 3)
     # Support 0 means weight 0: weighted scores do not move.
     assert report["precision_weighted"] == pytest.approx(11 / 18)
     assert report["f1_weighted"] == pytest.approx(8 / 15)
+
+
+def test_report_from_confusion_equals_the_report_from_predictions():
+    from ecg_pipeline.training.metrics import report_from_confusion
+
+    report = classification_report(Y_TRUE, Y_PRED, 4)
+    assert report_from_confusion(report["confusion_matrix"], 4) == report
+    with pytest.raises(ValueError, match="shape"):
+        report_from_confusion([[1, 0], [0, 1]], 3)
 
 
 def test_report_zero_division_is_zero():
