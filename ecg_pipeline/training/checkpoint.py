@@ -24,6 +24,9 @@ def save_checkpoint(folder: str | os.PathLike, model: nn.Module, spec: dict) -> 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    # The JSON is written with sorted keys; the heads' order (which is the order of a tuple
+    # export's outputs) is kept as a list beside them.
+    spec = {**spec, "head_order": list(spec["heads"])}
     with atomic_target(folder / WEIGHTS_FILE) as tmp:
         torch.save(state, tmp)
     atomic_write_text(folder / SPEC_FILE, json.dumps(spec, indent=2, sort_keys=True, default=str))
@@ -40,7 +43,7 @@ def load_checkpoint(folder: str | os.PathLike, device: str | torch.device = "cpu
         spec["name"],
         in_channels=spec["in_channels"],
         n_samples=spec["n_samples"],
-        heads=spec["heads"],
+        heads={task: spec["heads"][task] for task in spec.get("head_order", spec["heads"])},
         attention=spec.get("attention"),
         **spec.get("options", {}),
     )

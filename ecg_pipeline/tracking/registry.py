@@ -1,0 +1,179 @@
+"""The model registry: which version is the champion, and loading it back without pickles.
+
+Each registered version carries its held-out score as the tag ``heldout_score``. The alias
+``champion`` moves to a new version only when its score is strictly higher than the current
+champion's, so a worse (or equal) retraining never replaces the model in use, and the first
+version of a model is the champion by default.
+
+Models are loaded with ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``: the project logs
+``pt2`` archives (``torch.export``, no pickle), and MLflow then checks that the archive holds
+no pickle payload before ``torch.export.load`` reads it, so a tampered artifact cannot run
+code on the loading machine.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+__all__ = [
+    "CHAMPION_ALIAS",
+    "SCORE_TAG",
+    "Promotion",
+    "disallow_pickle",
+    "load_champion",
+    "promote_if_better",
+    "using_tracking_uri",
+]
+
+CHAMPION_ALIAS = "champion"
+SCORE_TAG = "heldout_score"
+_PICKLE_ENV = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+_URI_ENVS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+def disallow_pickle() -> None:
+    """Refuse pickled models in this process from now on (MLflow reads the variable per load)."""
+    os.environ[_PICKLE_ENV] = "false"
+
+
+@contextmanager
+def using_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API (tracking and registry) at ``uri`` for the block only.
+
+    ``mlflow.pytorch.log_model`` and ``load_model`` resolve the server from MLflow's globals,
+    not from a client, so they are set here and put back afterwards. ``set_tracking_uri`` and
+    ``set_registry_uri`` mirror themselves into the ``MLFLOW_*_URI`` variables, so those
+    variables are the whole prior state. Not thread-safe: two threads tracking to different
+    servers at once would see each other's URI.
+    """
+    import mlflow
+
+    before = {name: os.environ.get(name) for name in _URI_ENVS}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before["MLFLOW_TRACKING_URI"])  # None unsets it again
+        mlflow.set_registry_uri(before["MLFLOW_REGISTRY_URI"])
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """The outcome of :func:`promote_if_better`.
+
+    Attributes
+    ----------
+    is_champion : bool
+        Whether the new version holds the alias now.
+    previous_version : str or None
+        The champion before the call (None when there was none).
+    previous_score : float or None
+        Its ``heldout_score`` tag (None when missing or unreadable).
+    """
+
+    is_champion: bool
+    previous_version: str | None
+    previous_score: float | None
+
+
+def _score_of(client, name: str, version: str) -> float | None:
+    tags = client.get_model_version(name, version).tags or {}
+    try:
+        return float(tags[SCORE_TAG])
+    except (KeyError, ValueError):
+        return None
+
+
+def promote_if_better(client, name: str, version: str | int, score: float) -> Promotion:
+    """Tag ``version`` with ``score`` and give it the champion alias if it beats the holder.
+
+    Parameters
+    ----------
+    client : mlflow.MlflowClient
+        A client whose registry is the one holding ``name``.
+    name : str
+        The registered model.
+    version : str or int
+        The version just registered.
+    score : float
+        Its held-out score; higher is better. NaN never wins against an existing champion.
+
+    Returns
+    -------
+    Promotion
+        Whether the alias moved, and the previous holder and its score.
+
+    Notes
+    -----
+    A champion without a readable score tag (set by hand, say) is replaced: a score that can
+    be compared is better evidence than none. Read-then-write: two runs finishing at the same
+    instant could both win; the project runs one flow at a time (``serve(limit=1)``).
+    """
+    version = str(version)
+    client.set_model_version_tag(name, version, SCORE_TAG, repr(float(score)))
+    # The registered model's alias map avoids relying on the error code of a missing alias,
+    # which differs between the SQL store and the REST client.
+    aliases = client.get_registered_model(name).aliases or {}
+    current = aliases.get(CHAMPION_ALIAS)
+    current = str(current) if current is not None else None
+    previous_score = _score_of(client, name, current) if current is not None else None
+    wins = (
+        current is None
+        or previous_score is None
+        or (not math.isnan(score) and score > previous_score)
+    )
+    if wins and current != version:
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+    return Promotion(bool(wins or current == version), current, previous_score)
+
+
+def load_champion(tracking_uri: str, name: str, *, alias: str = CHAMPION_ALIAS):
+    """Load the version of ``name`` that holds ``alias``, refusing pickled artefacts.
+
+    Parameters
+    ----------
+    tracking_uri : str
+        The MLflow server (``ServerSettings.mlflow_uri``), also used as the registry.
+    name : str
+        The registered model, e.g. ``"dt4ecg-demo"``.
+    alias : str
+        ``"champion"`` by default.
+
+    Returns
+    -------
+    torch.nn.Module
+        The exported program as a module: ``model(x)`` with ``x`` a float32 (B, 1, T) tensor
+        returns a tuple of (B, n_classes) logits, one per task. Its ``head_names`` attribute
+        names the tuple's entries, ``classes`` the class names per task, and
+        ``registered_version`` the version loaded.
+
+    Raises
+    ------
+    mlflow.exceptions.MlflowException
+        When the model or alias does not exist, or the artefact is not pickle-free.
+    """
+    disallow_pickle()
+    import mlflow
+    from mlflow.models import Model
+
+    with using_tracking_uri(tracking_uri), tempfile.TemporaryDirectory() as tmp:
+        version = mlflow.MlflowClient().get_model_version_by_alias(name, alias).version
+        # By number, not by alias: the alias may move while this runs, and the version
+        # reported must be the one loaded. One download serves the metadata and the weights.
+        uri = f"models:/{name}/{version}"
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
+        metadata = Model.load(local).metadata or {}
+        module = mlflow.pytorch.load_model(local)
+    module.head_names = tuple(metadata.get("head_names", ()))
+    module.classes = dict(metadata.get("classes", {}))
+    module.registered_version = str(version)
+    return module

@@ -1,0 +1,166 @@
+"""The embedded Prefect and MLflow servers, started for real on free ports in temp folders.
+
+Each server takes 10-20 s to start, so one module-scoped pair serves every test, both started
+at once; the tests that need no running server use a folder of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from ecg_pipeline.config import ServerSettings
+from ecg_pipeline.servers import (
+    ServerError,
+    free_port,
+    start_mlflow,
+    start_prefect,
+    stop,
+    stop_servers,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _get(url: str) -> int:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=5) as response:
+        return response.status
+
+
+def _gone(pid: int) -> bool:
+    # A zombie still has a /proc entry; ours are reaped by the module, so the entry must vanish.
+    return not Path(f"/proc/{pid}").exists()
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    """Both servers on free ports, with state and store in a temp folder; stopped at the end."""
+    root = tmp_path_factory.mktemp("servers")
+    settings = ServerSettings(
+        prefect_port=free_port(),
+        mlflow_port=free_port(),
+        state_dir=root / "state",
+        mlflow_dir=root / "mlflow",
+    )
+    with ThreadPoolExecutor(2) as pool:
+        prefect = pool.submit(start_prefect, settings)
+        mlflow = pool.submit(start_mlflow, settings)
+        try:
+            handles = {"prefect": prefect.result(), "mlflow": mlflow.result()}
+        except BaseException:
+            pool.shutdown(wait=True)  # let the other start finish, so that it can be stopped
+            stop_servers(settings.state_dir)
+            raise
+    yield settings, handles
+    stop_servers(settings.state_dir)
+
+
+def test_servers_answer_health(servers):
+    settings, h = servers
+    assert h["prefect"].started and h["mlflow"].started
+    assert h["prefect"].url == f"http://127.0.0.1:{settings.prefect_port}/api"
+    assert h["mlflow"].url == f"http://127.0.0.1:{settings.mlflow_port}"
+    assert _get(h["prefect"].url + "/health") == 200
+    assert _get(h["mlflow"].url + "/health") == 200
+    assert (settings.state_dir / "prefect" / "prefect.db").exists()
+    assert (settings.mlflow_dir / "mlflow.db").exists()
+
+
+def test_pid_files_name_the_servers(servers):
+    settings, h = servers
+    for name, handle in h.items():
+        record = json.loads((settings.state_dir / f"{name}.pid").read_text())
+        assert record["pid"] == handle.pid
+        assert (record["host"], record["port"]) == ("127.0.0.1", handle.port)
+        assert record["command"][0].endswith(f"/bin/{name}") and record["started_at"]
+        assert name in Path(f"/proc/{handle.pid}/cmdline").read_text()
+        assert handle.log_path.exists()
+
+
+def test_second_start_reuses_the_running_server(servers):
+    settings, h = servers
+    prefect, mlflow = start_prefect(settings), start_mlflow(settings)
+    assert (prefect.started, prefect.pid) == (False, h["prefect"].pid)
+    assert (mlflow.started, mlflow.pid) == (False, h["mlflow"].pid)
+
+
+def test_start_on_another_port_while_ours_runs_is_refused(servers):
+    settings, h = servers
+    with pytest.raises(ServerError, match=f"pid {h['prefect'].pid}.*prefect_port"):
+        start_prefect(settings, port=free_port())
+
+
+def test_taken_port_gives_a_clear_error(tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        settings = ServerSettings(state_dir=tmp_path / "state", mlflow_dir=tmp_path / "mlflow")
+        with pytest.raises(ServerError, match=rf"Port {port}\b.*Prefect.*\[servers\] prefect_port"):
+            start_prefect(settings, port=port)
+        with pytest.raises(ServerError, match=rf"Port {port}\b.*MLflow.*\[servers\] mlflow_port"):
+            start_mlflow(settings, port=port)
+    assert not (tmp_path / "state" / "prefect.pid").exists()
+
+
+def test_server_that_never_gets_healthy_is_stopped(tmp_path):
+    settings = ServerSettings(prefect_port=free_port(), state_dir=tmp_path)
+    with pytest.raises(ServerError, match="did not answer within 0.5 s.*prefect.log") as info:
+        start_prefect(settings, timeout_s=0.5)
+    pid = int(re.search(r"\(pid (\d+)\)", str(info.value)).group(1))
+    assert _gone(pid)
+    assert not (tmp_path / "prefect.pid").exists()
+
+
+def test_stale_and_reused_pid_files_are_removed_without_signalling(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / "prefect.pid").write_text(json.dumps({"pid": dead.pid, "port": 1}))
+    # A live process that is no server of ours, as after pid reuse: it must survive.
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "mlflow.pid").write_text(json.dumps({"pid": stranger.pid, "port": 1}))
+        assert stop_servers(tmp_path) == []
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+    assert not list(tmp_path.glob("*.pid"))
+
+
+@pytest.mark.parametrize("host", ["192.168.1.10", "example.org", "0.0.0.0", "::"])
+def test_non_loopback_host_is_refused(tmp_path, host):
+    settings = ServerSettings(host=host, state_dir=tmp_path)
+    with pytest.raises(ValueError, match="loopback|every network interface"):
+        start_prefect(settings)
+    with pytest.raises(ValueError, match="loopback|every network interface"):
+        start_mlflow(settings, mlflow_dir=tmp_path)
+    if host in ("0.0.0.0", "::"):  # a wildcard is refused even when remote hosts are allowed
+        with pytest.raises(ValueError, match="every network interface"):
+            start_prefect(settings, allow_remote=True)
+    assert not list(tmp_path.iterdir())
+
+
+def test_stop_and_stop_servers_end_the_process_groups(servers):
+    # Last in the module: it stops the shared servers (the fixture's own stop is then a no-op).
+    settings, h = servers
+    assert stop(h["prefect"]) is True
+    assert stop_servers(settings.state_dir) == ["mlflow"]
+    for handle in h.values():
+        assert _gone(handle.pid)
+        assert not handle.pid_path.exists()
+        with socket.socket() as s:  # the port is free again (TIME_WAIT aside, as for a server)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", handle.port))
+    out = subprocess.run(["ps", "-eo", "pgid="], capture_output=True, text=True).stdout.split()
+    assert not {str(handle.pid) for handle in h.values()} & set(out)
+    assert stop_servers(settings.state_dir) == []
