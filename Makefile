@@ -25,7 +25,7 @@ test: install
 	$(PY) -m pytest -q
 
 test-fast: install
-	$(PY) -m pytest -q -m "not integration"
+	$(PY) -m pytest -q -m "not integration and not e2e"
 
 bench: install
 	$(PY) bench/ingest.py

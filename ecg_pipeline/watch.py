@@ -1,0 +1,246 @@
+"""Watch an inbox folder and emit one Prefect event per burst of settled recordings.
+
+The served ``ingest-train`` deployment (``flows/serve.py``) starts a run on each
+``ecg.recordings.arrived`` event whose resource is ``ecg.inbox.<folder name>``; the payload is
+``{"folder": ..., "files": [...]}``. A burst of files (a whole session copied in) gives one event
+once the folder has been quiet for ``debounce_s`` and every file has settled: its size unchanged
+and its modification time at least ``settle_s`` old, the rule ingest itself uses to defer files
+still being copied. Files that arrived while the watcher was down are found by a scan at start.
+
+Run ``python -m ecg_pipeline.watch --config configs/demo.toml``. Besides ``flows/``, this is the
+only module that imports prefect, and only when an event is sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+EVENT = "ecg.recordings.arrived"
+RESOURCE_PREFIX = "ecg.inbox."
+
+
+def is_candidate(path: str | os.PathLike, folder: Path, suffixes: Sequence[str]) -> bool:
+    """A recording file by its suffix, outside any dot-file or dot-folder (copies in progress)."""
+    path = Path(path)
+    try:
+        parts = path.relative_to(folder).parts
+    except ValueError:
+        return False
+    return path.suffix.lower() in {s.lower() for s in suffixes} and not any(
+        part.startswith(".") for part in parts
+    )
+
+
+class Batcher:
+    """Collect arrived files and say when a burst is over and every file has settled.
+
+    Pure bookkeeping over ``os.stat``, so that it is tested without a watcher or a server.
+
+    Parameters
+    ----------
+    settle_s : float
+        A file is settled when its size did not change since the last check and its
+        modification time is at least this old (``[discovery] settle_s``).
+    debounce_s : float
+        Quiet time after the last change before a burst is reported.
+    """
+
+    def __init__(self, settle_s: float, debounce_s: float):
+        self.settle_s = settle_s
+        self.debounce_s = debounce_s
+        self._seen: dict[str, tuple[int, int] | None] = {}  # path -> (size, mtime_ns)
+        self._last_change = -float("inf")
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def add(self, paths: Iterable[str], now: float) -> None:
+        """Note changed or new files; a change restarts the quiet period."""
+        paths = list(paths)
+        for p in paths:
+            self._seen.setdefault(str(p), None)
+        if paths:
+            self._last_change = now
+
+    def discard(self, paths: Iterable[str]) -> None:
+        for p in paths:
+            self._seen.pop(str(p), None)
+
+    def ready(self, now: float, wall_now: float | None = None) -> list[str]:
+        """The whole burst, sorted, once quiet and settled (and then forgotten); else ``[]``."""
+        wall_now = time.time() if wall_now is None else wall_now
+        settled = True
+        for path, before in list(self._seen.items()):
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                self._seen.pop(path)  # moved away or deleted: nothing to ingest
+                continue
+            signature = (st.st_size, st.st_mtime_ns)
+            if signature != before:
+                self._seen[path] = signature
+                if before is not None:
+                    self._last_change = now  # still growing: the burst goes on
+                settled = False
+            elif 0 <= wall_now - st.st_mtime < self.settle_s:
+                settled = False
+        if not self._seen or not settled or now - self._last_change < self.debounce_s:
+            return []
+        files, self._seen = sorted(self._seen), {}
+        return files
+
+
+def unstored_files(folder: str | os.PathLike, config) -> list[str]:
+    """Recording files under ``folder`` whose bytes the dataset's store does not hold yet."""
+    from ecg_pipeline.io.readers import sha256_files
+    from ecg_pipeline.io.store import WindowStore
+
+    folder = Path(folder).resolve()
+    suffixes = config.discovery.suffixes
+    files = sorted(
+        p for p in folder.rglob("*") if p.is_file() and is_candidate(p, folder, suffixes)
+    )
+    stored = set(WindowStore(config.store.root, config.dataset.name).catalog()["sha256"])
+    out = []
+    for p in files:
+        try:
+            if sha256_files([p]) not in stored:
+                out.append(str(p))
+        except OSError:
+            continue  # vanished or unreadable: ingest will say so if it comes back
+    return out
+
+
+def emit_arrival(folder: Path, files: list[str]) -> None:
+    """Send ``ecg.recordings.arrived`` for ``folder`` to the Prefect API (``PREFECT_API_URL``)."""
+    from prefect.events import emit_event
+
+    emit_event(
+        event=EVENT,
+        resource={"prefect.resource.id": f"{RESOURCE_PREFIX}{folder.name}",
+                  "prefect.resource.name": folder.name},  # fmt: skip
+        payload={"folder": str(folder), "files": files},
+    )
+
+
+def watch_inbox(
+    folder: str | os.PathLike,
+    *,
+    suffixes: Sequence[str] = (".acq",),
+    settle_s: float = 5.0,
+    debounce_s: float = 2.0,
+    force_polling: bool | None = None,
+    poll_delay_ms: int = 300,
+    startup_files: Callable[[], list[str]] | None = None,
+    emit: Callable[[Path, list[str]], None] = emit_arrival,
+    stop_event: threading.Event | None = None,
+    tick_s: float = 0.25,
+    log: Callable[[str], None] = print,
+) -> None:
+    """Watch ``folder`` until ``stop_event`` is set, emitting one event per settled burst.
+
+    Parameters
+    ----------
+    folder : path-like
+        The inbox, watched recursively.
+    suffixes : sequence of str
+        Recording suffixes (``[discovery] suffixes``); other files and dot-files are ignored.
+    settle_s, debounce_s : float
+        See :class:`Batcher`.
+    force_polling, poll_delay_ms :
+        watchfiles' polling switch and interval: network shares (SMB, NFS) deliver no
+        inotify events, so a lab's share needs polling.
+    startup_files : callable, optional
+        Called once the watch is live; its files join the first burst (files that arrived
+        while the watcher was down). Calling it only then leaves no gap between scan and watch.
+    emit : callable
+        ``emit(folder, files)``; :func:`emit_arrival` by default.
+    stop_event : threading.Event, optional
+        Set it to stop.
+    tick_s : float
+        How often the burst is checked when nothing happens.
+    log : callable
+        Where one line per event goes.
+    """
+    from watchfiles import Change, watch
+
+    folder = Path(folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    batcher = Batcher(settle_s, debounce_s)
+    started = False
+    for changes in watch(
+        folder,
+        watch_filter=lambda change, path: is_candidate(path, folder, suffixes),
+        debounce=max(1, int(debounce_s * 1000)),
+        rust_timeout=max(1, int(tick_s * 1000)),
+        yield_on_timeout=True,  # an empty set every tick: quiet periods end without events
+        stop_event=stop_event,
+        force_polling=force_polling,
+        poll_delay_ms=poll_delay_ms,
+        raise_interrupt=False,
+    ):
+        now = time.monotonic()
+        if not started:
+            started = True
+            found = startup_files() if startup_files else []
+            batcher.add(found, now)
+            log(f"watching {folder} ({len(found)} file(s) not yet stored)")
+        batcher.discard(p for c, p in changes if c == Change.deleted)
+        batcher.add((p for c, p in changes if c != Change.deleted), now)
+        files = batcher.ready(now)
+        if files:
+            emit(folder, files)
+            names = ", ".join(Path(f).name for f in files)
+            log(f"emitted {EVENT} for {len(files)} file(s): {names}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m ecg_pipeline.watch",
+        description="Watch the inbox and emit ecg.recordings.arrived per settled burst of files.",
+    )
+    parser.add_argument("--config", type=Path, default=Path("configs/demo.toml"))
+    parser.add_argument("--folder", type=Path, help="inbox to watch (default: [demo] inbox)")
+    parser.add_argument("--debounce-s", type=float, default=2.0, help="quiet time before an event")
+    parser.add_argument("--force-polling", action="store_true", help="poll (network shares)")
+    parser.add_argument("--poll-delay-ms", type=int, default=300)
+    args = parser.parse_args(argv)
+
+    from ecg_pipeline.config import load_config
+
+    config = load_config(args.config)
+    # Prefect reads its settings at import: point it at the configured API first.
+    os.environ.setdefault("PREFECT_API_URL", config.servers.prefect_api)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    folder = args.folder or config.demo.inbox
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        watch_inbox(
+            folder, suffixes=config.discovery.suffixes, settle_s=config.discovery.settle_s,
+            debounce_s=args.debounce_s, force_polling=args.force_polling or None,
+            poll_delay_ms=args.poll_delay_ms, startup_files=lambda: unstored_files(folder, config),
+            stop_event=stop, log=log,
+        )  # fmt: skip
+    finally:
+        if "prefect" in sys.modules:  # send what is queued before leaving
+            from prefect.events.worker import EventsWorker
+
+            EventsWorker.drain_all(timeout=5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Thin Prefect flows over ecg_pipeline, and the process that serves them."""

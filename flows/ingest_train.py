@@ -1,0 +1,278 @@
+"""The ``ingest-train`` flow: a folder of recordings to windows, a trained model and an MLflow run.
+
+Each task is one call into ``ecg_pipeline``; tasks hand each other paths, ids and small
+summaries, never arrays (a file's windows live only inside its own task, which writes them)::
+
+    discover (label, check labels) -> plan (hash, decide against the store)
+        -> ingest-file x N, in threads (read + check, preprocess, check the contracts, write)
+        -> record-batch (rejections table, store catalog)
+        -> train-evaluate (torch; test metrics) -> log-mlflow (retried on connection errors)
+
+Bad input is never retried: the library turns it into a row of the rejections table and the
+batch goes on. When every offered file was already stored with the same bytes, nothing is
+trained and the returned summary says so.
+
+Only this folder and ``ecg_pipeline/watch.py`` import prefect (see ``design.md``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+# Files read at once. Reading and filtering release the GIL for most of their time, and three
+# keeps a two-core machine busy without holding many recordings in memory.
+READ_WORKERS = 3
+# Names of exceptions (requests, urllib3, http.client) that mean "the server was not reachable".
+_CONNECTION_ERRORS = {
+    "ConnectionError", "ConnectTimeout", "ReadTimeout", "Timeout", "MaxRetryError",
+    "NewConnectionError", "ProtocolError", "RemoteDisconnected",
+}  # fmt: skip
+
+
+@dataclass
+class Discovered:
+    """What ``discover`` found: labelled files to plan, and the files already refused."""
+
+    labels: list  # ecg_pipeline.cohort.labels.Labels
+    errors: list  # ecg_pipeline.errors.IngestError
+
+
+# --- tasks ------------------------------------------------------------------------------------
+# NO_CACHE everywhere: a re-run must look at the folder and store again, and hashing a config
+# object for a cache key buys nothing here.
+@task(name="discover", cache_policy=NO_CACHE)
+def discover_files(folder: str, config, manifest: str | None) -> Discovered:
+    """List the settled recordings under ``folder``, label them and check the labels (pandera)."""
+    from ecg_pipeline.cohort.labels import discover, label_files, read_manifest, validate_labels
+
+    ready, deferred = discover(folder, config)
+    manifest_path = Path(manifest) if manifest else Path(folder) / config.discovery.manifest_name
+    table = read_manifest(manifest_path) if manifest or manifest_path.exists() else None
+    labels, label_errors = label_files(ready, config, table)
+    labels, invalid = validate_labels(labels, config)
+    return Discovered(labels, [*deferred, *label_errors, *invalid])
+
+
+@task(name="plan", cache_policy=NO_CACHE)
+def plan_files(labels: list, config, store_root: str):
+    """Hash each file and decide against the store: write, replace, skip or refuse."""
+    from ecg_pipeline.ingest import plan_batch
+    from ecg_pipeline.io.atomic import remove_dead_temp_files
+    from ecg_pipeline.io.store import WindowStore
+
+    store = WindowStore(store_root, config.dataset.name)
+    if store.path.exists():
+        remove_dead_temp_files(store.path)  # left by a run killed mid-write
+    plan = plan_batch(labels, store.catalog(), config.ingest_hash(), config.dataset.format)
+    store.remove(plan.stale_files)
+    return plan
+
+
+@task(
+    name="ingest-file",
+    task_run_name="ingest-{planned.labels.subject}-{planned.labels.condition}",
+    cache_policy=NO_CACHE,
+)
+def ingest_file(planned, config, store_root: str):
+    """Read and check one file, cut it into windows, check the contracts and write it.
+
+    The batch's manifest contract holds one cross-row rule (unique ``source_path``), which
+    :func:`~ecg_pipeline.ingest.plan_batch` already guarantees, so checking file by file
+    refuses exactly what checking the batch would.
+
+    Returns
+    -------
+    ecg_pipeline.ingest.FileResult
+        ``written``/``replaced``, or ``rejected`` carrying the error (never raised).
+    """
+    from ecg_pipeline.errors import IngestError
+    from ecg_pipeline.ingest import FileResult, process_file, validate_batch, write_batch
+    from ecg_pipeline.io.store import WindowStore
+
+    config_hash = config.ingest_hash()
+    try:
+        processed = process_file(planned, config)
+    except IngestError as exc:
+        return FileResult(planned.labels.source_path, "rejected", error=exc)
+    ok, errors = validate_batch([processed], config, config.dataset.name, config_hash)
+    if errors:
+        return FileResult(planned.labels.source_path, "rejected", error=errors[0])
+    return write_batch(ok, WindowStore(store_root, config.dataset.name), config_hash)[0]
+
+
+@task(name="record-batch", cache_policy=NO_CACHE)
+def record_batch(results: list, config, store_root: str) -> dict[str, Any]:
+    """Write the rejections table and the store's recordings list, as ``ingest_folder`` does."""
+    from ecg_pipeline.ingest import rejections_table
+    from ecg_pipeline.io.atomic import atomic_write_text
+    from ecg_pipeline.io.store import WindowStore
+
+    store = WindowStore(store_root, config.dataset.name)
+    store.path.mkdir(parents=True, exist_ok=True)
+    errors = [r.error for r in results if r.error is not None]
+    rejections_file = store.path / "_rejections.csv"
+    atomic_write_text(rejections_file, rejections_table(errors).to_csv(index=False))
+    catalog = store.catalog()
+    if not catalog.empty:
+        recordings = catalog.drop(columns=["file"]).to_csv(index=False)
+        atomic_write_text(store.path / "_recordings.csv", recordings)
+    return {
+        "counts": dict(Counter(r.status for r in results)),
+        "rejected": [
+            {"file": e.path, "error": type(e).__name__, "reason": e.reason} for e in errors
+        ],
+        "rejections_file": str(rejections_file),
+        "stored_recordings": len(catalog),
+    }
+
+
+@task(name="train-evaluate", cache_policy=NO_CACHE)
+def train_evaluate(config, store_root: str, run_name: str) -> dict[str, Any]:
+    """Train on every stored window under the configured split and score the test side.
+
+    Returns the run folder (checkpoints and ``results.json``) and the test metrics per task.
+    """
+    from ecg_pipeline.training.run import train_and_evaluate
+
+    run = train_and_evaluate(config, store_root=store_root, run_name=run_name)
+    return {"run_dir": str(run.run_dir), "metrics": run.summary()}
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it was raised from, says a server could not be reached.
+
+    MLflow wraps a refused connection in an ``MlflowException`` raised inside the ``except``
+    block, so the original error is on ``__context__``.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return True
+        if type(exc).__name__ in _CONNECTION_ERRORS:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _retry_on_connection_error(task, task_run, state) -> bool:
+    # A refused or timed-out connection may heal within seconds (a server restarting); a bad
+    # request or a missing checkpoint will not, so those fail at once.
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, BaseException) and is_connection_error(exc)
+
+
+@task(name="log-mlflow", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=_retry_on_connection_error, cache_policy=NO_CACHE)  # fmt: skip
+def log_mlflow(run_dir: str, config, store_root: str, rejections_file: str,
+               tags: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+    """Log the run in ``run_dir`` to the tracking server and register its model."""
+    from ecg_pipeline.io.store import WindowStore
+    from ecg_pipeline.tracking.mlflow_log import log_training_run
+    from ecg_pipeline.training.run import RunResult
+
+    folds = json.loads((Path(run_dir) / "results.json").read_text())["folds"]
+    tracked = log_training_run(
+        RunResult(Path(run_dir), folds), config, tracking_uri=config.servers.mlflow_uri,
+        tags=tags, recordings=WindowStore(store_root, config.dataset.name).catalog(),
+        rejections=rejections_file,
+    )  # fmt: skip
+    return {
+        "mlflow_run_id": tracked.run_id, "mlflow_run_url": tracked.run_url,
+        "model_uri": tracked.model_uri, "model_version": tracked.registered_version,
+        "is_champion": tracked.is_champion, "heldout_score": tracked.heldout_score,
+    }  # fmt: skip
+
+
+# --- the flow ---------------------------------------------------------------------------------
+def _flow_run_tags() -> dict[str, str]:
+    """The Prefect flow run's id and UI address, for the MLflow run's lineage tags."""
+    from prefect.runtime import flow_run
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    run_id = str(flow_run.id)
+    ui = PREFECT_UI_URL.value() or (PREFECT_API_URL.value() or "").removesuffix("/api")
+    return {"prefect_flow_run_id": run_id, "prefect_flow_run_url": f"{ui}/runs/flow-run/{run_id}"}
+
+
+@flow(name="ingest-train", task_runner=ThreadPoolTaskRunner(max_workers=READ_WORKERS))
+def ingest_train(
+    recordings: str | None = None,
+    manifest: str | None = None,
+    config: str = "configs/demo.toml",
+    epochs: int | None = None,
+    split: str | None = None,
+    model: str | None = None,
+    train: bool = True,
+) -> dict[str, Any]:
+    """Ingest a folder of recordings, then train, evaluate and log a model on the whole store.
+
+    Parameters
+    ----------
+    recordings : str, optional
+        The recordings folder; the configuration's ``[demo] inbox`` by default.
+    manifest : str, optional
+        A manifest CSV; by default the folder's ``[discovery] manifest_name`` when present.
+    config : str
+        The study configuration TOML (relative to the serving process's working folder).
+    epochs, split, model : optional
+        Override ``[training] epochs``, ``[training] split`` and ``[model] name``.
+    train : bool
+        False: ingest only.
+
+    Returns
+    -------
+    dict
+        Counts per file status, the rejected files with reasons, whether a model was trained
+        (and why not), the test metrics and the MLflow run's id and address.
+    """
+    from ecg_pipeline.config import load_config
+    from ecg_pipeline.errors import StillBeingWrittenError
+    from ecg_pipeline.ingest import FileResult
+
+    logger = get_run_logger()
+    overrides = [f"training.epochs={epochs}"] * (epochs is not None)
+    overrides += [f'training.split="{split}"'] * (split is not None)
+    overrides += [f'model.name="{model}"'] * (model is not None)
+    cfg = load_config(config, overrides=overrides)
+    folder = str(Path(recordings or cfg.demo.inbox).resolve())
+    store_root = str(Path(cfg.store.root).resolve())
+
+    found = discover_files(folder, cfg, manifest)
+    plan = plan_files(found.labels, cfg, store_root)
+    futures = [ingest_file.submit(p, cfg, store_root) for p in plan.to_process]
+    refused = [
+        FileResult(e.path, "deferred" if isinstance(e, StillBeingWrittenError) else "rejected",
+                   error=e)
+        for e in [*found.errors, *plan.errors]
+    ]  # fmt: skip
+    results = plan.unchanged + [f.result() for f in futures] + refused
+    summary: dict[str, Any] = {"folder": folder, **record_batch(results, cfg, store_root)}
+    changed = summary["counts"].get("written", 0) + summary["counts"].get("replaced", 0)
+    summary["trained"] = False
+    if not train:
+        summary["note"] = "ingest only (train=False)"
+    elif changed == 0:
+        # Same bytes, same labels, same settings: a new model would be the one already logged.
+        summary["note"] = (
+            "no new or changed recordings (all bytes already stored): training skipped"
+        )
+    else:
+        tags = _flow_run_tags()
+        # The flow run's id in the run folder's name ties the checkpoints to the flow run.
+        run_name = f"{cfg.dataset.name}-{cfg.model.name}-{tags['prefect_flow_run_id'][:8]}"
+        trained = train_evaluate(cfg, store_root, run_name)
+        logged = log_mlflow(trained["run_dir"], cfg, store_root, summary["rejections_file"], tags)
+        summary.update(trained=True, **trained, **logged)
+        summary["prefect_flow_run_url"] = tags["prefect_flow_run_url"]
+    logger.info("ingest-train: %s", json.dumps(summary, default=str))
+    return summary
+

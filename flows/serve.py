@@ -1,0 +1,66 @@
+"""Serve the ``ingest-train`` flow as deployment ``ingest-train/default``: on demand or by event.
+
+Run ``python -m flows.serve --config configs/demo.toml`` from the repository root and leave it
+running. Runs start with ``prefect deployment run ingest-train/default`` from any shell with
+``PREFECT_API_URL`` set, or when the watcher (``python -m ecg_pipeline.watch``) emits
+``ecg.recordings.arrived`` for an inbox. One run at a time (``limit=1``): a burst of arrivals
+queues up instead of training twice on a half-written store. The deployment stays unpaused when
+this process stops, so runs asked for meanwhile start when it is back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+DEPLOYMENT = "default"
+EVENT = "ecg.recordings.arrived"
+RESOURCE_PREFIX = "ecg.inbox."
+
+
+def serve(config_path: str | os.PathLike) -> None:
+    """Register ``ingest-train/default`` with its event trigger and run its flow runs (blocks).
+
+    Parameters
+    ----------
+    config_path : path-like
+        The study configuration; every run gets it as its ``config`` parameter, and its
+        ``[servers]`` table names the Prefect API when ``PREFECT_API_URL`` is not set.
+    """
+    from ecg_pipeline.config import load_config
+
+    config_path = str(Path(config_path).resolve())
+    config = load_config(config_path)
+    # Prefect reads its settings when first imported: point it at the API before that.
+    os.environ.setdefault("PREFECT_API_URL", config.servers.prefect_api)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+    from prefect.events import DeploymentEventTrigger
+
+    from flows.ingest_train import ingest_train
+
+    trigger = DeploymentEventTrigger(
+        expect={EVENT},
+        match={"prefect.resource.id": f"{RESOURCE_PREFIX}*"},
+        parameters={"recordings": "{{ event.payload.folder }}", "config": config_path},
+    )
+    ingest_train.serve(
+        name=DEPLOYMENT,
+        parameters={"config": config_path},
+        triggers=[trigger],
+        limit=1,
+        pause_on_shutdown=False,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.serve", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--config", type=Path, default=Path("configs/demo.toml"))
+    serve(parser.parse_args(argv).config)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The watcher's batching, its startup scan and a real watchfiles watch, without any server.
+
+Fast (a few seconds); kept beside the end-to-end test that runs the watcher as a process.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from ecg_pipeline.cohort.demo import write_demo_recording
+from ecg_pipeline.ingest import ingest_folder
+from ecg_pipeline.watch import Batcher, is_candidate, unstored_files, watch_inbox
+
+
+def _old_file(path: Path, size: int = 10, age_s: float = 60.0) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * size)
+    t = time.time() - age_s
+    os.utime(path, (t, t))
+    return str(path)
+
+
+def test_candidates_skip_dot_files_dot_folders_and_other_suffixes(tmp_path):
+    ok = [tmp_path / "S01_rest.acq", tmp_path / "sub" / "S02_rest.ACQ"]
+    bad = [tmp_path / ".S01_rest.acq", tmp_path / ".partial" / "S01_rest.acq",
+           tmp_path / "notes.txt", tmp_path.parent / "S01_rest.acq"]  # fmt: skip
+    assert all(is_candidate(p, tmp_path, (".acq",)) for p in ok)
+    assert not any(is_candidate(p, tmp_path, (".acq",)) for p in bad)
+
+
+def test_a_burst_is_reported_once_after_the_quiet_period(tmp_path):
+    files = [_old_file(tmp_path / f"S0{i}_rest.acq") for i in range(1, 4)]
+    b = Batcher(settle_s=1.0, debounce_s=2.0)
+    b.add(files[:2], now=0.0)
+    assert b.ready(now=0.5) == []  # first sight: sizes not yet compared
+    b.add(files[2:], now=1.0)
+    assert b.ready(now=2.5) == []  # quiet for 1.5 s only
+    assert b.ready(now=3.1) == sorted(files)
+    assert b.ready(now=10.0) == [] and len(b) == 0  # reported once
+
+
+def test_a_growing_or_fresh_file_holds_the_burst_and_a_deleted_one_leaves_it(tmp_path):
+    grow = _old_file(tmp_path / "S01_rest.acq")
+    gone = _old_file(tmp_path / "S02_rest.acq")
+    b = Batcher(settle_s=1.0, debounce_s=1.0)
+    b.add([grow, gone], now=0.0)
+    b.ready(now=0.1)
+    _old_file(Path(grow), size=20)  # still being copied
+    Path(gone).unlink()
+    assert b.ready(now=5.0) == []  # the growth restarted the quiet period
+    assert b.ready(now=5.5) == []
+    assert b.ready(now=6.1) == [grow]
+    fresh = tmp_path / "S03_rest.acq"
+    fresh.write_bytes(b"x")  # modified just now: younger than settle_s
+    b.add([str(fresh)], now=7.0)
+    b.ready(now=7.1)
+    assert b.ready(now=9.0, wall_now=time.time()) == []
+    assert b.ready(now=9.1, wall_now=time.time() + 2) == [str(fresh)]
+
+
+def test_startup_scan_lists_only_bytes_the_store_lacks(tmp_path, config):
+    inbox = tmp_path / "inbox"
+    stored = write_demo_recording(inbox, 1, "rest", duration_s=20.0)
+    assert ingest_folder(inbox, config).count("written") == 1
+    new = write_demo_recording(inbox, 2, "rest", duration_s=20.0)
+    (inbox / ".S03_rest.acq").write_bytes(new.read_bytes() + b"partial")
+    assert unstored_files(inbox, config) == [str(new.resolve())]
+    assert str(stored.resolve()) not in unstored_files(inbox, config)
+
+
+def test_watch_emits_one_event_for_files_renamed_in_and_the_startup_scan(tmp_path):
+    inbox = tmp_path / "inbox"
+    waiting = _old_file(inbox / "S01_rest.acq")  # arrived while the watcher was down
+    events: list[list[str]] = []
+    stop = threading.Event()
+    thread = threading.Thread(target=watch_inbox, args=(inbox,), kwargs=dict(
+        settle_s=0.5, debounce_s=0.5, tick_s=0.1, startup_files=lambda: [waiting],
+        emit=lambda folder, files: events.append(files), stop_event=stop, log=lambda _: None,
+    ))  # fmt: skip
+    thread.start()
+    try:
+        time.sleep(0.3)
+        for name in ("S02_rest.acq", "S02_exercise.acq"):
+            staged = _old_file(tmp_path / "staging" / name)
+            os.replace(staged, inbox / name)
+        deadline = time.monotonic() + 15
+        while not events and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)  # a second event would come within debounce + a few ticks
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    resolved = inbox.resolve()
+    names = ("S01_rest.acq", "S02_exercise.acq", "S02_rest.acq")
+    assert events == [[str(resolved / n) for n in names]]
