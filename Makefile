@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench constraints clean
+.PHONY: install run servers stop test test-fast bench constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,14 @@ install: $(STAMP)
 
 run: install
 	$(VENV)/bin/ecg-pipeline demo --config configs/demo.toml --no-progress
+
+# The embedded Prefect and MLflow servers on 127.0.0.1 ([servers] in the config); `make stop`
+# stops exactly the processes `make servers` started, by pid.
+servers: install
+	$(VENV)/bin/ecg-pipeline servers start --config configs/demo.toml
+
+stop:
+	$(VENV)/bin/ecg-pipeline servers stop --config configs/demo.toml
 
 test: install
 	$(PY) -m pytest -q

@@ -56,6 +56,15 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--max-windows-per-recording", type=int, help="quick check on the first windows of each recording")
     train.add_argument("--no-progress", action="store_true")
 
+    servers = sub.add_parser(
+        "servers", help="start or stop the embedded Prefect and MLflow servers (127.0.0.1)",
+        description="start: a Prefect server and an MLflow tracking server on [servers] host and "
+        "ports, with SQLite stores under [servers] state_dir and mlflow_dir (reused when already "
+        "running). stop: stop exactly the processes that start started, by pid.",
+    )
+    servers.add_argument("action", choices=["start", "stop"])
+    servers.add_argument("--config", type=Path, help="study configuration TOML")
+
     table = sub.add_parser(
         "table", help="print the Markdown table of every summary.json under a folder (e.g. results/)"
     )
@@ -89,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "table":
             return _table(args)
+        if args.command == "servers":
+            return _servers(args)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -192,6 +203,26 @@ def _train(args) -> int:
     if bar is not None:
         bar.close()
     print(render_experiment(runs, summary, config))
+    return 0
+
+
+def _servers(args) -> int:
+    from ecg_pipeline.config import load_config
+    from ecg_pipeline.servers import ServerError, start_mlflow, start_prefect, stop_servers
+
+    settings = load_config(args.config).servers
+    if args.action == "stop":
+        stopped = stop_servers(settings.state_dir)
+        print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+        return 0
+    try:
+        for start in (start_prefect, start_mlflow):
+            handle = start(settings)
+            state = "started" if handle.started else "already running"
+            print(f"{handle.name} {state}: {handle.ui_url} (pid {handle.pid}, log {handle.log_path})")
+    except ServerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

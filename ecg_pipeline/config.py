@@ -214,6 +214,18 @@ class TrainingSettings(_Strict):
     out_dir: Path = Path("data/runs")
 
 
+class WatchSettings(_Strict):
+    """The inbox watcher (``python -m ecg_pipeline.watch``); settling uses ``[discovery]``."""
+
+    folder: Path | None = None  # None: [demo] inbox
+    # Quiet time after the last arrival before one event covers the whole burst (a lab copying
+    # 45 files starts one run, not 45).
+    debounce_s: float = Field(2.0, gt=0)
+    # Network shares (SMB, NFS) deliver no inotify events: poll them instead.
+    force_polling: bool = False
+    poll_delay_ms: int = Field(300, ge=10)
+
+
 class ServerSettings(_Strict):
     """Where the Prefect API and the MLflow tracking server are (embedded ones by default).
 
@@ -252,6 +264,7 @@ class StudyConfig(_Strict):
     model: ModelSettings = ModelSettings()
     training: TrainingSettings = TrainingSettings()
     servers: ServerSettings = ServerSettings()
+    watch: WatchSettings = WatchSettings()
 
     @field_validator("dataset")
     @classmethod

@@ -207,10 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         description="Watch the inbox and emit ecg.recordings.arrived per settled burst of files.",
     )
     parser.add_argument("--config", type=Path, default=Path("configs/demo.toml"))
-    parser.add_argument("--folder", type=Path, help="inbox to watch (default: [demo] inbox)")
-    parser.add_argument("--debounce-s", type=float, default=2.0, help="quiet time before an event")
-    parser.add_argument("--force-polling", action="store_true", help="poll (network shares)")
-    parser.add_argument("--poll-delay-ms", type=int, default=300)
+    parser.add_argument("--folder", type=Path, help="inbox to watch (default: [watch] folder, else [demo] inbox)")
+    parser.add_argument("--debounce-s", type=float, help="quiet time before an event (default: [watch] debounce_s)")
+    parser.add_argument("--force-polling", action="store_true", help="poll (network shares; default: [watch] force_polling)")
+    parser.add_argument("--poll-delay-ms", type=int, help="polling interval (default: [watch] poll_delay_ms)")
     args = parser.parse_args(argv)
 
     from ecg_pipeline.config import load_config
@@ -222,7 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    folder = args.folder or config.demo.inbox
+    w = config.watch
+    folder = args.folder or w.folder or config.demo.inbox
+    debounce_s = args.debounce_s if args.debounce_s is not None else w.debounce_s
+    poll_delay_ms = args.poll_delay_ms if args.poll_delay_ms is not None else w.poll_delay_ms
+    force_polling = args.force_polling or w.force_polling
 
     def log(line: str) -> None:
         print(line, flush=True)
@@ -230,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         watch_inbox(
             folder, suffixes=config.discovery.suffixes, settle_s=config.discovery.settle_s,
-            debounce_s=args.debounce_s, force_polling=args.force_polling or None,
-            poll_delay_ms=args.poll_delay_ms, startup_files=lambda: unstored_files(folder, config),
+            debounce_s=debounce_s, force_polling=force_polling or None,
+            poll_delay_ms=poll_delay_ms, startup_files=lambda: unstored_files(folder, config),
             stop_event=stop, log=log,
         )  # fmt: skip
     finally:

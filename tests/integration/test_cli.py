@@ -119,3 +119,25 @@ def test_train_with_seeds_recipe_and_overrides_then_the_table(tmp_path):
     bad = run("train", "--config", str(cfg), "--seed", "1", "--seeds", "0", "2")
     assert bad.returncode == 2 and "not both" in bad.stderr
     assert run("table", str(tmp_path / "nothing")).returncode == 1
+
+
+def test_servers_start_reuse_and_stop_by_pid(tmp_path):
+    from ecg_pipeline.servers import free_port
+
+    cfg = tmp_path / "servers.toml"
+    cfg.write_text(
+        f"[servers]\nprefect_port = {free_port()}\nmlflow_port = {free_port()}\n"
+        f'state_dir = "{tmp_path / "state"}"\nmlflow_dir = "{tmp_path / "mlflow"}"\n'
+    )
+    try:
+        out = run("servers", "start", "--config", str(cfg), timeout=180)
+        assert out.returncode == 0, out.stderr
+        assert "prefect started: http://127.0.0.1:" in out.stdout
+        assert "mlflow started: http://127.0.0.1:" in out.stdout
+        again = run("servers", "start", "--config", str(cfg), timeout=60)
+        assert again.stdout.count("already running") == 2
+    finally:
+        stopped = run("servers", "stop", "--config", str(cfg))
+    assert stopped.returncode == 0 and "prefect" in stopped.stdout and "mlflow" in stopped.stdout
+    assert not list((tmp_path / "state").glob("*.pid"))
+    assert "nothing was running" in run("servers", "stop", "--config", str(cfg)).stdout

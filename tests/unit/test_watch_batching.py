@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from ecg_pipeline.cohort.demo import write_demo_recording
 from ecg_pipeline.ingest import ingest_folder
 from ecg_pipeline.watch import Batcher, is_candidate, unstored_files, watch_inbox
@@ -71,13 +73,15 @@ def test_startup_scan_lists_only_bytes_the_store_lacks(tmp_path, config):
     assert str(stored.resolve()) not in unstored_files(inbox, config)
 
 
-def test_watch_emits_one_event_for_files_renamed_in_and_the_startup_scan(tmp_path):
+@pytest.mark.parametrize("force_polling", [False, True], ids=["inotify", "polling"])
+def test_watch_emits_one_event_for_files_renamed_in_and_the_startup_scan(tmp_path, force_polling):
     inbox = tmp_path / "inbox"
     waiting = _old_file(inbox / "S01_rest.acq")  # arrived while the watcher was down
     events: list[list[str]] = []
     stop = threading.Event()
     thread = threading.Thread(target=watch_inbox, args=(inbox,), kwargs=dict(
         settle_s=0.5, debounce_s=0.5, tick_s=0.1, startup_files=lambda: [waiting],
+        force_polling=force_polling or None, poll_delay_ms=100,
         emit=lambda folder, files: events.append(files), stop_event=stop, log=lambda _: None,
     ))  # fmt: skip
     thread.start()
@@ -96,3 +100,13 @@ def test_watch_emits_one_event_for_files_renamed_in_and_the_startup_scan(tmp_pat
     resolved = inbox.resolve()
     names = ("S01_rest.acq", "S02_exercise.acq", "S02_rest.acq")
     assert events == [[str(resolved / n) for n in names]]
+
+
+def test_watch_settings_come_from_the_config(tmp_path):
+    from ecg_pipeline.config import load_config
+
+    share = tmp_path / "share.toml"
+    share.write_text('[watch]\nfolder = "/mnt/lab-share/inbox"\nforce_polling = true\ndebounce_s = 10\n')
+    w = load_config(share).watch
+    assert w.force_polling and w.debounce_s == 10 and str(w.folder) == "/mnt/lab-share/inbox"
+    assert not load_config().watch.force_polling and load_config().watch.folder is None
