@@ -18,8 +18,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The product end to end: embedded servers, demo cohort into the inbox, one ingest-train run,
+# its Prefect and MLflow addresses and metrics; the servers stay up (`make stop`).
+# EPOCHS=50 is the paper's schedule.
+EPOCHS ?= 10
 run: install
-	$(VENV)/bin/ecg-pipeline demo --config configs/demo.toml --no-progress
+	$(PY) -m flows.demo --config configs/demo.toml --epochs $(EPOCHS)
 
 # The embedded Prefect and MLflow servers on 127.0.0.1 ([servers] in the config); `make stop`
 # stops exactly the processes `make servers` started, by pid.
