@@ -414,12 +414,7 @@ def ingest_folder(
     ]
     results.sort(key=lambda r: r.path)
 
-    catalog = store.catalog()
-    rejections_file = store.path / "_rejections.csv"
-    store.path.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(rejections_file, rejections_table(errors).to_csv(index=False))
-    if not catalog.empty:
-        atomic_write_text(store.path / "_recordings.csv", catalog.drop(columns=["file"]).to_csv(index=False))
+    catalog, rejections_file = write_batch_tables(store, errors)
     dup_keys = {e.pair for e in errors if isinstance(e, DuplicateRecordingError) and e.pair}
     # Expected pairs cover every subject known: stored, configured, or offered in this batch.
     subjects = set(config.dataset.subjects) | {lab.subject for lab in labels}
@@ -430,6 +425,20 @@ def ingest_folder(
     return IngestSummary(
         config.dataset.name, store.path, config_hash, results, catalog, report, rejections_file
     )
+
+
+def write_batch_tables(store: WindowStore, errors: list) -> tuple[pd.DataFrame, Path]:
+    """Write the batch's ``_rejections.csv`` and the store's ``_recordings.csv`` (atomically).
+
+    Returns the store's catalog and the rejections file's path.
+    """
+    catalog = store.catalog()
+    rejections_file = store.path / "_rejections.csv"
+    store.path.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(rejections_file, rejections_table(errors).to_csv(index=False))
+    if not catalog.empty:
+        atomic_write_text(store.path / "_recordings.csv", catalog.drop(columns=["file"]).to_csv(index=False))
+    return catalog, rejections_file
 
 
 def _progress(items: list, enabled: bool):

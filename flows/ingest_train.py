@@ -111,19 +111,11 @@ def ingest_file(planned, config, store_root: str):
 @task(name="record-batch", cache_policy=NO_CACHE)
 def record_batch(results: list, config, store_root: str) -> dict[str, Any]:
     """Write the rejections table and the store's recordings list, as ``ingest_folder`` does."""
-    from ecg_pipeline.ingest import rejections_table
-    from ecg_pipeline.io.atomic import atomic_write_text
+    from ecg_pipeline.ingest import write_batch_tables
     from ecg_pipeline.io.store import WindowStore
 
-    store = WindowStore(store_root, config.dataset.name)
-    store.path.mkdir(parents=True, exist_ok=True)
     errors = [r.error for r in results if r.error is not None]
-    rejections_file = store.path / "_rejections.csv"
-    atomic_write_text(rejections_file, rejections_table(errors).to_csv(index=False))
-    catalog = store.catalog()
-    if not catalog.empty:
-        recordings = catalog.drop(columns=["file"]).to_csv(index=False)
-        atomic_write_text(store.path / "_recordings.csv", recordings)
+    catalog, rejections_file = write_batch_tables(WindowStore(store_root, config.dataset.name), errors)
     return {
         "counts": dict(Counter(r.status for r in results)),
         "rejected": [

@@ -39,3 +39,25 @@ def folder_checksums(folder: Path) -> dict[str, tuple[str, int]]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+def small_demo_study(root, *, epochs: int):
+    """A 4-subject x 3-condition x 60-s demo cohort ingested under ``root``, and its config.
+
+    Training settings: ``epochs``, one CPU thread, runs under ``root / "runs"``.
+    """
+    from ecg_pipeline.cohort.demo import write_demo_cohort
+    from ecg_pipeline.config import StudyConfig
+    from ecg_pipeline.ingest import ingest_folder
+
+    write_demo_cohort(root / "inbox", n_subjects=4, duration_s=60.0)
+    base = StudyConfig()
+    config = base.model_copy(update={
+        "store": base.store.model_copy(update={"root": root / "store"}),
+        "discovery": base.discovery.model_copy(update={"settle_s": 0.0}),
+        "training": base.training.model_copy(
+            update={"epochs": epochs, "cpu_threads": 1, "out_dir": root / "runs"}
+        ),
+    })  # fmt: skip
+    assert ingest_folder(root / "inbox", config).count("written") == 12
+    return config

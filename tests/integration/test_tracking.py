@@ -11,22 +11,17 @@ import csv
 import io
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 import torch
 
-from ecg_pipeline.cohort.demo import write_demo_cohort
-from ecg_pipeline.config import StudyConfig
-from ecg_pipeline.ingest import ingest_folder
+from helpers import small_demo_study
+
+from ecg_pipeline.config import ServerSettings, StudyConfig
 from ecg_pipeline.io.store import WindowStore
+from ecg_pipeline.servers import free_port, start_mlflow, stop
 from ecg_pipeline.tracking.lineage import RECORDING_COLUMNS
 from ecg_pipeline.tracking.mlflow_log import (
     epoch_metrics,
@@ -46,13 +41,7 @@ MODEL_NAME = "dt4ecg-demo"
 SERVER_START_S = 120.0  # 15-20 s on a new database when idle; much more on busy cores
 
 
-# --- a local MLflow server -------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
+# --- helpers ----------------------------------------------------------------------------------
 def _get(base: str, endpoint: str, **query) -> dict:
     url = f"{base}{endpoint}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
     with urllib.request.urlopen(url, timeout=30) as response:
@@ -65,70 +54,23 @@ def _get_text(base: str, endpoint: str, **query) -> str:
         return response.read().decode()
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"mlflow server not healthy after {SERVER_START_S} s:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
+    """A real MLflow server on a free loopback port, started and stopped by the project's code."""
     root = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
-    # Without the job runner the server is 2 processes and ~0.5 GB instead of 9 and ~2.5 GB.
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
-               MLFLOW_DISABLE_TELEMETRY="true")  # fmt: skip
-    command = [
-        str(Path(sys.executable).parent / "mlflow"), "server",
-        "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
-        "--artifacts-destination", str(root / "artifacts"),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-    ]  # fmt: skip
-    log = root / "server.log"
-    with open(log, "wb") as out:
-        # Its own process group: the server forks workers, and killing the group stops them all.
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    settings = ServerSettings(mlflow_port=free_port(), state_dir=root / "state", mlflow_dir=root)
+    handle = start_mlflow(settings, timeout_s=SERVER_START_S)
     try:
-        _wait_healthy(url, proc, log)
-        yield url
+        yield handle.url
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop(handle)
 
 
 # --- a trained run ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    write_demo_cohort(root / "inbox", n_subjects=4, duration_s=60.0)
-    base = StudyConfig()
-    config = base.model_copy(
-        update={
-            "store": base.store.model_copy(update={"root": root / "store"}),
-            "discovery": base.discovery.model_copy(update={"settle_s": 0.0}),
-            "training": base.training.model_copy(
-                update={"epochs": 2, "cpu_threads": 1, "out_dir": root / "runs"}
-            ),
-        }
-    )
-    assert ingest_folder(root / "inbox", config).count("written") == 12
+    config = small_demo_study(root, epochs=2)
     run = train_and_evaluate(config, run_name="tracked")
     store = WindowStore(config.store.root, config.dataset.name)
     data = load_window_data(store, config.training.tasks, config.store.normalisation)

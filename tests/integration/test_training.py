@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ecg_pipeline.cohort.demo import write_demo_cohort
-from ecg_pipeline.ingest import ingest_folder
+from helpers import small_demo_study
+
 from ecg_pipeline.training.checkpoint import load_checkpoint
 from ecg_pipeline.training.run import train_and_evaluate
 
@@ -19,22 +19,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def small_store(tmp_path_factory):
-    from ecg_pipeline.config import StudyConfig
-
-    root = tmp_path_factory.mktemp("train")
-    write_demo_cohort(root / "inbox", n_subjects=4, duration_s=60.0)
-    base = StudyConfig()
-    config = base.model_copy(
-        update={
-            "store": base.store.model_copy(update={"root": root / "store"}),
-            "discovery": base.discovery.model_copy(update={"settle_s": 0.0}),
-            "training": base.training.model_copy(
-                update={"epochs": 6, "cpu_threads": 1, "out_dir": root / "runs"}
-            ),
-        }
-    )
-    assert ingest_folder(root / "inbox", config).count("written") == 12
-    return config
+    return small_demo_study(tmp_path_factory.mktemp("train"), epochs=6)
 
 
 def test_learning_happens_and_results_are_written(small_store):
