@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install run servers stop test test-fast bench constraints clean
+.PHONY: install run servers serve watch stop test test-fast bench constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,20 +18,28 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# The product end to end: embedded servers, demo cohort into the inbox, one ingest-train run,
-# its Prefect and MLflow addresses and metrics; the servers stay up (`make stop`).
-# EPOCHS=50 is the paper's schedule.
+# The product end to end: embedded servers and the served deployment, demo cohort into the inbox,
+# one run of ingest-train/default, its Prefect and MLflow addresses and metrics; everything stays
+# up for the UIs (`make stop`). EPOCHS=50 is the paper's schedule.
 EPOCHS ?= 10
 run: install
-	$(PY) -m flows.demo --config configs/demo.toml --epochs $(EPOCHS)
+	$(PY) -m flows.demo --config $(CONFIG) --epochs $(EPOCHS)
 
-# The embedded Prefect and MLflow servers on 127.0.0.1 ([servers] in the config); `make stop`
-# stops exactly the processes `make servers` started, by pid.
+# The embedded Prefect and MLflow servers on 127.0.0.1 ([servers] in the config); `make serve`
+# adds the deployment ingest-train/default (python -m flows.serve) in the background, `make watch`
+# also the inbox watcher. `make stop` stops exactly the processes these started, by pid.
+CONFIG ?= configs/demo.toml
 servers: install
-	$(VENV)/bin/ecg-pipeline servers start --config configs/demo.toml
+	$(VENV)/bin/ecg-pipeline servers start --config $(CONFIG)
+
+serve: install
+	$(VENV)/bin/ecg-pipeline servers start --serve --config $(CONFIG)
+
+watch: install
+	$(VENV)/bin/ecg-pipeline servers start --watch --config $(CONFIG)
 
 stop:
-	$(VENV)/bin/ecg-pipeline servers stop --config configs/demo.toml
+	$(VENV)/bin/ecg-pipeline servers stop --config $(CONFIG)
 
 test: install
 	$(PY) -m pytest -q

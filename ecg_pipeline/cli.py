@@ -60,10 +60,14 @@ def _parser() -> argparse.ArgumentParser:
         "servers", help="start or stop the embedded Prefect and MLflow servers (127.0.0.1)",
         description="start: a Prefect server and an MLflow tracking server on [servers] host and "
         "ports, with SQLite stores under [servers] state_dir and mlflow_dir (reused when already "
-        "running). stop: stop exactly the processes that start started, by pid.",
+        "running); --serve also serves the deployment ingest-train/default in the background "
+        "(python -m flows.serve), --watch also runs the inbox watcher. stop: stop exactly the "
+        "processes that start started, by pid.",
     )
     servers.add_argument("action", choices=["start", "stop"])
-    servers.add_argument("--config", type=Path, help="study configuration TOML")
+    servers.add_argument("--config", type=Path, default=Path("configs/demo.toml"), help="study configuration TOML (default: configs/demo.toml)")
+    servers.add_argument("--serve", action="store_true", help="also serve ingest-train/default")
+    servers.add_argument("--watch", action="store_true", help="also watch the inbox ([watch] folder, else [demo] inbox); implies --serve")
 
     table = sub.add_parser(
         "table", help="print the Markdown table of every summary.json under a folder (e.g. results/)"
@@ -208,19 +212,24 @@ def _train(args) -> int:
 
 def _servers(args) -> int:
     from ecg_pipeline.config import load_config
-    from ecg_pipeline.servers import ServerError, start_mlflow, start_prefect, stop_servers
+    from ecg_pipeline import servers
 
     settings = load_config(args.config).servers
     if args.action == "stop":
-        stopped = stop_servers(settings.state_dir)
+        stopped = servers.stop_servers(settings.state_dir)
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
         return 0
+    starts = [servers.start_prefect, servers.start_mlflow]
+    if args.serve or args.watch:
+        starts.append(lambda s: servers.start_deployment_server(args.config, s))
+    if args.watch:
+        starts.append(lambda s: servers.start_watcher(args.config, s))
     try:
-        for start in (start_prefect, start_mlflow):
+        for start in starts:
             handle = start(settings)
             state = "started" if handle.started else "already running"
             print(f"{handle.name} {state}: {handle.ui_url} (pid {handle.pid}, log {handle.log_path})")
-    except ServerError as exc:
+    except servers.ServerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -226,6 +226,30 @@ class WatchSettings(_Strict):
     poll_delay_ms: int = Field(300, ge=10)
 
 
+class FlowSettings(_Strict):
+    """How the ``ingest-train`` flow runs its tasks (``flows/ingest_train.py``)."""
+
+    # "threads": files are read in a thread pool (reading and filtering release the GIL for
+    # most of their time); "processes": a process pool, for CPU-heavy preprocessing on many
+    # cores; "sequential": one file at a time, for debugging.
+    task_runner: Literal["threads", "processes", "sequential"] = "threads"
+    # Three keeps a two-core machine busy without holding many recordings in memory.
+    read_workers: int = Field(3, ge=1, le=64)
+    # Logging to MLflow is retried only when the server could not be reached.
+    log_retries: int = Field(2, ge=0)
+    log_retry_delay_s: float = Field(5.0, ge=0)
+
+
+class PredictSettings(_Strict):
+    """Labelling new recordings with the registered ``champion`` model (``ecg-pipeline predict``)."""
+
+    # The identity threshold is the confidence below which a recording is "unknown"; it is
+    # calibrated on the validation part so that this fraction of known subjects' validation
+    # recordings would be refused.
+    known_reject_rate: float = Field(0.05, ge=0, lt=1)
+    out_dir: Path = Path("data/predictions")
+
+
 class ServerSettings(_Strict):
     """Where the Prefect API and the MLflow tracking server are (embedded ones by default).
 
@@ -265,6 +289,8 @@ class StudyConfig(_Strict):
     training: TrainingSettings = TrainingSettings()
     servers: ServerSettings = ServerSettings()
     watch: WatchSettings = WatchSettings()
+    flow: FlowSettings = FlowSettings()
+    predict: PredictSettings = PredictSettings()
 
     @field_validator("dataset")
     @classmethod

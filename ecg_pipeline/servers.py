@@ -1,10 +1,11 @@
-"""Start and stop the embedded Prefect server and MLflow tracking server that ``make run`` uses.
+"""Start and stop the embedded stack that ``make run`` uses: servers, the served flow, the watcher.
 
-Both servers run as subprocesses of the venv's own ``prefect`` and ``mlflow`` commands, each in a
-session of its own so that stopping one stops its whole process group (MLflow's CLI process
-starts a uvicorn child). A JSON pid file per server under ``state_dir`` records what the project
-started, so that a later command reuses a live server instead of starting a second one, and
-:func:`stop_servers` stops exactly those processes and nothing else.
+The Prefect server and the MLflow tracking server run as subprocesses of the venv's own
+``prefect`` and ``mlflow`` commands; the deployment server (``python -m flows.serve``) and the
+inbox watcher (``python -m ecg_pipeline.watch``) run as subprocesses of this interpreter. A pid
+file per process under ``state_dir`` records what the project started (see
+:mod:`ecg_pipeline.processes`), so that a later command reuses a live process instead of
+starting a second one, and :func:`stop_servers` stops exactly those processes and nothing else.
 
 Only the standard library is imported here: the servers are subprocesses, and a command line
 that imports this module must stay fast.
@@ -12,36 +13,37 @@ that imports this module must stay fast.
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
-import json
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ecg_pipeline.io.atomic import atomic_write_text
+from ecg_pipeline.processes import (
+    STOP_TIMEOUT_S,
+    is_ours,
+    locked,
+    log_tail,
+    read_pid_file,
+    spawn_recorded,
+    stop_group,
+    stop_recorded,
+    wait_until,
+)
 
 if TYPE_CHECKING:
     from ecg_pipeline.config import ServerSettings
 
-SERVER_NAMES = ("prefect", "mlflow")
-STOP_TIMEOUT_S = 10.0
-_LOG_TAIL_LINES = 30
-
-# Servers started by this process, by pid: polling them reaps them once they exit, so that a
-# stopped server does not linger as a zombie (which would still look alive to a pid check).
-_CHILDREN: dict[int, subprocess.Popen] = {}
+# Stopped in this order: the watcher and the served flow before the servers they talk to.
+SERVER_NAMES = ("watch", "serve", "prefect", "mlflow")
+# What flow.serve prints once its deployments are registered, just before it starts polling.
+SERVE_READY_MARKER = "being served and polling"
+WATCH_READY_MARKER = "watching "
 
 
 class ServerError(RuntimeError):
@@ -136,7 +138,7 @@ def start_prefect(
     command = [_venv_bin("prefect"), "server", "start", "--analytics-off"]
     command += ["--host", host, "--port", str(port)]
     (state / "prefect").mkdir(parents=True, exist_ok=True)
-    return _start(
+    return _start_server(
         name="prefect",
         label="Prefect",
         config_key="prefect_port",
@@ -199,7 +201,7 @@ def start_mlflow(
     command += ["--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}"]
     command += ["--artifacts-destination", str(store / "artifacts")]
     (store / "artifacts").mkdir(parents=True, exist_ok=True)
-    return _start(
+    return _start_server(
         name="mlflow",
         label="MLflow",
         config_key="mlflow_port",
@@ -226,16 +228,16 @@ def stop(handle: ServerHandle, timeout_s: float = STOP_TIMEOUT_S) -> bool:
         True when a process was signalled; False when it was already gone or the pid now
         belongs to an unrelated process (which is left alone).
     """
-    record = _read_pid_file(handle.pid_path)
+    record = read_pid_file(handle.pid_path)
     command = record.get("command") if record and record.get("pid") == handle.pid else None
-    stopped = _stop_group(handle.name, handle.pid, command, timeout_s)
+    stopped = stop_group(handle.name, handle.pid, command, timeout_s)
     if record is None or record.get("pid") == handle.pid:
         handle.pid_path.unlink(missing_ok=True)
     return stopped
 
 
 def stop_servers(state_dir: str | os.PathLike, timeout_s: float = STOP_TIMEOUT_S) -> list[str]:
-    """Stop every server the project started whose pid file lies in ``state_dir``.
+    """Stop every process the project started whose pid file lies in ``state_dir``.
 
     A pid file whose process is gone, or whose pid now belongs to another program, is removed
     without signalling anything.
@@ -243,128 +245,185 @@ def stop_servers(state_dir: str | os.PathLike, timeout_s: float = STOP_TIMEOUT_S
     Returns
     -------
     list of str
-        The names of the servers that were running and were stopped.
+        The names of the processes that were running and were stopped, in stopping order.
     """
-    stopped = []
-    for name in SERVER_NAMES:
-        path = Path(state_dir) / f"{name}.pid"
-        if not path.exists():
-            continue
-        record = _read_pid_file(path) or {}
-        pid = record.get("pid")
-        if isinstance(pid, int) and _stop_group(name, pid, record.get("command"), timeout_s):
-            stopped.append(name)
-        path.unlink(missing_ok=True)
-    return stopped
+    paths = [(name, Path(state_dir) / f"{name}.pid") for name in SERVER_NAMES]
+    return [name for name, path in paths if path.exists() and stop_recorded(name, path, timeout_s)]
 
 
 # --- starting ------------------------------------------------------------------------------
+def _start_server(
+    *, name: str, label: str, config_key: str, command: list[str], env: dict[str, str],
+    unset: tuple[str, ...], host: str, port: int, state_dir: Path, url: str, ui_url: str,
+    health_url: str, timeout_s: float,
+) -> ServerHandle:  # fmt: skip
+    """A server on ``host:port``: ready when ``health_url`` answers 200."""
+    return _start(
+        name=name, label=f"{label} server", command=command, env=env, unset=unset,
+        state_dir=state_dir,
+        cwd=state_dir,  # anything a server drops in its working folder stays with its state
+        handle=lambda pid, started: ServerHandle(
+            name, pid, host, port, url, ui_url, state_dir / f"{name}.log", started
+        ),
+        ready=lambda _offset: _healthy(health_url),
+        ready_what=f"GET {health_url} did not answer 200",
+        identity={"host": host, "port": port},
+        mismatch_hint=f" or set `[servers] {config_key}` to the port it runs on",
+        check_free=lambda: _check_port_free(host, port, label, config_key),
+        timeout_s=timeout_s,
+    )  # fmt: skip
+
+
+def start_deployment_server(
+    config_path: str | os.PathLike, settings: ServerSettings, *, timeout_s: float = 120
+) -> ServerHandle:
+    """Serve the project's deployments (``python -m flows.serve``) in the background.
+
+    Parameters
+    ----------
+    config_path : path-like
+        The study configuration every run of ``ingest-train/default`` gets.
+    settings : ServerSettings
+        The Prefect API to register with and poll (``prefect_api``), and ``state_dir`` for the
+        pid and log files.
+    timeout_s : float
+        How long to wait for the deployments to be registered.
+
+    Returns
+    -------
+    ServerHandle
+        ``url`` is the Prefect API it polls; ``ui_url`` the UI's deployments page.
+
+    Raises
+    ------
+    ServerError
+        It exited or never registered (the message holds its log's tail), or a deployment
+        server the project started earlier serves another configuration.
+    """
+    config_path = Path(config_path).resolve()
+    return _start_worker("serve", "deployment server", "flows.serve", config_path, settings,
+                         SERVE_READY_MARKER, "/deployments", timeout_s)  # fmt: skip
+
+
+def start_watcher(
+    config_path: str | os.PathLike, settings: ServerSettings, *, timeout_s: float = 60
+) -> ServerHandle:
+    """Watch the configuration's inbox (``python -m ecg_pipeline.watch``) in the background.
+
+    Parameters and errors as :func:`start_deployment_server`; ready once it watches.
+    """
+    config_path = Path(config_path).resolve()
+    return _start_worker("watch", "inbox watcher", "ecg_pipeline.watch", config_path, settings,
+                         WATCH_READY_MARKER, "/events", timeout_s)  # fmt: skip
+
+
+def _start_worker(
+    name: str, label: str, module: str, config_path: Path, settings: ServerSettings,
+    marker: str, ui_page: str, timeout_s: float,
+) -> ServerHandle:  # fmt: skip
+    """A ``python -m <module> --config <file>`` process, ready once its log shows ``marker``."""
+    state = Path(settings.state_dir).resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    log_path = state / f"{name}.log"
+    api = settings.prefect_api
+    ui = api.removesuffix("/").removesuffix("/api")
+    env = {"PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PYTHONUNBUFFERED": "1", "PYTHONPATH": _with_project_root(os.environ.get("PYTHONPATH"))}  # fmt: skip
+
+    def ready(offset: int) -> bool:
+        try:
+            with open(log_path, "rb") as f:
+                f.seek(offset)
+                return marker in f.read().decode("utf-8", "replace")
+        except OSError:
+            return False
+
+    return _start(
+        name=name, label=label, command=[sys.executable, "-m", module, "--config", str(config_path)],
+        env=env, unset=(), state_dir=state, cwd=_project_root(),
+        handle=lambda pid, started: ServerHandle(
+            name, pid, settings.host, settings.prefect_port, api, ui + ui_page, log_path, started
+        ),
+        ready=ready, ready_what=f"its log never said {marker.strip()!r}",
+        identity={"config": str(config_path), "prefect_api": api},
+        mismatch_hint="", timeout_s=timeout_s,
+    )  # fmt: skip
+
+
+def _project_root() -> Path:
+    """The checkout holding ``flows/`` (the package is installed editable from it)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def _with_project_root(pythonpath: str | None) -> str:
+    return os.pathsep.join([str(_project_root()), *([pythonpath] if pythonpath else [])])
+
+
 
 
 def _start(
     *,
     name: str,
     label: str,
-    config_key: str,
     command: list[str],
     env: dict[str, str],
     unset: tuple[str, ...],
-    host: str,
-    port: int,
     state_dir: Path,
-    url: str,
-    ui_url: str,
-    health_url: str,
+    cwd: Path,
+    handle: Callable[[int, bool], ServerHandle],
+    ready: Callable[[int], bool],
+    ready_what: str,
+    identity: dict,
+    mismatch_hint: str,
+    check_free: Callable[[], None] = lambda: None,
     timeout_s: float,
 ) -> ServerHandle:
-    """Reuse our live server on ``host:port``, or check the port, spawn, record and wait."""
+    """Reuse our live process if it matches ``identity``, or check, spawn, record and wait.
+
+    ``ready(log_offset)`` says whether a process is ready to use (``log_offset``: where this
+    start's lines begin in its log); ``identity`` (host and port, or the config served) must
+    match the record of a live process for it to be reused.
+    """
     pid_path = state_dir / f"{name}.pid"
     log_path = state_dir / f"{name}.log"
 
-    def handle(pid: int, started: bool) -> ServerHandle:
-        return ServerHandle(name, pid, host, port, url, ui_url, log_path, started)
+    def wait(pid: int, offset: int) -> None:
+        problem = wait_until(lambda: ready(offset), pid, timeout_s)
+        if problem is not None:
+            raise ServerError(
+                f"The {label} (pid {pid}) {problem}: {ready_what}. "
+                f"Last lines of {log_path}:\n{log_tail(log_path, offset)}"
+            )
 
-    with _lock(state_dir / f"{name}.lock"):
-        record = _read_pid_file(pid_path)
-        if record and _is_ours(name, record.get("pid"), record.get("command")):
+    with locked(state_dir / f"{name}.lock"):
+        record = read_pid_file(pid_path)
+        if record and is_ours(name, record.get("pid"), record.get("command")):
             pid = record["pid"]
-            if (record.get("host"), record.get("port")) != (host, port):
+            found = {key: record.get(key) for key in identity}
+            if found != identity:
                 raise ServerError(
-                    f"The {label} server the project started earlier (pid {pid}) still runs on "
-                    f"{record.get('host')}:{record.get('port')}, not {host}:{port}. Stop it first "
-                    f"(ecg_pipeline.servers.stop_servers({str(state_dir)!r})) or set "
-                    f"`[servers] {config_key} = {record.get('port')}`."
+                    f"The {label} the project started earlier (pid {pid}) still runs with "
+                    f"{found}, not {identity}. Stop it first (`ecg-pipeline servers stop`, or "
+                    f"ecg_pipeline.servers.stop_servers({str(state_dir)!r})){mismatch_hint}."
                 )
-            # Ours and on the right port: it may still be starting (another command started it).
-            _wait_healthy(label, pid, health_url, timeout_s, log_path, 0)
-            return handle(pid, started=False)
+            # Ours and the same: it may still be starting (another command started it).
+            wait(pid, 0)
+            return handle(pid, False)
         pid_path.unlink(missing_ok=True)  # absent, unreadable, or a dead / reused pid
 
-        _check_port_free(host, port, label, config_key)
+        check_free()
         child_env = {k: v for k, v in os.environ.items() if k not in unset} | env
-        with open(log_path, "ab") as log:
-            log.write(f"\n=== {_now()} {' '.join(command)}\n".encode())
-            log.flush()
-            log_offset = log.tell()
-            proc = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=child_env,
-                cwd=state_dir,  # anything a server drops in its working folder stays with its state
-                start_new_session=True,  # its own process group: stopped as one, spared Ctrl-C
-            )
-        _CHILDREN[proc.pid] = proc
-        record = {
-            "pid": proc.pid,
-            "port": port,
-            "host": host,
-            "started_at": _now(),
-            "command": command,
-        }
-        atomic_write_text(pid_path, json.dumps(record, indent=2) + "\n")
+        pid, offset = spawn_recorded(
+            name, command, env=child_env, cwd=cwd, pid_path=pid_path, log_path=log_path,
+            record=identity,
+        )  # fmt: skip
         try:
-            _wait_healthy(label, proc.pid, health_url, timeout_s, log_path, log_offset)
+            wait(pid, offset)
         except BaseException:
-            _stop_group(name, proc.pid, command, STOP_TIMEOUT_S)
+            stop_group(name, pid, command, STOP_TIMEOUT_S)
             pid_path.unlink(missing_ok=True)
             raise
-        return handle(proc.pid, started=True)
-
-
-@contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if need be) for the ``with`` block.
-
-    One start at a time per server: a second command waits here, then finds the first one's pid
-    file and reuses that server instead of racing it for the port.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file is closed
-        yield
-
-
-def _wait_healthy(
-    label: str, pid: int, health_url: str, timeout_s: float, log_path: Path, log_offset: int
-) -> None:
-    """Poll ``health_url`` until it answers 200; fail early if the server process exits."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if _healthy(health_url):
-            return
-        if not _alive(pid):
-            problem = "exited before it answered"
-            break
-        if time.monotonic() >= deadline:
-            problem = f"did not answer within {timeout_s:g} s"
-            break
-        time.sleep(0.25)
-    raise ServerError(
-        f"The {label} server (pid {pid}) {problem} at {health_url}. "
-        f"Last lines of {log_path}:\n{_log_tail(log_path, log_offset)}"
-    )
+        return handle(pid, True)
 
 
 def _healthy(url: str) -> bool:
@@ -428,112 +487,3 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _log_tail(path: Path, offset: int) -> str:
-    """The last lines written to ``path`` since ``offset`` (this start's lines only)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            lines = f.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join(lines[-_LOG_TAIL_LINES:]) or "(empty)"
-
-
-def _read_pid_file(path: Path) -> dict | None:
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
-# --- processes -----------------------------------------------------------------------------
-
-
-def _stop_group(name: str, pid: int, command: list[str] | None, timeout_s: float) -> bool:
-    """SIGTERM the process group ``pid`` if it is ours, then SIGKILL what is left after a wait.
-
-    The leader's command line must still name the server (a reused pid is left alone). When the
-    leader is gone but members of its group live on (say uvicorn after the MLflow CLI died), the
-    group is still ours: the system never hands out a pid that is still some group's id.
-    """
-    if not _is_ours(name, pid, command):
-        members = [p for p in _group_members(pid) if name in _cmdline(p)]
-        if _alive(pid) or not members:
-            return False
-    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait_s
-        while (running := _group_members(pid)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not running:
-            break
-    _CHILDREN.pop(pid, None)
-    return True
-
-
-def _is_ours(name: str, pid: object, command: list[str] | None) -> bool:
-    """``pid`` is alive and still runs the server that was recorded for it."""
-    if not isinstance(pid, int) or pid <= 0 or not _alive(pid):
-        return False
-    argv = _cmdline(pid).split("\0")
-    if not any(name in arg for arg in argv):
-        return False
-    # Console scripts run as `python <script> <args>`: the recorded args end the command line.
-    args = list(command[1:]) if command else []
-    return not args or argv[-len(args) :] == args
-
-
-def _alive(pid: int) -> bool:
-    """The process still runs: our own child until it is reaped, another while a thread runs."""
-    proc = _CHILDREN.get(pid)
-    if proc is not None:
-        return proc.poll() is None  # reaps it once it has exited, so no zombie is left behind
-    # A process whose main thread has exited shows as a zombie while its other threads are still
-    # being torn down (and holding its sockets): it is gone only when every thread is.
-    try:
-        threads = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return False
-    return any(_stat(f"/proc/{pid}/task/{tid}/stat") not in (None, "Z", "X") for tid in threads)
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Running processes of the process group ``pgid``."""
-    members = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit() and _pgid(int(entry.name)) == pgid and _alive(int(entry.name)):
-            members.append(int(entry.name))
-    return members
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None
-
-
-def _stat(path: str) -> str | None:
-    """The state letter (R, S, Z...) in a ``/proc/.../stat`` file; None when it is gone."""
-    try:
-        text = Path(path).read_text()
-    except OSError:
-        return None
-    # The command name may hold spaces and parentheses: the state follows the last ')'.
-    return text[text.rindex(")") + 2 :].split()[0]
-
-
-def _cmdline(pid: int) -> str:
-    """The NUL-separated command line of ``pid`` (empty when gone or a zombie)."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace").rstrip("\0")
-    except OSError:
-        return ""

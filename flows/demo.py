@@ -1,12 +1,13 @@
 """``make run``: the product end to end on the embedded default, in one command.
 
-Starts (or reuses) the embedded Prefect and MLflow servers on 127.0.0.1, writes the synthetic
-demo cohort as real ``.acq`` files into the inbox when it holds none, runs ``ingest-train`` once
-against the Prefect server (so the run shows in its UI), prints the Prefect flow-run address, the
-MLflow run address and the test metrics, and leaves both servers running for the UIs
-(``make stop`` stops them).
+Starts (or reuses) the embedded Prefect and MLflow servers on 127.0.0.1 and the deployment server
+(``python -m flows.serve``, in the background), writes the synthetic demo cohort as real ``.acq``
+files into the inbox when it holds none, runs the deployment ``ingest-train/default`` once (what
+``prefect deployment run ingest-train/default`` does) and waits for it, prints the Prefect
+flow-run address, the MLflow run address and the test metrics, and leaves everything running for
+the UIs and later runs (``make stop`` stops exactly those processes).
 
-Run from the repository root: ``python -m flows.demo [--config F] [--epochs N]``.
+Run from the repository root: ``python -m flows.demo [--config F] [--epochs N] [--force]``.
 """
 
 from __future__ import annotations
@@ -25,21 +26,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, default=Path("configs/demo.toml"))
     parser.add_argument("--epochs", type=int, default=DEMO_EPOCHS)
+    parser.add_argument("--force", action="store_true", help="train even if nothing new arrived")
     args = parser.parse_args(argv)
 
     from ecg_pipeline.cohort.demo import write_demo_cohort
     from ecg_pipeline.config import load_config
-    from ecg_pipeline.servers import ServerError, start_mlflow, start_prefect
+    from ecg_pipeline.servers import (
+        ServerError, start_deployment_server, start_mlflow, start_prefect,
+    )  # fmt: skip
 
     config = load_config(args.config)
     try:
-        for start in (start_prefect, start_mlflow):
-            handle = start(config.servers)
-            state = "started" if handle.started else "already running"
-            print(f"{handle.name} {state}: {handle.ui_url}", flush=True)
+        prefect = start_prefect(config.servers)
+        mlflow = start_mlflow(config.servers)
+        serving = start_deployment_server(args.config, config.servers)
     except ServerError as exc:
         print(f"error: {exc}")
         return 2
+    for handle in (prefect, mlflow, serving):
+        state = "started" if handle.started else "already running"
+        print(f"{handle.name} {state}: {handle.ui_url} (log {handle.log_path})", flush=True)
     # Prefect reads its settings when first imported: point it at the embedded API first.
     os.environ.setdefault("PREFECT_API_URL", config.servers.prefect_api)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -58,23 +64,29 @@ def main(argv: list[str] | None = None) -> int:
         # these arrived whole by rename, so waiting that long once is all it costs.
         time.sleep(config.discovery.settle_s + 0.5)
 
-    from flows.ingest_train import ingest_train
+    from prefect.deployments import run_deployment
 
-    summary = ingest_train(
-        recordings=str(inbox), config=str(args.config.resolve()), epochs=args.epochs
-    )
+    parameters = {"recordings": str(inbox.resolve()), "epochs": args.epochs, "force": args.force}
+    print(f"running ingest-train/default with {parameters} ...", flush=True)
+    flow_run = run_deployment("ingest-train/default", parameters=parameters, timeout=None)
+    print(f"Prefect flow run: {prefect.ui_url}/runs/flow-run/{flow_run.id} ({flow_run.state.name})")
+    if not flow_run.state.is_completed():
+        print(f"error: the run ended {flow_run.state.name}: {flow_run.state.message}; "
+              f"see the link above and {serving.log_path}")  # fmt: skip
+        return 1
+    summary = flow_run.state.result()  # the flow's JSON summary, read back from its result
     print(f"\nfiles: {summary['counts']}")
     if summary.get("rejected"):
         print(f"refused: {summary['rejected']}")
     if not summary["trained"]:
         print(summary.get("note", "nothing trained"))
         return 0
-    print(f"Prefect flow run: {summary['prefect_flow_run_url']}")
     print(f"MLflow run:       {summary['mlflow_run_url']}")
     for task, m in summary["metrics"].items():
         print(f"{task:<10} test accuracy {m['accuracy']:.3f}  F1 macro {m['f1_macro']:.3f}  "
               f"recording accuracy {m['recording_accuracy']:.3f}")  # fmt: skip
-    print("\nThe servers keep running for the UIs; `make stop` stops them.")
+    print("\nThe servers and the deployment keep running for the UIs and for "
+          "`prefect deployment run ingest-train/default`; `make stop` stops them.")
     return 0
 
 

@@ -23,13 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import Flow, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
-
-# Files read at once. Reading and filtering release the GIL for most of their time, and three
-# keeps a two-core machine busy without holding many recordings in memory.
-READ_WORKERS = 3
 # Names of exceptions (requests, urllib3, http.client) that mean "the server was not reachable".
 _CONNECTION_ERRORS = {
     "ConnectionError", "ConnectTimeout", "ReadTimeout", "Timeout", "MaxRetryError",
@@ -46,9 +42,10 @@ class Discovered:
 
 
 # --- tasks ------------------------------------------------------------------------------------
-# NO_CACHE everywhere: a re-run must look at the folder and store again, and hashing a config
-# object for a cache key buys nothing here.
-@task(name="discover", cache_policy=NO_CACHE)
+# NO_CACHE everywhere: a re-run must look at the folder and store again (the store's own
+# sha256 + config-hash check skips what is already there), and hashing a config object for a
+# cache key buys nothing. Task results are not persisted; only the flow's small JSON summary is.
+@task(name="discover", cache_policy=NO_CACHE, persist_result=False)
 def discover_files(folder: str, config, manifest: str | None) -> Discovered:
     """List the settled recordings under ``folder``, label them and check the labels (pandera)."""
     from ecg_pipeline.cohort.labels import discover, label_files, read_manifest, validate_labels
@@ -61,7 +58,7 @@ def discover_files(folder: str, config, manifest: str | None) -> Discovered:
     return Discovered(labels, [*deferred, *label_errors, *invalid])
 
 
-@task(name="plan", cache_policy=NO_CACHE)
+@task(name="plan", cache_policy=NO_CACHE, persist_result=False)
 def plan_files(labels: list, config, store_root: str):
     """Hash each file and decide against the store: write, replace, skip or refuse."""
     from ecg_pipeline.ingest import plan_batch
@@ -80,6 +77,7 @@ def plan_files(labels: list, config, store_root: str):
     name="ingest-file",
     task_run_name="ingest-{planned.labels.subject}-{planned.labels.condition}",
     cache_policy=NO_CACHE,
+    persist_result=False,
 )
 def ingest_file(planned, config, store_root: str):
     """Read and check one file, cut it into windows, check the contracts and write it.
@@ -108,7 +106,7 @@ def ingest_file(planned, config, store_root: str):
     return write_batch(ok, WindowStore(store_root, config.dataset.name), config_hash)[0]
 
 
-@task(name="record-batch", cache_policy=NO_CACHE)
+@task(name="record-batch", cache_policy=NO_CACHE, persist_result=False)
 def record_batch(results: list, config, store_root: str) -> dict[str, Any]:
     """Write the rejections table and the store's recordings list, as ``ingest_folder`` does."""
     from ecg_pipeline.ingest import write_batch_tables
@@ -126,7 +124,7 @@ def record_batch(results: list, config, store_root: str) -> dict[str, Any]:
     }
 
 
-@task(name="train-evaluate", cache_policy=NO_CACHE)
+@task(name="train-evaluate", cache_policy=NO_CACHE, persist_result=False)
 def train_evaluate(config, store_root: str, run_name: str) -> dict[str, Any]:
     """Train on every stored window under the configured split and score the test side.
 
@@ -162,7 +160,8 @@ def _retry_on_connection_error(task, task_run, state) -> bool:
     return isinstance(exc, BaseException) and is_connection_error(exc)
 
 
-@task(name="log-mlflow", retries=2, retry_delay_seconds=5,
+# Retries come from [flow] log_retries and log_retry_delay_s when the flow runs (with_options).
+@task(name="log-mlflow", retries=2, retry_delay_seconds=5, persist_result=False,
       retry_condition_fn=_retry_on_connection_error, cache_policy=NO_CACHE)  # fmt: skip
 def log_mlflow(run_dir: str, config, store_root: str, rejections_file: str,
                tags: dict[str, str]) -> dict[str, Any]:  # fmt: skip
@@ -195,7 +194,10 @@ def _flow_run_tags() -> dict[str, str]:
     return {"prefect_flow_run_id": run_id, "prefect_flow_run_url": f"{ui}/runs/flow-run/{run_id}"}
 
 
-@flow(name="ingest-train", task_runner=ThreadPoolTaskRunner(max_workers=READ_WORKERS))
+# The summary is persisted as JSON (never pickled) so that whoever started the run by
+# deployment (make run, a script) can read it back from the API.
+@flow(name="ingest-train", task_runner=ThreadPoolTaskRunner(max_workers=3),
+      persist_result=True, result_serializer="json")  # fmt: skip
 def ingest_train(
     recordings: str | None = None,
     manifest: str | None = None,
@@ -204,6 +206,7 @@ def ingest_train(
     split: str | None = None,
     model: str | None = None,
     train: bool = True,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Ingest a folder of recordings, then train, evaluate and log a model on the whole store.
 
@@ -219,6 +222,9 @@ def ingest_train(
         Override ``[training] epochs``, ``[training] split`` and ``[model] name``.
     train : bool
         False: ingest only.
+    force : bool
+        Train even when no recording is new or changed (say, after a failed training, or to
+        train again with other settings over the same store).
 
     Returns
     -------
@@ -235,6 +241,9 @@ def ingest_train(
     overrides += [f'training.split="{split}"'] * (split is not None)
     overrides += [f'model.name="{model}"'] * (model is not None)
     cfg = load_config(config, overrides=overrides)
+    log_to_mlflow = log_mlflow.with_options(
+        retries=cfg.flow.log_retries, retry_delay_seconds=cfg.flow.log_retry_delay_s
+    )
     folder = str(Path(recordings or cfg.demo.inbox).resolve())
     store_root = str(Path(cfg.store.root).resolve())
 
@@ -252,19 +261,51 @@ def ingest_train(
     summary["trained"] = False
     if not train:
         summary["note"] = "ingest only (train=False)"
-    elif changed == 0:
+    elif changed == 0 and not force:
         # Same bytes, same labels, same settings: a new model would be the one already logged.
         summary["note"] = (
-            "no new or changed recordings (all bytes already stored): training skipped"
+            "no new or changed recordings (all bytes already stored): training skipped "
+            "(force=true trains anyway)"
         )
+    elif summary["stored_recordings"] == 0:
+        summary["note"] = "nothing stored to train on"
     else:
         tags = _flow_run_tags()
         # The flow run's id in the run folder's name ties the checkpoints to the flow run.
         run_name = f"{cfg.dataset.name}-{cfg.model.name}-{tags['prefect_flow_run_id'][:8]}"
         trained = train_evaluate(cfg, store_root, run_name)
-        logged = log_mlflow(trained["run_dir"], cfg, store_root, summary["rejections_file"], tags)
+        logged = log_to_mlflow(trained["run_dir"], cfg, store_root, summary["rejections_file"], tags)
         summary.update(trained=True, **trained, **logged)
         summary["prefect_flow_run_url"] = tags["prefect_flow_run_url"]
     logger.info("ingest-train: %s", json.dumps(summary, default=str))
     return summary
 
+
+
+def task_runner_for(settings):
+    """The task runner that ``[flow] task_runner`` and ``read_workers`` name.
+
+    Parameters
+    ----------
+    settings : ecg_pipeline.config.FlowSettings
+
+    Returns
+    -------
+    prefect.task_runners.TaskRunner
+        A thread pool (the default), a process pool, or a pool of one thread (sequential).
+    """
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    if settings.task_runner == "processes":
+        return ProcessPoolTaskRunner(max_workers=settings.read_workers)
+    workers = 1 if settings.task_runner == "sequential" else settings.read_workers
+    return ThreadPoolTaskRunner(max_workers=workers)
+
+
+def ingest_train_for(config) -> Flow:
+    """``ingest_train`` with the task runner of ``config``'s ``[flow]`` table.
+
+    A flow's task runner is fixed before it runs, so it comes from the configuration that the
+    deployment is served with (or that a script runs), not from a run's ``config`` parameter.
+    """
+    return ingest_train.with_options(task_runner=task_runner_for(config.flow))

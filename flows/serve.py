@@ -1,7 +1,7 @@
 """Serve the ``ingest-train`` flow as deployment ``ingest-train/default``: on demand or by event.
 
 Run ``python -m flows.serve --config configs/demo.toml`` from the repository root and leave it
-running. Runs start with ``prefect deployment run ingest-train/default`` from any shell with
+running, or let ``make serve`` (``ecg-pipeline servers start --serve``) run it in the background. Runs start with ``prefect deployment run ingest-train/default`` from any shell with
 ``PREFECT_API_URL`` set, or when the watcher (``python -m ecg_pipeline.watch``) emits
 ``ecg.recordings.arrived`` for an inbox. One run at a time (``limit=1``): a burst of arrivals
 queues up instead of training twice on a half-written store. The deployment stays unpaused when
@@ -38,14 +38,14 @@ def serve(config_path: str | os.PathLike) -> None:
 
     from prefect.events import DeploymentEventTrigger
 
-    from flows.ingest_train import ingest_train
+    from flows.ingest_train import ingest_train_for
 
     trigger = DeploymentEventTrigger(
         expect={EVENT},
         match={"prefect.resource.id": f"{RESOURCE_PREFIX}*"},
         parameters={"recordings": "{{ event.payload.folder }}", "config": config_path},
     )
-    ingest_train.serve(
+    ingest_train_for(config).serve(
         name=DEPLOYMENT,
         parameters={"config": config_path},
         triggers=[trigger],

@@ -252,6 +252,26 @@ def _fold_dir(run_result, fold: int | str) -> tuple[dict, Path]:
     return chosen, folder
 
 
+def _examples_from_store(config: StudyConfig, per_recording: int = 2):
+    """The first windows of every stored recording, as the model sees them (normalised).
+
+    Reads only the rows asked for; the examples page then picks a few per condition.
+    """
+    import pyarrow.compute as pc
+
+    from ecg_pipeline.io.store import WindowStore
+
+    store = WindowStore(config.store.root, config.dataset.name)
+    try:
+        x, meta = store.read_windows(
+            normalisation=config.store.normalisation,
+            filter=pc.field("window_index") < per_recording,
+        )
+    except FileNotFoundError:
+        return None, None
+    return x, meta
+
+
 # --- the run ---------------------------------------------------------------------------------
 def _experiment_id(client, name: str) -> str:
     from mlflow.exceptions import MlflowException
@@ -320,7 +340,8 @@ def log_training_run(
     rejections : str or Path, optional
         The ingest's rejections CSV, published without folders or personal columns.
     example_x, example_meta : optional
-        Windows (N, 1, T) and their metadata (``condition``, ``subject``) for the examples page.
+        Windows (N, 1, T) and their metadata (``condition``, ``subject``) for the examples page;
+        by default the first windows of each recording in ``config``'s store.
     fs_hz : float, optional
         Their sampling rate; ``config.ingest.windows.target_fs_hz`` by default.
     register : bool
@@ -360,6 +381,8 @@ def log_training_run(
 
         recordings = WindowStore(config.store.root, config.dataset.name).catalog()
     published = recordings_table(recordings) if len(recordings) else None
+    if example_x is None and len(recordings):
+        example_x, example_meta = _examples_from_store(config)
     all_tags = _run_tags(config, published, folds, fold, tags)
     registered_name = f"{config.model.name}-{config.dataset.name}" if register else None
 

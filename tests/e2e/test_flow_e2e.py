@@ -1,174 +1,40 @@
 """The served ``ingest-train`` deployment end to end, on real servers and real processes.
 
-No mocks: a Prefect server and an MLflow server on free loopback ports (state in a temp folder),
-``python -m flows.serve`` and ``python -m ecg_pipeline.watch`` as subprocesses, a run started
-with the ``prefect`` command line, and both servers' REST APIs read with urllib. The cohort is
-tiny (3 subjects x 3 conditions x 20 s, one epoch on one thread) so that the module stays near
-three minutes on a busy two-core machine.
+No mocks: the session's ``stack`` (see conftest.py) runs both servers and ``python -m
+flows.serve``; runs start with the ``prefect`` command line or a watcher subprocess, and both
+servers' REST APIs are read with urllib. The module stays near three minutes on a busy
+two-core machine.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from e2e_support import RUN_TIMEOUT_S, TERMINAL, call, flow_runs, logs_of, mlflow_runs_of, wait_for
 
 import pytest
 
-from ecg_pipeline.cohort.demo import write_demo_cohort, write_demo_recording
-from ecg_pipeline.config import ServerSettings, load_config
+from ecg_pipeline.cohort.demo import write_demo_recording
+from ecg_pipeline.config import load_config
 from ecg_pipeline.io.store import WindowStore
-from ecg_pipeline.servers import free_port, start_mlflow, start_prefect, stop_servers
+from ecg_pipeline.servers import free_port
 
 pytestmark = pytest.mark.e2e
-
 REPO = Path(__file__).resolve().parents[2]
-DEPLOYMENT = "ingest-train/default"
-RUN_TIMEOUT_S = 300.0  # one small run takes about 40 s here; far more when the cores are busy
-TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-# --- REST helpers ------------------------------------------------------------------------------
-def _call(url: str, body: dict | None = None) -> dict | list:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with _OPENER.open(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
-def _flow_runs(api: str, deployment_id: str) -> list[dict]:
-    body = {"deployments": {"id": {"any_": [deployment_id]}}, "sort": "EXPECTED_START_TIME_ASC"}
-    return _call(f"{api}/flow_runs/filter", body)
-
-
-def _wait_for(predicate, timeout_s: float, what: str, interval_s: float = 1.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
-def _mlflow_runs_of(mlflow: str, flow_run_id: str) -> list[dict]:
-    exp = _call(f"{mlflow}/api/2.0/mlflow/experiments/get-by-name?experiment_name=demo")
-    body = {
-        "experiment_ids": [exp["experiment"]["experiment_id"]],
-        "filter": f"tags.prefect_flow_run_id = '{flow_run_id}'",
-    }
-    return _call(f"{mlflow}/api/2.0/mlflow/runs/search", body).get("runs", [])
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop a process we started and its group (the served flow runs are its children)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
-
-# --- fixtures ----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    """Both servers, a small study config and ``python -m flows.serve``; all stopped at the end."""
-    root = tmp_path_factory.mktemp("e2e")
-    settings = ServerSettings(
-        prefect_port=free_port(), mlflow_port=free_port(),
-        state_dir=root / "state", mlflow_dir=root / "mlflow",
-    )  # fmt: skip
-    with ThreadPoolExecutor(2) as pool:
-        starts = [pool.submit(start_prefect, settings, timeout_s=180),
-                  pool.submit(start_mlflow, settings, timeout_s=180)]  # fmt: skip
-        try:
-            prefect, mlflow = (f.result() for f in starts)
-        except BaseException:
-            pool.shutdown(wait=True)  # let the other start finish, so that it can be stopped
-            stop_servers(settings.state_dir)
-            raise
-    config = root / "study.toml"
-    config.write_text(f"""
-[dataset]
-name = "demo"
-[discovery]
-settle_s = 1.0
-[store]
-root = "{root / 'store'}"
-[demo]
-n_subjects = 3
-duration_s = 20.0
-inbox = "{root / 'inbox'}"
-[training]
-epochs = 1
-cpu_threads = 1
-out_dir = "{root / 'runs'}"
-[servers]
-prefect_port = {settings.prefect_port}
-mlflow_port = {settings.mlflow_port}
-state_dir = "{settings.state_dir}"
-mlflow_dir = "{settings.mlflow_dir}"
-""")
-    env = dict(
-        os.environ, PREFECT_API_URL=prefect.url, PREFECT_HOME=str(root / "client"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_RUNNER_POLL_FREQUENCY="2",
-        MLFLOW_DISABLE_TELEMETRY="true", PYTHONUNBUFFERED="1",
-    )  # fmt: skip
-    procs: list[subprocess.Popen] = []
-
-    def spawn(name: str, *args: str) -> tuple[subprocess.Popen, Path]:
-        log = root / f"{name}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-        procs.append(proc)
-        return proc, log
-
-    serve, serve_log = spawn("serve", "-m", "flows.serve", "--config", str(config))
-    try:
-        def deployment():
-            assert serve.poll() is None, serve_log.read_text()
-            try:
-                return _call(f"{prefect.url}/deployments/name/{DEPLOYMENT}")
-            except OSError:
-                return None
-
-        dep = _wait_for(deployment, 120, "the served deployment")
-        yield {
-            "root": root, "config": config, "env": env, "api": prefect.url, "mlflow": mlflow.url,
-            "deployment_id": dep["id"], "spawn": spawn, "serve_log": serve_log,
-        }  # fmt: skip
-    finally:
-        for proc in reversed(procs):
-            _stop(proc)
-        stop_servers(settings.state_dir)
 
 
 # --- tests -------------------------------------------------------------------------------------
-def test_deployment_run_ingests_trains_and_logs_to_mlflow(stack):
-    write_demo_cohort(stack["root"] / "inbox", n_subjects=3, duration_s=20.0)
-    time.sleep(1.5)  # past settle_s: the files were written in place just now
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "prefect"), "deployment", "run", DEPLOYMENT,
-         "-p", "epochs=1", "--watch", "--watch-timeout", str(int(RUN_TIMEOUT_S))],
-        env=stack["env"], capture_output=True, text=True, timeout=RUN_TIMEOUT_S + 60,
-    )  # fmt: skip
-    runs = _flow_runs(stack["api"], stack["deployment_id"])
-    assert done.returncode == 0, done.stdout + done.stderr + stack["serve_log"].read_text()[-4000:]
-    assert [r["state_type"] for r in runs] == ["COMPLETED"]
-    assert runs[0]["parameters"]["epochs"] == 1
+def test_deployment_run_ingests_trains_and_logs_to_mlflow(stack, trained_run):
+    flow_run = trained_run["flow_run"]
+    assert flow_run["state_type"] == "COMPLETED"
+    assert flow_run["parameters"]["epochs"] == 1
 
-    logged = _mlflow_runs_of(stack["mlflow"], runs[0]["id"])
+    logged = trained_run["mlflow_runs"]
     assert len(logged) == 1
     run = logged[0]
     assert run["info"]["status"] == "FINISHED"
@@ -176,17 +42,57 @@ def test_deployment_run_ingests_trains_and_logs_to_mlflow(stack):
     assert 0.0 <= metrics["heldout_score"] <= 1.0
     assert "identity_test_accuracy" in metrics and "activity_test_f1_macro" in metrics
     tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
-    assert tags["prefect_flow_run_url"].endswith(f"/runs/flow-run/{runs[0]['id']}")
+    assert tags["prefect_flow_run_url"].endswith(f"/runs/flow-run/{flow_run['id']}")
     assert tags["n_recordings"] == "9"
 
 
-def test_files_dropped_into_the_inbox_trigger_exactly_one_run(stack):
+def test_the_run_s_artifacts_and_champion_read_back_over_rest(stack, trained_run):
+    """Artifacts and the registered model through MLflow's REST API; the model loaded back
+    without pickle predicts what the project's own checkpoint predicts."""
+    import torch
+
+    from ecg_pipeline.tracking.registry import load_champion
+    from ecg_pipeline.training.checkpoint import load_checkpoint
+
+    mlflow, run = stack["mlflow"], trained_run["mlflow_runs"][0]
+    run_id = run["info"]["run_id"]
+
+    def listing(path: str = "") -> set[str]:
+        query = f"run_id={run_id}" + (f"&path={path}" if path else "")
+        return {f["path"] for f in call(f"{mlflow}/api/2.0/mlflow/artifacts/list?{query}")["files"]}
+
+    assert listing() >= {"plots", "data", "checkpoint", "results.json"}
+    assert {"plots/confusion_identity.png", "plots/training_curves.png",
+            "plots/gradnorm_weights.png", "plots/example_windows.png"} <= listing("plots")  # fmt: skip
+    assert "data/recordings.csv" in listing("data")
+    alias = call(f"{mlflow}/api/2.0/mlflow/registered-models/alias?name=dt4ecg-demo&alias=champion")
+    assert alias["model_version"]["run_id"] == run_id
+
+    env = {k: v for k, v in os.environ.items()}
+    try:
+        loaded = load_champion(mlflow, "dt4ecg-demo")
+    finally:
+        os.environ.clear()
+        os.environ.update(env)
+    assert loaded.registered_version == alias["model_version"]["version"]
+    fold_dir = next(p for p in Path(trained_run["run_dir"]).iterdir() if (p / "model.pt").is_file())
+    model, _ = load_checkpoint(fold_dir)
+    x, _ = WindowStore(load_config(stack["config"]).store.root, "demo").read_windows()
+    x = torch.as_tensor(x[:5, None, :])
+    with torch.no_grad():
+        expected = model(x)
+        got = dict(zip(loaded.head_names, loaded(x), strict=True))
+    for task, logits in expected.items():
+        torch.testing.assert_close(got[task], logits, atol=1e-5, rtol=0)
+
+
+def test_files_dropped_into_the_inbox_trigger_exactly_one_run(stack, trained_run):
     api, dep = stack["api"], stack["deployment_id"]
-    before = {r["id"] for r in _flow_runs(api, dep)}
+    before = {r["id"] for r in flow_runs(api, dep)}
     watcher, log = stack["spawn"](
         "watch", "-m", "ecg_pipeline.watch", "--config", str(stack["config"]), "--debounce-s", "1"
     )
-    _wait_for(lambda: "watching" in log.read_text(), 90, "the watcher to start", 0.5)
+    wait_for(lambda: "watching" in log.read_text(), 90, "the watcher to start", 0.5)
     assert "(0 file(s) not yet stored)" in log.read_text()  # the first run stored them all
 
     # Arrive the way a copy should: written elsewhere, then renamed into the inbox.
@@ -196,46 +102,53 @@ def test_files_dropped_into_the_inbox_trigger_exactly_one_run(stack):
         os.replace(written, inbox / written.name)
 
     def new_run_finished():
-        new = [r for r in _flow_runs(api, dep) if r["id"] not in before]
+        new = [r for r in flow_runs(api, dep) if r["id"] not in before]
         return new if new and all(r["state_type"] in TERMINAL for r in new) else None
 
-    new = _wait_for(new_run_finished, RUN_TIMEOUT_S, "the triggered run", 2.0)
+    new = wait_for(new_run_finished, RUN_TIMEOUT_S, "the triggered run", 2.0)
     time.sleep(5)  # longer than debounce + poll: a second event would have made a run by now
-    new = [r for r in _flow_runs(api, dep) if r["id"] not in before]
+    new = [r for r in flow_runs(api, dep) if r["id"] not in before]
     assert len(new) == 1, new
     assert new[0]["state_type"] == "COMPLETED", stack["serve_log"].read_text()[-4000:]
     assert new[0]["parameters"]["recordings"] == str(inbox)
     assert log.read_text().count("emitted ecg.recordings.arrived") == 1
     assert watcher.poll() is None
 
-    assert len(_mlflow_runs_of(stack["mlflow"], new[0]["id"])) == 1
+    assert len(mlflow_runs_of(stack["mlflow"], new[0]["id"])) == 1
     config = load_config(stack["config"])
     assert len(WindowStore(config.store.root, "demo").catalog()) == 11
 
 
-def _logs_of(api: str, flow_run_id: str) -> str:
-    body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200}
-    return "\n".join(row["message"] for row in _call(f"{api}/logs/filter", body))
-
-
-def test_a_run_over_stored_bytes_skips_training(stack):
+def test_a_run_over_stored_bytes_skips_training(stack, trained_run):
     api, dep = stack["api"], stack["deployment_id"]
-    before = {r["id"] for r in _flow_runs(api, dep)}
-    made = _call(f"{api}/deployments/{dep}/create_flow_run", {"parameters": {}})
-    run = _wait_for(
-        lambda: (r := _call(f"{api}/flow_runs/{made['id']}"))["state_type"] in TERMINAL and r,
+    before = {r["id"] for r in flow_runs(api, dep)}
+    made = call(f"{api}/deployments/{dep}/create_flow_run", {"parameters": {}})
+    run = wait_for(
+        lambda: (r := call(f"{api}/flow_runs/{made['id']}"))["state_type"] in TERMINAL and r,
         RUN_TIMEOUT_S, "the run over unchanged files", 2.0,
     )  # fmt: skip
     assert run["state_type"] == "COMPLETED"
-    assert {r["id"] for r in _flow_runs(api, dep)} - before == {made["id"]}
-    logs = _wait_for(lambda: "ingest-train:" in (t := _logs_of(api, made["id"])) and t, 30, "logs")
+    assert {r["id"] for r in flow_runs(api, dep)} - before == {made["id"]}
+    logs = wait_for(lambda: "ingest-train:" in (t := logs_of(api, made["id"])) and t, 30, "logs")
     summary = json.loads(logs.split("ingest-train: ", 1)[1].splitlines()[0])
     assert summary["counts"] == {"unchanged": 11}
     assert summary["trained"] is False and "training skipped" in summary["note"]
-    assert _mlflow_runs_of(stack["mlflow"], made["id"]) == []
+    assert mlflow_runs_of(stack["mlflow"], made["id"]) == []
 
 
-def test_logging_retries_connection_errors_only(stack):
+def test_force_trains_again_over_stored_bytes(stack, trained_run):
+    """After a failed training the bytes are stored: force=true is how a lab trains again."""
+    api, dep = stack["api"], stack["deployment_id"]
+    made = call(f"{api}/deployments/{dep}/create_flow_run", {"parameters": {"force": True}})
+    run = wait_for(
+        lambda: (r := call(f"{api}/flow_runs/{made['id']}"))["state_type"] in TERMINAL and r,
+        RUN_TIMEOUT_S, "the forced run", 2.0,
+    )  # fmt: skip
+    assert run["state_type"] == "COMPLETED", stack["serve_log"].read_text()[-4000:]
+    assert len(mlflow_runs_of(stack["mlflow"], made["id"])) == 1
+
+
+def test_logging_retries_connection_errors_only(stack, trained_run):
     """The log task against a closed port: tried three times; a missing checkpoint: once."""
     config = stack["config"]
     run_dir = next((stack["root"] / "runs").iterdir())

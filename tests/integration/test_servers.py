@@ -114,7 +114,7 @@ def test_taken_port_gives_a_clear_error(tmp_path):
 
 def test_server_that_never_gets_healthy_is_stopped(tmp_path):
     settings = ServerSettings(prefect_port=free_port(), state_dir=tmp_path)
-    with pytest.raises(ServerError, match="did not answer within 0.5 s.*prefect.log") as info:
+    with pytest.raises(ServerError, match="not ready within 0.5 s.*prefect.log") as info:
         start_prefect(settings, timeout_s=0.5)
     pid = int(re.search(r"\(pid (\d+)\)", str(info.value)).group(1))
     assert _gone(pid)

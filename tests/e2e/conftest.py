@@ -1,0 +1,125 @@
+"""The end-to-end stack, shared by every e2e module: real servers, the served flow, one run.
+
+``stack`` starts a Prefect server and an MLflow server on free loopback ports (state in a temp
+folder) and ``python -m flows.serve`` as a subprocess; ``trained_run`` writes a tiny demo cohort
+(3 subjects x 3 conditions x 20 s, one epoch on one thread) and runs the deployment once with
+the ``prefect`` command line. Both are session-scoped: one training serves every check.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from e2e_support import RUN_TIMEOUT_S, call, flow_runs, mlflow_runs_of, stop_process, wait_for
+
+from ecg_pipeline.cohort.demo import write_demo_cohort
+from ecg_pipeline.config import ServerSettings
+from ecg_pipeline.servers import free_port, start_mlflow, start_prefect, stop_servers
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOYMENT = "ingest-train/default"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """Both servers, a small study config and ``python -m flows.serve``; all stopped at the end."""
+    root = tmp_path_factory.mktemp("e2e")
+    settings = ServerSettings(
+        prefect_port=free_port(), mlflow_port=free_port(),
+        state_dir=root / "state", mlflow_dir=root / "mlflow",
+    )  # fmt: skip
+    with ThreadPoolExecutor(2) as pool:
+        starts = [pool.submit(start_prefect, settings, timeout_s=180),
+                  pool.submit(start_mlflow, settings, timeout_s=180)]  # fmt: skip
+        try:
+            prefect, mlflow = (f.result() for f in starts)
+        except BaseException:
+            pool.shutdown(wait=True)  # let the other start finish, so that it can be stopped
+            stop_servers(settings.state_dir)
+            raise
+    config = root / "study.toml"
+    config.write_text(f"""
+[dataset]
+name = "demo"
+[discovery]
+settle_s = 1.0
+[store]
+root = "{root / 'store'}"
+[demo]
+n_subjects = 3
+duration_s = 20.0
+inbox = "{root / 'inbox'}"
+[training]
+epochs = 1
+cpu_threads = 1
+out_dir = "{root / 'runs'}"
+[servers]
+prefect_port = {settings.prefect_port}
+mlflow_port = {settings.mlflow_port}
+state_dir = "{settings.state_dir}"
+mlflow_dir = "{settings.mlflow_dir}"
+""")
+    env = dict(
+        os.environ, PREFECT_API_URL=prefect.url, PREFECT_HOME=str(root / "client"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_RUNNER_POLL_FREQUENCY="2",
+        MLFLOW_DISABLE_TELEMETRY="true", PYTHONUNBUFFERED="1",
+    )  # fmt: skip
+    procs: list[subprocess.Popen] = []
+
+    def spawn(name: str, *args: str) -> tuple[subprocess.Popen, Path]:
+        log = root / f"{name}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        procs.append(proc)
+        return proc, log
+
+    serve, serve_log = spawn("serve", "-m", "flows.serve", "--config", str(config))
+    try:
+        def deployment():
+            assert serve.poll() is None, serve_log.read_text()
+            try:
+                return call(f"{prefect.url}/deployments/name/{DEPLOYMENT}")
+            except OSError:
+                return None
+
+        dep = wait_for(deployment, 120, "the served deployment")
+        yield {
+            "root": root, "config": config, "env": env, "api": prefect.url, "mlflow": mlflow.url,
+            "prefect_ui": prefect.ui_url, "mlflow_ui": mlflow.ui_url,
+            "deployment_id": dep["id"], "spawn": spawn, "serve_log": serve_log,
+        }  # fmt: skip
+    finally:
+        for proc in reversed(procs):
+            stop_process(proc)
+        stop_servers(settings.state_dir)
+
+
+@pytest.fixture(scope="session")
+def trained_run(stack):
+    """One ``prefect deployment run ingest-train/default -p epochs=1`` over a fresh demo cohort.
+
+    Returns the command's output, the Prefect flow run and its MLflow runs (REST JSON) and
+    the run folder; the tests that read them assert on them.
+    """
+    write_demo_cohort(stack["root"] / "inbox", n_subjects=3, duration_s=20.0)
+    time.sleep(1.5)  # past settle_s: the files were written in place just now
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "prefect"), "deployment", "run", DEPLOYMENT,
+         "-p", "epochs=1", "--watch", "--watch-timeout", str(int(RUN_TIMEOUT_S))],
+        env=stack["env"], capture_output=True, text=True, timeout=RUN_TIMEOUT_S + 60,
+    )  # fmt: skip
+    runs = flow_runs(stack["api"], stack["deployment_id"])
+    assert done.returncode == 0, done.stdout + done.stderr + stack["serve_log"].read_text()[-4000:]
+    assert len(runs) == 1, runs
+    logged = mlflow_runs_of(stack["mlflow"], runs[0]["id"])
+    # training.run names the run folder after the flow run (its id's first 8 characters).
+    run_dirs = list((stack["root"] / "runs").glob(f"*-{runs[0]['id'][:8]}"))
+    return {"command": done, "flow_run": runs[0], "mlflow_runs": logged,
+            "run_dir": run_dirs[0] if run_dirs else None}  # fmt: skip
