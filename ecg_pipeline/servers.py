@@ -134,7 +134,13 @@ def start_prefect(
     state = Path(settings.state_dir if state_dir is None else state_dir).resolve()
     _check_host(host, allow_remote)
     base = f"http://{_url_host(host)}:{port}"
-    env = {"PREFECT_HOME": str(state / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {
+        "PREFECT_HOME": str(state / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # The UI asks the server's /ui-settings where its API is; unset, that is always
+        # 127.0.0.1:4200, whatever port the server listens on.
+        "PREFECT_UI_API_URL": f"{base}/api",
+    }
     command = [_venv_bin("prefect"), "server", "start", "--analytics-off"]
     command += ["--host", host, "--port", str(port)]
     (state / "prefect").mkdir(parents=True, exist_ok=True)
