@@ -85,6 +85,22 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("checkpoint", type=Path, help="a fold folder holding model.pt and model.json")
     evaluate.add_argument("--data", type=Path, help="store root or the dataset's store folder")
     evaluate.add_argument("--config", type=Path, help="study configuration TOML")
+
+    predict = sub.add_parser(
+        "predict", help="label new recordings with the registered champion model",
+        description="Read each recording with the configuration's [ingest] settings (which must "
+        "be the model's), score every window with the registered model <model>-<dataset> "
+        "(alias champion, or --model-version), and give per recording the identity (\"unknown\" "
+        "below the threshold calibrated on the validation part) and the activity, each with a "
+        "confidence. Writes predictions-<UTC time>.parquet and rejections-<UTC time>.csv under "
+        "[predict] out_dir/<dataset> and logs them as an MLflow run (kind=predict). Files that "
+        "cannot be read are listed with the reason; recordings are never modified.",
+    )  # fmt: skip
+    predict.add_argument("paths", metavar="PATH", nargs="+", type=Path, help="recordings, or folders of them")
+    predict.add_argument("--config", type=Path, help="study configuration TOML (the one the model was trained with)")
+    predict.add_argument("--model-version", help="use this registered version instead of the champion")
+    predict.add_argument("--out", type=Path, help="predictions folder (default: [predict] out_dir)")
+    predict.add_argument("--no-log", action="store_true", help="write the files only; log nothing to MLflow")
     return parser
 
 
@@ -104,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
             return _table(args)
         if args.command == "servers":
             return _servers(args)
-    except (ValueError, OSError) as exc:
+        if args.command == "predict":
+            return _predict(args)
+    except (ValueError, OSError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # an IngestError of the whole batch, e.g. a malformed manifest
@@ -232,6 +250,9 @@ def _servers(args) -> int:
     except servers.ServerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.serve or args.watch:
+        print(f"\nfrom any shell: export PREFECT_API_URL={settings.prefect_api}\n"
+              "                .venv/bin/prefect deployment run ingest-train/default -p epochs=5")  # fmt: skip
     return 0
 
 
@@ -263,6 +284,43 @@ def _evaluate(args) -> int:
               f"F1 weighted {m['f1_weighted']:.4f}  recording accuracy {m['recording_accuracy']:.4f}  "
               f"({m['n_samples']} windows)")  # fmt: skip
     return 0
+
+
+def _predict(args) -> int:
+    from ecg_pipeline.config import load_config
+    from ecg_pipeline.errors import StillBeingWrittenError
+    from ecg_pipeline.predict.output import write_predictions
+    from ecg_pipeline.predict.predict import predict_recordings
+    from ecg_pipeline.tracking.registry import load_champion, registered_model_name
+
+    config = load_config(args.config)
+    model = load_champion(
+        config.servers.mlflow_uri, registered_model_name(config), version=args.model_version
+    )
+    source = str(args.config) if args.config else "(defaults)"
+    table, errors = predict_recordings(args.paths, config, model, config_source=source)
+    files = write_predictions(table, errors, args.out or config.predict.out_dir, config.dataset.name)
+    threshold = model.identity_threshold
+    print(f"model {model.registered_name} version {model.registered_version}, identity threshold "
+          + (f"{threshold:.3f}" if threshold is not None else "none (every recording known)"))  # fmt: skip
+    for row in table.itertuples(index=False):
+        parts = [f"identity {row.identity} (best {row.identity_best}, {row.identity_confidence:.2f})"
+                 if isinstance(row.identity, str) else "",
+                 f"activity {row.activity} ({row.activity_confidence:.2f})"
+                 if isinstance(row.activity, str) else ""]  # fmt: skip
+        print(f"{row.file}: {'  '.join(p for p in parts if p)}  [{row.n_windows} windows]")
+    for e in errors:
+        what = "deferred" if isinstance(e, StillBeingWrittenError) else "refused"
+        print(f"{e.path}: {what} ({type(e).__name__}): {e.reason}")
+    print(f"predictions: {files.predictions}\nrejections: {files.rejections}")
+    if not args.no_log:
+        from ecg_pipeline.tracking.predict_log import log_predictions
+
+        run = log_predictions(files, config, model_name=model.registered_name,
+                              model_version=model.registered_version)  # fmt: skip
+        print(f"mlflow run: {run.run_url}")
+    # 1 only when nothing could be predicted: a partial batch is a success with refusals.
+    return 1 if errors and table.empty else 0
 
 
 if __name__ == "__main__":

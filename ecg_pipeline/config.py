@@ -243,10 +243,12 @@ class FlowSettings(_Strict):
 class PredictSettings(_Strict):
     """Labelling new recordings with the registered ``champion`` model (``ecg-pipeline predict``)."""
 
-    # The identity threshold is the confidence below which a recording is "unknown"; it is
-    # calibrated on the validation part so that this fraction of known subjects' validation
-    # recordings would be refused.
+    # The identity threshold is the confidence below which a recording is "unknown". Training
+    # calibrates it on the validation part so that at most this share of known subjects'
+    # validation recordings would be refused, and stores it with the model (change it, then
+    # retrain); see ecg_pipeline/predict/calibration.py for the rule and its limits.
     known_reject_rate: float = Field(0.05, ge=0, lt=1)
+    # predictions-<UTC time>.parquet and rejections-<UTC time>.csv go to out_dir/<dataset>/.
     out_dir: Path = Path("data/predictions")
 
 

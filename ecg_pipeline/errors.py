@@ -103,3 +103,17 @@ class FormatError(IngestError):
     """A dataset file (CSV, WFDB) that cannot be parsed."""
 
     stage = "read"
+
+
+class ModelMismatchError(ValueError):
+    """A model and a configuration that would feed it windows it was not trained on.
+
+    Raised before any file is read: prediction with other ``[ingest]`` settings (filters, rate,
+    window length, channel) than the model's training windows gives confident nonsense.
+    """
+
+    def __init__(self, model: str, config: str, reason: str):
+        self.model = model
+        self.config = config
+        self.reason = reason
+        super().__init__(f"model {model} does not fit the configuration {config}: {reason}")

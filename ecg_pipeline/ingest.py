@@ -7,7 +7,8 @@ The steps, each a function the command line and the Prefect flow both call:
    condition per file, checked as one table by the pandera contract;
 3. :func:`plan_batch`: hash each file and decide, against the store, what to write, replace,
    skip (same bytes) or refuse (duplicate subject x condition);
-4. :func:`process_file`: read the ECG channel once, filter, resample, window (in memory);
+4. :func:`process_file`: read the ECG channel once, filter, resample, window (in memory;
+   :func:`read_windows`, which prediction shares);
 5. :func:`write_batch`: validate the batch's manifest and windows tables, write each recording
    atomically, remove what it replaces.
 
@@ -39,6 +40,7 @@ from ecg_pipeline.errors import (
 )
 from ecg_pipeline.io.atomic import atomic_write_text, remove_dead_temp_files
 from ecg_pipeline.io.readers import read_recording, recording_files, sha256_files
+from ecg_pipeline.io.recording import RawRecording
 from ecg_pipeline.io.store import WindowStore, recording_id_of
 from ecg_pipeline.signal.preprocess import Windows, segments_to_windows
 
@@ -238,8 +240,11 @@ def _key_text(key: tuple) -> str:
 
 
 # --- 4: read and preprocess one file ------------------------------------------------------------
-def process_file(plan: PlannedFile, config: StudyConfig) -> ProcessedFile:
-    """Read one file's ECG channel once and turn it into windows (nothing is written).
+def read_windows(path: str | os.PathLike, config: StudyConfig) -> tuple[RawRecording, Windows]:
+    """Read one file's ECG channel once and cut it into windows as ``[ingest]`` says.
+
+    The chain shared by ingest and prediction (``ecg_pipeline.predict``), so that a model sees
+    new recordings exactly as it saw its training windows. Needs no labels.
 
     Raises
     ------
@@ -247,10 +252,10 @@ def process_file(plan: PlannedFile, config: StudyConfig) -> ProcessedFile:
         A subclass naming the file and the reason; unexpected failures are wrapped too, so that
         one bad file never stops a batch.
     """
-    path = plan.labels.source_path
+    path = str(path)
     try:
         raw = read_recording(path, config)
-        windows = segments_to_windows(raw.segments, config.ingest)
+        return raw, segments_to_windows(raw.segments, config.ingest)
     except IngestError as exc:
         if exc.path:
             raise
@@ -261,6 +266,18 @@ def process_file(plan: PlannedFile, config: StudyConfig) -> ProcessedFile:
         raise UnreadableFileError(path, f"cannot read file: {exc}") from exc
     except Exception as exc:  # a reader bug or an unforeseen layout: report, do not crash
         raise UnexpectedIngestError(path, f"unexpected {type(exc).__name__}: {exc}") from exc
+
+
+def process_file(plan: PlannedFile, config: StudyConfig) -> ProcessedFile:
+    """Read one file's ECG channel once and turn it into windows (nothing is written).
+
+    Raises
+    ------
+    IngestError
+        See :func:`read_windows`.
+    """
+    path = plan.labels.source_path
+    raw, windows = read_windows(path, config)
     lab = plan.labels
     row = {
         "source_path": path,

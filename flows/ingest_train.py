@@ -26,11 +26,8 @@ from typing import Any
 from prefect import Flow, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
-# Names of exceptions (requests, urllib3, http.client) that mean "the server was not reachable".
-_CONNECTION_ERRORS = {
-    "ConnectionError", "ConnectTimeout", "ReadTimeout", "Timeout", "MaxRetryError",
-    "NewConnectionError", "ProtocolError", "RemoteDisconnected",
-}  # fmt: skip
+
+from flows.common import flow_run_tags, retry_on_connection_error
 
 
 @dataclass
@@ -136,33 +133,9 @@ def train_evaluate(config, store_root: str, run_name: str) -> dict[str, Any]:
     return {"run_dir": str(run.run_dir), "metrics": run.summary()}
 
 
-def is_connection_error(exc: BaseException) -> bool:
-    """Whether ``exc``, or an exception it was raised from, says a server could not be reached.
-
-    MLflow wraps a refused connection in an ``MlflowException`` raised inside the ``except``
-    block, so the original error is on ``__context__``.
-    """
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, (ConnectionError, TimeoutError)):
-            return True
-        if type(exc).__name__ in _CONNECTION_ERRORS:
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _retry_on_connection_error(task, task_run, state) -> bool:
-    # A refused or timed-out connection may heal within seconds (a server restarting); a bad
-    # request or a missing checkpoint will not, so those fail at once.
-    exc = state.result(raise_on_failure=False)
-    return isinstance(exc, BaseException) and is_connection_error(exc)
-
-
 # Retries come from [flow] log_retries and log_retry_delay_s when the flow runs (with_options).
 @task(name="log-mlflow", retries=2, retry_delay_seconds=5, persist_result=False,
-      retry_condition_fn=_retry_on_connection_error, cache_policy=NO_CACHE)  # fmt: skip
+      retry_condition_fn=retry_on_connection_error, cache_policy=NO_CACHE)  # fmt: skip
 def log_mlflow(run_dir: str, config, store_root: str, rejections_file: str,
                tags: dict[str, str]) -> dict[str, Any]:  # fmt: skip
     """Log the run in ``run_dir`` to the tracking server and register its model."""
@@ -184,16 +157,6 @@ def log_mlflow(run_dir: str, config, store_root: str, rejections_file: str,
 
 
 # --- the flow ---------------------------------------------------------------------------------
-def _flow_run_tags() -> dict[str, str]:
-    """The Prefect flow run's id and UI address, for the MLflow run's lineage tags."""
-    from prefect.runtime import flow_run
-    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
-
-    run_id = str(flow_run.id)
-    ui = PREFECT_UI_URL.value() or (PREFECT_API_URL.value() or "").removesuffix("/api")
-    return {"prefect_flow_run_id": run_id, "prefect_flow_run_url": f"{ui}/runs/flow-run/{run_id}"}
-
-
 # The summary is persisted as JSON (never pickled) so that whoever started the run by
 # deployment (make run, a script) can read it back from the API.
 @flow(name="ingest-train", task_runner=ThreadPoolTaskRunner(max_workers=3),
@@ -270,7 +233,7 @@ def ingest_train(
     elif summary["stored_recordings"] == 0:
         summary["note"] = "nothing stored to train on"
     else:
-        tags = _flow_run_tags()
+        tags = flow_run_tags()
         # The flow run's id in the run folder's name ties the checkpoints to the flow run.
         run_name = f"{cfg.dataset.name}-{cfg.model.name}-{tags['prefect_flow_run_id'][:8]}"
         trained = train_evaluate(cfg, store_root, run_name)

@@ -1,11 +1,17 @@
-"""Serve the ``ingest-train`` flow as deployment ``ingest-train/default``: on demand or by event.
+"""Serve ``ingest-train/default`` (on demand or by event) and ``predict/default`` (on demand).
 
 Run ``python -m flows.serve --config configs/demo.toml`` from the repository root and leave it
-running, or let ``make serve`` (``ecg-pipeline servers start --serve``) run it in the background. Runs start with ``prefect deployment run ingest-train/default`` from any shell with
-``PREFECT_API_URL`` set, or when the watcher (``python -m ecg_pipeline.watch``) emits
-``ecg.recordings.arrived`` for an inbox. One run at a time (``limit=1``): a burst of arrivals
-queues up instead of training twice on a half-written store. The deployment stays unpaused when
-this process stops, so runs asked for meanwhile start when it is back.
+running, or let ``make serve`` (``ecg-pipeline servers start --serve``) run it in the
+background. With ``PREFECT_API_URL`` set, any shell starts runs:
+``prefect deployment run ingest-train/default`` trains, and so does the watcher
+(``python -m ecg_pipeline.watch``) when it emits ``ecg.recordings.arrived`` for an inbox;
+``prefect deployment run predict/default -p recordings=FOLDER`` labels new recordings with the
+champion model.
+
+One run at a time (``limit=1``): a burst of arrivals queues up instead of training twice on a
+half-written store, one run at a time decides the champion, and a prediction waits for a running
+training. The deployments stay unpaused when this process stops, so runs asked for meanwhile
+start when it is back.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ RESOURCE_PREFIX = "ecg.inbox."
 
 
 def serve(config_path: str | os.PathLike) -> None:
-    """Register ``ingest-train/default`` with its event trigger and run its flow runs (blocks).
+    """Register both deployments (ingest-train's with its event trigger) and run their flow runs.
+
+    Blocks until interrupted.
 
     Parameters
     ----------
@@ -36,19 +44,22 @@ def serve(config_path: str | os.PathLike) -> None:
     os.environ.setdefault("PREFECT_API_URL", config.servers.prefect_api)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+    from prefect import serve as serve_deployments
     from prefect.events import DeploymentEventTrigger
 
     from flows.ingest_train import ingest_train_for
+    from flows.predict import predict
 
     trigger = DeploymentEventTrigger(
         expect={EVENT},
         match={"prefect.resource.id": f"{RESOURCE_PREFIX}*"},
         parameters={"recordings": "{{ event.payload.folder }}", "config": config_path},
     )
-    ingest_train_for(config).serve(
-        name=DEPLOYMENT,
-        parameters={"config": config_path},
-        triggers=[trigger],
+    serve_deployments(
+        ingest_train_for(config).to_deployment(
+            name=DEPLOYMENT, parameters={"config": config_path}, triggers=[trigger]
+        ),
+        predict.to_deployment(name=DEPLOYMENT, parameters={"config": config_path}),
         limit=1,
         pause_on_shutdown=False,
     )

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from ecg_pipeline.io.atomic import atomic_target
 from ecg_pipeline.signal.preprocess import Windows
-from ecg_pipeline.signal.windows import minmax_normalise, zscore_normalise
+from ecg_pipeline.signal.windows import normalise_windows
 
 FOOTER_KEY = b"ecg_pipeline.recording"
 PARTITIONING = ds.partitioning(
@@ -199,17 +199,8 @@ class WindowStore:
         width = samples_col.type.list_size
         x = samples_col.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
         meta = table.drop_columns(["samples"]).to_pandas()
-        if normalisation == "window":
-            x = minmax_normalise(x, axis=-1)
-        elif normalisation == "recording":
-            out = np.empty_like(x, dtype=np.float32)
-            for _, idx in meta.groupby("recording_id", sort=False).indices.items():
-                out[idx] = minmax_normalise(x[idx], axis=(0, 1))
-            x = out
-        elif normalisation == "window_zscore":
-            x = zscore_normalise(x, axis=-1)
-        elif normalisation != "none":
-            raise ValueError(f"unknown normalisation {normalisation!r}")
+        groups = meta["recording_id"].to_numpy() if normalisation == "recording" else None
+        x = normalise_windows(x, normalisation, groups)
         return x, meta
 
 

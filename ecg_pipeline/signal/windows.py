@@ -85,3 +85,49 @@ def zscore_normalise(windows: np.ndarray, *, axis: int | tuple[int, ...] = -1) -
     centred = w - w.mean(axis=axis, keepdims=True)
     sd = centred.std(axis=axis, keepdims=True)
     return np.divide(centred, sd, out=np.zeros_like(w), where=sd > 0)
+
+
+NORMALISATIONS = ("window", "recording", "window_zscore", "none")
+
+
+def normalise_windows(
+    windows: np.ndarray, normalisation: str, groups: np.ndarray | None = None
+) -> np.ndarray:
+    """Scale windows the way a model was trained on them (``[store] normalisation``).
+
+    The one place that maps a setting to a scaling, so that training (the store's reader) and
+    prediction (``ecg_pipeline.predict``) cannot drift apart.
+
+    Parameters
+    ----------
+    windows : np.ndarray
+        (n_windows, window_samples).
+    normalisation : {"window", "recording", "window_zscore", "none"}
+        Min-max to [0, 1] per window (the paper) or per recording, zero mean and unit deviation
+        per window, or none.
+    groups : np.ndarray, optional
+        (n_windows,) recording of each window, for ``"recording"``; None: all windows are one
+        recording.
+
+    Returns
+    -------
+    np.ndarray
+        float32, the shape of ``windows``.
+    """
+    if normalisation == "window":
+        return minmax_normalise(windows, axis=-1)
+    if normalisation == "window_zscore":
+        return zscore_normalise(windows, axis=-1)
+    if normalisation == "none":
+        return np.asarray(windows, dtype=np.float32)
+    if normalisation != "recording":
+        raise ValueError(f"unknown normalisation {normalisation!r}; valid: {NORMALISATIONS}")
+    w = np.asarray(windows, dtype=np.float32)
+    if groups is None:
+        return minmax_normalise(w, axis=tuple(range(w.ndim)))
+    out = np.empty_like(w)
+    groups = np.asarray(groups)
+    for key in dict.fromkeys(groups.tolist()):  # first-appearance order, no sort of mixed types
+        idx = np.flatnonzero(groups == key)
+        out[idx] = minmax_normalise(w[idx], axis=tuple(range(w.ndim)))
+    return out

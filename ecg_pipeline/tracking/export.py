@@ -82,7 +82,9 @@ def log_checkpoint_model(
         Also register it under this name (a new version).
     metadata : mapping, optional
         Extra entries for the MLmodel metadata, next to ``head_names``, ``classes``,
-        ``n_samples`` and ``normalisation`` taken from the checkpoint's spec.
+        ``n_samples``, ``normalisation``, ``ingest_hash``, ``fs_hz`` and
+        ``identity_threshold`` (a dict, see ``ecg_pipeline.predict.calibration``) taken from
+        the checkpoint's spec; an entry here wins over the spec's.
     tags : mapping, optional
         Tags of the LoggedModel.
 
@@ -108,7 +110,12 @@ def log_checkpoint_model(
         "head_names": list(wrapped.head_names),
         "classes": {k: [str(c) for c in v] for k, v in spec.get("classes", {}).items()},
         "n_samples": n_samples,
+        # What prediction needs to feed the model as it was trained and to say "unknown";
+        # None for checkpoints written before these were recorded.
         "normalisation": spec.get("normalisation"),
+        "ingest_hash": spec.get("ingest_hash"),
+        "fs_hz": spec.get("fs_hz"),
+        "identity_threshold": spec.get("identity_threshold"),
         **dict(metadata or {}),
     }
     return mlflow.pytorch.log_model(

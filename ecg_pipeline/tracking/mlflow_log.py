@@ -7,6 +7,7 @@ One experiment per dataset, one MLflow run per training run. A run holds:
 * metrics: the per-epoch history with ``step=epoch`` and the test metrics per task (mean over
   folds, plus ``_std`` and per-fold values when there are several folds, prefixed
   ``fold_<name>/``); ``heldout_score`` is the mean test accuracy over tasks and folds;
+  ``identity_unknown_threshold`` is the logged model's calibrated "unknown" threshold;
 * artifacts: ``plots/`` (curves, GradNorm weights, confusion matrices, example windows),
   ``data/recordings.csv`` (ids, labels and sha256 only), ``data/rejections.csv``,
   ``results.json`` and the project's own ``checkpoint/`` (``model.pt`` + ``model.json``);
@@ -40,10 +41,16 @@ from ecg_pipeline.tracking.lineage import (
     recordings_table,
     shareable_rejections,
 )
-from ecg_pipeline.tracking.registry import load_champion, promote_if_better, using_tracking_uri
+from ecg_pipeline.tracking.registry import (
+    load_champion,
+    promote_if_better,
+    registered_model_name,
+    using_tracking_uri,
+)
 
 __all__ = [
     "FINAL_METRICS",
+    "THRESHOLD_METRIC",
     "TrackingResult",
     "epoch_metrics",
     "final_metrics",
@@ -59,6 +66,8 @@ FINAL_METRICS = (
     "accuracy", "precision_macro", "recall_macro", "f1_macro",
     "precision_weighted", "recall_weighted", "f1_weighted", "recording_accuracy",
 )  # fmt: skip
+# The identity confidence below which a recording is "unknown" (training.run calibrates it).
+THRESHOLD_METRIC = "identity_unknown_threshold"
 _MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 _BATCH = 1000  # MLflow's limit on metrics per log_batch (params and tags: 100)
 
@@ -155,7 +164,8 @@ def epoch_metrics(folds: list[dict]) -> list[tuple[str, float, int]]:
 def final_metrics(folds: list[dict]) -> dict[str, float]:
     """Test metrics per task (``identity_test_accuracy``): mean over folds, std and per fold.
 
-    Also ``heldout_score``, and per fold ``best_epoch`` and the window counts of each side.
+    Also ``heldout_score``, and per fold ``best_epoch``, the window counts of each side and
+    the calibrated identity threshold (:data:`THRESHOLD_METRIC`).
     """
     out: dict[str, float] = {"heldout_score": heldout_score_of(folds)}
     prefixes = _fold_prefixes(folds)
@@ -169,6 +179,9 @@ def final_metrics(folds: list[dict]) -> dict[str, float]:
                     out[f"{prefix}{task}_test_{key}"] = v
     for prefix, fold in zip(prefixes, folds, strict=True):
         out[f"{prefix}best_epoch"] = float(fold.get("best_epoch", math.nan))
+        threshold = fold.get("identity_threshold")
+        if threshold:
+            out[f"{prefix}{THRESHOLD_METRIC}"] = float(threshold["value"])
         for side, n in fold.get("sizes", {}).items():
             out[f"{prefix}{side}_windows"] = float(n)
     return {metric_key(k): v for k, v in out.items()}
@@ -372,6 +385,9 @@ def log_training_run(
     fold, ckpt = _fold_dir(run_result, model_fold)
     fs_hz = float(fs_hz if fs_hz is not None else config.ingest.windows.target_fs_hz)
     summary = final_metrics(folds)
+    if fold.get("identity_threshold"):
+        # The logged model's own threshold, unprefixed whichever fold it is.
+        summary[THRESHOLD_METRIC] = float(fold["identity_threshold"]["value"])
     score = summary["heldout_score"]
     if heldout_score is not None:
         summary["heldout_score_computed"], score = score, float(heldout_score)
@@ -384,7 +400,7 @@ def log_training_run(
     if example_x is None and len(recordings):
         example_x, example_meta = _examples_from_store(config)
     all_tags = _run_tags(config, published, folds, fold, tags)
-    registered_name = f"{config.model.name}-{config.dataset.name}" if register else None
+    registered_name = registered_model_name(config) if register else None
 
     with using_tracking_uri(tracking_uri), tempfile.TemporaryDirectory() as tmp:
         client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)

@@ -22,11 +22,13 @@ from dataclasses import dataclass
 
 __all__ = [
     "CHAMPION_ALIAS",
+    "ModelNotFoundError",
     "SCORE_TAG",
     "Promotion",
     "disallow_pickle",
     "load_champion",
     "promote_if_better",
+    "registered_model_name",
     "using_tracking_uri",
 ]
 
@@ -136,7 +138,40 @@ def promote_if_better(client, name: str, version: str | int, score: float) -> Pr
     return Promotion(bool(wins or current == version), current, previous_score)
 
 
-def load_champion(tracking_uri: str, name: str, *, alias: str = CHAMPION_ALIAS):
+def registered_model_name(config) -> str:
+    """``<model>-<dataset>`` (``"dt4ecg-demo"``): the registry name of a study's models."""
+    return f"{config.model.name}-{config.dataset.name}"
+
+
+_NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
+
+
+class ModelNotFoundError(LookupError):
+    """The registry holds no such model, version or alias (nothing to predict with)."""
+
+
+def _model_version(client, name: str, alias: str, version, tracking_uri: str):
+    from mlflow.exceptions import MlflowException
+
+    wanted = f"version {version}" if version is not None else f"alias {alias!r}"
+    try:
+        if version is None:
+            return client.get_model_version_by_alias(name, alias)
+        return client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        # Stores differ in the code of a missing alias; anything else (a server error, an
+        # unreachable server) is not "not found" and propagates as it is.
+        if exc.error_code not in _NOT_FOUND_CODES:
+            raise
+        raise ModelNotFoundError(
+            f"no registered model {name!r} with {wanted} on {tracking_uri}: train and log one "
+            f"first (ingest-train), or name an existing version ({exc.message})"
+        ) from exc
+
+
+def load_champion(
+    tracking_uri: str, name: str, *, alias: str = CHAMPION_ALIAS, version: str | int | None = None
+):
     """Load the version of ``name`` that holds ``alias``, refusing pickled artefacts.
 
     Parameters
@@ -147,33 +182,58 @@ def load_champion(tracking_uri: str, name: str, *, alias: str = CHAMPION_ALIAS):
         The registered model, e.g. ``"dt4ecg-demo"``.
     alias : str
         ``"champion"`` by default.
+    version : str or int, optional
+        Load this version instead of the alias's.
 
     Returns
     -------
     torch.nn.Module
         The exported program as a module: ``model(x)`` with ``x`` a float32 (B, 1, T) tensor
-        returns a tuple of (B, n_classes) logits, one per task. Its ``head_names`` attribute
-        names the tuple's entries, ``classes`` the class names per task, and
-        ``registered_version`` the version loaded.
+        returns a tuple of (B, n_classes) logits, one per task. Attributes:
+
+        - ``head_names``: the tuple's entries; ``classes``: class names per task;
+        - ``registered_name``, ``registered_version``: what was loaded;
+        - ``identity_threshold``: the calibrated "unknown" threshold (float), None for a model
+          logged before thresholds were calibrated; ``identity_threshold_info`` its dict;
+        - ``normalisation``, ``n_samples``, ``fs_hz``: how its windows were scaled, long and
+          sampled; ``ingest_hash``: the ``[ingest]`` hash of its training windows (from the
+          training run's tag for older models; None when unknown);
+        - ``metadata``: the whole MLmodel metadata.
 
     Raises
     ------
+    ModelNotFoundError
+        When the model, version or alias does not exist.
     mlflow.exceptions.MlflowException
-        When the model or alias does not exist, or the artefact is not pickle-free.
+        When the server fails or the artefact is not pickle-free.
     """
     disallow_pickle()
     import mlflow
     from mlflow.models import Model
 
     with using_tracking_uri(tracking_uri), tempfile.TemporaryDirectory() as tmp:
-        version = mlflow.MlflowClient().get_model_version_by_alias(name, alias).version
+        client = mlflow.MlflowClient()
+        found = _model_version(client, name, alias, version, tracking_uri)
         # By number, not by alias: the alias may move while this runs, and the version
         # reported must be the one loaded. One download serves the metadata and the weights.
-        uri = f"models:/{name}/{version}"
+        uri = f"models:/{name}/{found.version}"
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
         metadata = Model.load(local).metadata or {}
         module = mlflow.pytorch.load_model(local)
+        ingest_hash = metadata.get("ingest_hash")
+        if ingest_hash is None and found.run_id:
+            # Models logged before the hash was in their metadata: the training run's tag.
+            ingest_hash = client.get_run(found.run_id).data.tags.get("ingest_hash")
+    threshold = metadata.get("identity_threshold") or None
     module.head_names = tuple(metadata.get("head_names", ()))
     module.classes = dict(metadata.get("classes", {}))
-    module.registered_version = str(version)
+    module.registered_name = name
+    module.registered_version = str(found.version)
+    module.identity_threshold_info = dict(threshold) if threshold else None
+    module.identity_threshold = float(threshold["value"]) if threshold else None
+    module.normalisation = metadata.get("normalisation")
+    module.n_samples = metadata.get("n_samples")
+    module.fs_hz = metadata.get("fs_hz")
+    module.ingest_hash = ingest_hash
+    module.metadata = dict(metadata)
     return module

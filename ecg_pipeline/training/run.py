@@ -2,7 +2,9 @@
 
 Each fold writes ``<out>/<run>/<fold>/`` with ``model.pt`` + ``model.json`` (a pickle-free
 checkpoint) and the run writes ``results.json`` (configuration, seed, per-fold metrics and
-per-epoch history), so every figure can be traced to its command and settings.
+per-epoch history), so every figure can be traced to its command and settings. Each fold's
+``model.json`` and ``results.json`` entry also hold the identity threshold calibrated on that
+fold's validation part (``identity_threshold``, see ``ecg_pipeline.predict.calibration``).
 """
 
 from __future__ import annotations
@@ -57,7 +59,19 @@ def configured_splits(meta, settings) -> list:
     )  # fmt: skip
 
 
-def model_spec(config: StudyConfig, heads: dict[str, int], classes: dict, n_samples: int) -> dict:
+def model_spec(
+    config: StudyConfig,
+    heads: dict[str, int],
+    classes: dict,
+    n_samples: int,
+    fs_hz: float | None = None,
+) -> dict:
+    """What ``model.json`` holds: how to rebuild the network and how to feed it.
+
+    Besides the architecture: the class names, the normalisation and the ``[ingest]`` hash of
+    the windows' preprocessing (prediction refuses a configuration that would preprocess new
+    recordings differently), and the windows' rate.
+    """
     m = config.model
     options = {}
     if m.name in ("dt4ecg", "resnet1d"):
@@ -69,7 +83,29 @@ def model_spec(config: StudyConfig, heads: dict[str, int], classes: dict, n_samp
         "heads": heads, "options": options, "classes": classes,
         # The model only understands windows scaled the way it was trained on.
         "normalisation": config.store.normalisation,
+        "ingest_hash": config.ingest_hash(),
+        "fs_hz": float(fs_hz if fs_hz is not None else config.ingest.windows.target_fs_hz),
     }  # fmt: skip
+
+
+def identity_threshold(model, data, val_idx: np.ndarray, known_reject_rate: float) -> dict:
+    """Calibrate the "unknown" threshold on this fold's validation windows (known subjects).
+
+    Called with the best epoch's weights restored, so the threshold belongs to the model that
+    is saved. See :mod:`ecg_pipeline.predict.calibration` for the rule and its limits.
+    """
+    import torch
+
+    from ecg_pipeline.predict.calibration import threshold_from_validation
+    from ecg_pipeline.training.loop import predict_logits
+
+    logits = np.empty((0, data.heads["identity"]), dtype=np.float32)
+    if len(val_idx):
+        device = next(model.parameters()).device
+        x_val = torch.as_tensor(data.x[val_idx], device=device)
+        logits = predict_logits(model, x_val)["identity"].cpu().numpy()
+    recordings = data.meta["recording_id"].to_numpy()[val_idx]
+    return threshold_from_validation(logits, recordings, known_reject_rate).as_dict()
 
 
 def train_and_evaluate(
@@ -104,7 +140,7 @@ def train_and_evaluate(
     fs_hz = float(data.meta["fs_hz"].iloc[0])
     run_name = run_name or f"{config.dataset.name}-{config.model.name}-{t.split}-seed{t.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(out_dir or t.out_dir) / run_name
-    spec = model_spec(config, data.heads, data.classes, data.x.shape[-1])
+    spec = model_spec(config, data.heads, data.classes, data.x.shape[-1], fs_hz)
     folds = []
     for split in splits:
         split.check_disjoint()
@@ -127,12 +163,17 @@ def train_and_evaluate(
             )
             metrics[task] = report
         fold_dir = run_dir / split.name.replace("/", "_")
-        save_checkpoint(fold_dir, model, spec)
-        folds.append({
+        fold = {
             "name": split.name, "best_epoch": result.best_epoch, "metrics": metrics,
             "history": result.history,
             "sizes": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
-        })  # fmt: skip
+        }  # fmt: skip
+        fold_spec = dict(spec)
+        if "identity" in data.labels:
+            threshold = identity_threshold(model, data, split.val, config.predict.known_reject_rate)
+            fold["identity_threshold"] = fold_spec["identity_threshold"] = threshold
+        save_checkpoint(fold_dir, model, fold_spec)
+        folds.append(fold)
     run = RunResult(run_dir, folds)
     payload = {
         "config": config.model_dump(mode="json"), "config_hash": config.ingest_hash(),

@@ -59,6 +59,8 @@ inbox = "{root / 'inbox'}"
 epochs = 1
 cpu_threads = 1
 out_dir = "{root / 'runs'}"
+[predict]
+out_dir = "{root / 'predictions'}"
 [servers]
 prefect_port = {settings.prefect_port}
 mlflow_port = {settings.mlflow_port}

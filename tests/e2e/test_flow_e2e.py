@@ -175,3 +175,56 @@ probe()
     out = done.stdout + done.stderr
     assert out.count("STATE FAILED") == 2, out[-4000:]
     assert out.count("Retry 1/2") == 1 and out.count("Retry 2/2") == 1, out[-4000:]
+
+
+def test_predict_deployment_labels_new_recordings_with_the_champion(stack, trained_run):
+    """`prefect deployment run predict/default`: a known subject's and a stranger's recordings,
+    one bad file; predictions in Parquet and a predict run in MLflow."""
+    import pandas as pd
+
+    new = stack["root"] / "new-recordings"
+    written = [write_demo_recording(new, 2, "rest", duration_s=20.0, seed=7),
+               write_demo_recording(new, 9, "exercise", duration_s=20.0, seed=7)]  # fmt: skip
+    (new / "broken.acq").write_bytes(b"not an AcqKnowledge file")
+    time.sleep(1.5)  # past settle_s
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "prefect"), "deployment", "run", "predict/default",
+         "-p", f"recordings={new}", "--watch", "--watch-timeout", str(int(RUN_TIMEOUT_S))],
+        env=stack["env"], capture_output=True, text=True, timeout=RUN_TIMEOUT_S + 60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr + stack["serve_log"].read_text()[-4000:]
+    out = next((stack["root"] / "predictions" / "demo").glob("predictions-*.parquet"))
+    table = pd.read_parquet(out)
+    assert sorted(table["file"]) == sorted(p.name for p in written)
+    assert set(table["identity_best"]) <= {"S01", "S02", "S03"}
+    dep = call(f"{stack['api']}/deployments/name/predict/default")
+    run = flow_runs(stack["api"], dep["id"])[-1]
+    assert run["state_type"] == "COMPLETED"
+    logs = logs_of(stack["api"], run["id"])
+    assert "broken.acq" in logs
+    assert len(mlflow_runs_of(stack["mlflow"], run["id"])) == 1
+
+
+@pytest.mark.parametrize("runner", ["processes", "sequential"])
+def test_other_task_runners_from_the_flow_settings_ingest_the_same(stack, trained_run, runner):
+    """[flow] task_runner: the flow in a script of its own (a process pool re-imports the main
+    module), ingest only, into a store of its own."""
+    store = stack["root"] / f"store-{runner}"
+    config = stack["root"] / f"study-{runner}.toml"
+    text = stack["config"].read_text().replace(str(stack["root"] / "store"), str(store))
+    config.write_text(text + f'[flow]\ntask_runner = "{runner}"\n')
+    script = f"""
+from ecg_pipeline.config import load_config
+from flows.ingest_train import ingest_train_for
+
+if __name__ == "__main__":
+    cfg = load_config({str(config)!r})
+    summary = ingest_train_for(cfg)(config={str(config)!r}, train=False)
+    print("COUNTS", summary["counts"], flush=True)
+"""
+    (stack["root"] / f"run_{runner}.py").write_text(script)
+    done = subprocess.run([sys.executable, str(stack["root"] / f"run_{runner}.py")], cwd=REPO,
+                          env=dict(stack["env"], PYTHONPATH=str(REPO)), capture_output=True,
+                          text=True, timeout=240)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "COUNTS {'written': 11}" in done.stdout, done.stdout[-3000:]

@@ -1,8 +1,9 @@
 """MLflow tracking against a real server: a trained run is logged, read back over REST,
 registered with a champion alias that only a better score moves, and loaded without pickles.
 
-No mocks: a real ``mlflow server`` (SQLite store, proxied artifacts) on a free loopback port,
-a real 2-epoch training on a small synthetic cohort, and the server's REST API read with urllib.
+No mocks: a real ``mlflow server`` (SQLite store, proxied artifacts) on a free loopback port
+(the ``mlflow_server`` fixture in conftest.py), a real 2-epoch training on a small synthetic
+cohort, and the server's REST API read with urllib.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ import torch
 
 from helpers import small_demo_study
 
-from ecg_pipeline.config import ServerSettings, StudyConfig
+from ecg_pipeline.config import StudyConfig
 from ecg_pipeline.io.store import WindowStore
-from ecg_pipeline.servers import free_port, start_mlflow, stop
 from ecg_pipeline.tracking.lineage import RECORDING_COLUMNS
 from ecg_pipeline.tracking.mlflow_log import (
     epoch_metrics,
@@ -38,7 +38,6 @@ from ecg_pipeline.training.run import train_and_evaluate
 pytestmark = pytest.mark.integration
 
 MODEL_NAME = "dt4ecg-demo"
-SERVER_START_S = 120.0  # 15-20 s on a new database when idle; much more on busy cores
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -52,18 +51,6 @@ def _get_text(base: str, endpoint: str, **query) -> str:
     url = f"{base}{endpoint}?{urllib.parse.urlencode(query)}"
     with urllib.request.urlopen(url, timeout=30) as response:
         return response.read().decode()
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    """A real MLflow server on a free loopback port, started and stopped by the project's code."""
-    root = tmp_path_factory.mktemp("mlflow")
-    settings = ServerSettings(mlflow_port=free_port(), state_dir=root / "state", mlflow_dir=root)
-    handle = start_mlflow(settings, timeout_s=SERVER_START_S)
-    try:
-        yield handle.url
-    finally:
-        stop(handle)
 
 
 # --- a trained run ---------------------------------------------------------------------------
@@ -113,6 +100,9 @@ def test_run_holds_params_final_metrics_and_lineage_tags(mlflow_server, trained,
         for key in ("accuracy", "f1_macro", "precision_weighted", "recording_accuracy"):
             assert metrics[f"{task}_test_{key}"] == pytest.approx(fold["metrics"][task][key])
     assert metrics["heldout_score"] == pytest.approx(logged.heldout_score)
+    threshold = fold["identity_threshold"]
+    assert metrics["identity_unknown_threshold"] == pytest.approx(threshold["value"])
+    assert 0.0 < threshold["value"] <= 1.0 and threshold["n_recordings"] == len(catalog)
     tags = {t["key"]: t["value"] for t in got["data"]["tags"]}
     assert tags["prefect_flow_run_id"] == "flow-run-123"
     assert len(tags["git_commit"]) == 40 or tags["git_commit"] == "unknown"
@@ -182,10 +172,15 @@ def test_champion_moves_only_to_a_better_version(mlflow_server, trained, logged)
 def test_champion_loads_without_pickle_and_predicts_like_the_trained_model(
     mlflow_server, trained, logged, monkeypatch
 ):
-    _, run, data, *_ = trained
+    config, run, data, *_ = trained
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     loaded = load_champion(mlflow_server, MODEL_NAME)
     assert os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"
+    # What prediction needs travels with the model.
+    assert loaded.identity_threshold == run.folds[0]["identity_threshold"]["value"]
+    assert loaded.identity_threshold_info == run.folds[0]["identity_threshold"]
+    assert loaded.ingest_hash == config.ingest_hash()
+    assert (loaded.normalisation, loaded.n_samples, loaded.fs_hz) == ("window", 300, 100.0)
     # model.json stores heads sorted by name, so a rebuilt model's outputs come in that order;
     # compare by name, as the metadata names them.
     assert sorted(loaded.head_names) == ["activity", "identity"]

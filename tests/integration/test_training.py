@@ -64,6 +64,18 @@ def test_checkpoint_loads_without_pickle_and_predicts_the_same(small_store):
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     model, spec = load_checkpoint(folder)
     assert spec["heads"] == {"identity": 4, "activity": 3}
+    # The "unknown" threshold, calibrated on the validation blocks of the 12 recordings.
+    threshold = spec["identity_threshold"]
+    assert threshold["method"] == "recording_quantile" and threshold["n_recordings"] == 12
+    assert threshold["n_windows"] == run.folds[0]["sizes"]["val"]
+    assert threshold["known_reject_rate"] == 0.05 and 0.0 < threshold["value"] <= 1.0
+    saved = json.loads((run.run_dir / "results.json").read_text())
+    assert saved["folds"][0]["identity_threshold"] == threshold
+    assert spec["ingest_hash"] == small_store.ingest_hash() and spec["fs_hz"] == 100.0
+    # A checkpoint from before thresholds existed still loads.
+    old = {k: v for k, v in spec.items() if k not in ("identity_threshold", "ingest_hash", "fs_hz")}
+    (folder / "model.json").write_text(json.dumps(old))
+    load_checkpoint(folder)
     x, _ = WindowStore(small_store.store.root, "demo").read_windows()
     xt = torch.as_tensor(x[:32, None, :])
     again, _ = load_checkpoint(folder)

@@ -1,0 +1,14 @@
+"""Labelling new recordings with the registered ``champion`` model.
+
+* :mod:`~ecg_pipeline.predict.aggregate`: window probabilities to one answer per recording
+  (pure numpy).
+* :mod:`~ecg_pipeline.predict.calibration`: the identity confidence threshold below which a
+  recording is "unknown", calibrated on the validation part at training time (pure numpy).
+* :mod:`~ecg_pipeline.predict.predict`: files to windows (the ingest chain, no labels needed),
+  windows to predictions, one row per recording.
+* :mod:`~ecg_pipeline.predict.output`: the predictions Parquet and the rejections table,
+  written atomically.
+
+Logging a prediction batch to MLflow lives in :mod:`ecg_pipeline.tracking.predict_log` (only
+``tracking/`` imports mlflow). Importing this package imports nothing heavy.
+"""

@@ -1,0 +1,137 @@
+"""Writing a prediction batch: a Parquet of predictions and a CSV of refused files.
+
+Both go to ``[predict] out_dir / <dataset> /`` under one UTC time stamp
+(``predictions-20261103T101502Z.parquet`` and ``rejections-20261103T101502Z.csv``), each
+written to a dot-named temp file and renamed, so a reader never sees half a file and an
+earlier batch is never overwritten. Files are named, never their folders: these tables are
+also logged to the tracking server, which more people read than the lab's data folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+
+import pandas as pd
+
+from ecg_pipeline.errors import IngestError, StillBeingWrittenError
+from ecg_pipeline.io.atomic import atomic_write_text
+
+__all__ = ["PredictionFiles", "prediction_table", "rejections_of", "write_predictions"]
+
+_TYPES = {
+    "file": "string", "sha256": "string", "duration_s": "float64", "n_windows": "int64",
+    "identity": "string", "identity_best": "string", "identity_confidence": "float64",
+    "identity_threshold": "float64", "activity": "string", "activity_confidence": "float64",
+    "model_name": "string", "model_version": "string", "ingest_hash": "string",
+    "notes": "string",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PredictionFiles:
+    """Where one batch was written."""
+
+    predictions: Path
+    rejections: Path
+
+
+def prediction_table(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The predictions with fixed column types, so that every batch's Parquet reads alike."""
+    out = predictions.astype({c: t for c, t in _TYPES.items() if c in predictions.columns})
+    out["predicted_at"] = pd.to_datetime(out["predicted_at"], utc=True)
+    return out.reset_index(drop=True)
+
+
+def _arrow(table: pd.DataFrame):
+    """The Arrow table with a fixed schema (an empty batch reads like a full one)."""
+    import pyarrow as pa
+
+    kinds = {"string": pa.string(), "float64": pa.float64(), "int64": pa.int64()}
+    fields, arrays = [], []
+    for column in table.columns:
+        if column == "predicted_at":
+            # Naive UTC values typed as UTC (pyarrow's own conversion of a tz-aware column goes
+            # through a pandas accessor that pandas 3.1 deprecates).
+            kind = pa.timestamp("us", tz="UTC")
+            values = table[column].dt.tz_convert(None).to_numpy(dtype="datetime64[us]")
+        else:
+            kind, values = kinds[_TYPES[column]], table[column]
+        fields.append(pa.field(column, kind))
+        arrays.append(pa.array(values, type=kind, from_pandas=True))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _without_folders(text: str, path: str) -> str:
+    # OS errors quote the whole path; keep the name, drop the folders.
+    return text.replace(path, PurePath(path).name) if path else text
+
+
+def rejections_of(errors: list[IngestError]) -> pd.DataFrame:
+    """One row per refused file: ``file`` (name only), ``stage``, ``status``, ``error``, ``reason``.
+
+    Checked by the rejections contract, as ingest's table is.
+    """
+    from data_contracts.rejections import RejectionsTable
+
+    rows = [
+        {
+            "file": PurePath(e.path).name,
+            "stage": e.stage,
+            "status": "deferred" if isinstance(e, StillBeingWrittenError) else "rejected",
+            "error": type(e).__name__,
+            "reason": _without_folders(e.reason, e.path),
+        }
+        for e in errors
+    ]
+    table = pd.DataFrame(rows, columns=["file", "stage", "status", "error", "reason"])
+    return RejectionsTable.validate(table) if rows else table
+
+
+def write_predictions(
+    predictions: pd.DataFrame,
+    errors: list[IngestError],
+    out_dir: str | os.PathLike,
+    dataset: str,
+    *,
+    stamp: pd.Timestamp | None = None,
+) -> PredictionFiles:
+    """Write the batch's predictions (Parquet) and rejections (CSV), atomically.
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame
+        From :func:`ecg_pipeline.predict.predict.predict_recordings`; may be empty (the Parquet
+        then records that the batch ran and predicted nothing).
+    errors : list of IngestError
+        The files that gave no prediction.
+    out_dir : path-like
+        ``[predict] out_dir``; the files go to its ``<dataset>`` folder.
+    dataset : str
+        ``[dataset] name``.
+    stamp : pandas.Timestamp, optional
+        The batch's time (UTC) for the names; the rows' ``predicted_at`` by default.
+
+    Returns
+    -------
+    PredictionFiles
+    """
+    from ecg_pipeline.io.store import atomic_write_parquet
+
+    table = prediction_table(predictions)
+    if stamp is None:
+        stamp = table["predicted_at"].iloc[0] if len(table) else pd.Timestamp.now(tz="UTC")
+    folder = Path(out_dir) / dataset
+    base = pd.Timestamp(stamp).tz_convert("UTC").strftime("%Y%m%dT%H%M%SZ")
+    name, n = base, 1
+    # Two batches in the same second must not overwrite each other.
+    while (folder / f"predictions-{name}.parquet").exists():
+        n += 1
+        name = f"{base}-{n}"
+    files = PredictionFiles(
+        folder / f"predictions-{name}.parquet", folder / f"rejections-{name}.csv"
+    )
+    atomic_write_parquet(_arrow(table), files.predictions)
+    atomic_write_text(files.rejections, rejections_of(errors).to_csv(index=False))
+    return files

@@ -1,0 +1,295 @@
+"""New recordings to one prediction per recording, with the model from the registry.
+
+Each file goes through the ingest chain (:func:`ecg_pipeline.ingest.read_windows`: the same
+reader, channel choice, filters, resampling, windows and flat-window checks) without needing a
+subject or condition: new recordings may come from people the model never saw, under any file
+name. Windows are scaled as the model's training windows were (its ``normalisation``), every
+window is scored, and each task's answer is the argmax of the mean softmax over the recording's
+windows (:mod:`.aggregate`); identity is "unknown" below the model's calibrated threshold
+(:mod:`.calibration`).
+
+A file that cannot be read, has no ECG channel or holds less than one window becomes an error
+naming it, and the batch goes on. Source files are only ever opened for reading.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ecg_pipeline.config import StudyConfig
+from ecg_pipeline.errors import IngestError, ModelMismatchError, UnreadableFileError
+from ecg_pipeline.predict.aggregate import decide, softmax
+
+__all__ = [
+    "PREDICTION_COLUMNS",
+    "RecordingWindows",
+    "check_model_fits",
+    "find_recordings",
+    "predict_recordings",
+    "read_recording_windows",
+    "window_logits",
+]
+
+# One row per recording, in this order (output.py writes them with these types).
+PREDICTION_COLUMNS = (
+    "file", "sha256", "duration_s", "n_windows",
+    "identity", "identity_best", "identity_confidence", "identity_threshold",
+    "activity", "activity_confidence",
+    "model_name", "model_version", "ingest_hash", "predicted_at", "notes",
+)  # fmt: skip
+NO_THRESHOLD_NOTE = (
+    "the model has no calibrated identity threshold (logged before thresholds existed): "
+    "every recording is called a known subject"
+)
+_BATCH = 256  # windows per forward pass: a few MB, whatever the recording's length
+
+
+@dataclass
+class RecordingWindows:
+    """One new recording, ready for the model.
+
+    Attributes
+    ----------
+    path : str
+        The source file.
+    sha256 : str
+        Of its bytes (all of its files for a WFDB record): ties a prediction to exact data.
+    x : np.ndarray
+        (n_windows, 1, window_samples) float32, normalised as the model expects.
+    duration_s : float
+        Signal in the file.
+    warnings : list of str
+        From preprocessing (flat windows dropped, a notch skipped).
+    """
+
+    path: str
+    sha256: str
+    x: np.ndarray
+    duration_s: float
+    warnings: list[str] = field(default_factory=list)
+
+
+def _describe(model) -> str:
+    name = getattr(model, "registered_name", "?")
+    return f"{name!r} version {getattr(model, 'registered_version', '?')}"
+
+
+def check_model_fits(model, config: StudyConfig, config_source: str | None = None) -> list[str]:
+    """Refuse a configuration that would preprocess recordings unlike the model's training.
+
+    Parameters
+    ----------
+    model
+        What :func:`ecg_pipeline.tracking.registry.load_champion` returns (``ingest_hash``,
+        ``n_samples``, ``registered_name``, ``registered_version`` attributes).
+    config : StudyConfig
+        The configuration that will read the new recordings.
+    config_source : str, optional
+        Where ``config`` came from (a file), for the message.
+
+    Returns
+    -------
+    list of str
+        Notes for the batch (an unknown hash that could not be checked).
+
+    Raises
+    ------
+    ModelMismatchError
+        The ``[ingest]`` hashes or the window lengths differ.
+    """
+    where = f"{config_source} " if config_source else ""
+    where += f"(dataset {config.dataset.name!r}, [ingest] hash {config.ingest_hash()})"
+    notes = []
+    model_hash = getattr(model, "ingest_hash", None)
+    if model_hash is None:
+        notes.append("the model records no [ingest] hash: its preprocessing was not checked")
+    elif model_hash != config.ingest_hash():
+        raise ModelMismatchError(
+            _describe(model), where,
+            f"it was trained on windows made with [ingest] hash {model_hash}; predict with the "
+            "configuration it was trained with, or train a model on this one",
+        )  # fmt: skip
+    n_model, n_config = getattr(model, "n_samples", None), config.ingest.windows.window_samples
+    if n_model is not None and int(n_model) != n_config:
+        raise ModelMismatchError(
+            _describe(model), where,
+            f"it takes windows of {n_model} samples; the configuration cuts {n_config}",
+        )  # fmt: skip
+    return notes
+
+
+def find_recordings(
+    paths: Sequence[str | os.PathLike], config: StudyConfig
+) -> tuple[list[Path], list[IngestError]]:
+    """The recordings named by ``paths``: files as given, folders searched like ingest's.
+
+    Folders are searched by :func:`ecg_pipeline.cohort.labels.discover` (the dataset's file
+    suffixes, dot-named temp files skipped, files still being copied deferred); a file named
+    explicitly is taken whatever its name. A recording named twice is predicted once.
+
+    Returns
+    -------
+    files : list of Path
+        Absolute paths, in the order given (each folder's files sorted).
+    errors : list of IngestError
+        Paths that do not exist, and deferred files.
+    """
+    from ecg_pipeline.cohort.labels import discover
+
+    files: dict[Path, None] = {}
+    errors: list[IngestError] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            ready, deferred = discover(p, config)
+            files.update(dict.fromkeys(Path(f).resolve() for f in ready))
+            errors += deferred
+        elif p.is_file():
+            files[p.resolve()] = None
+        else:
+            errors.append(UnreadableFileError(p, "no such file or folder"))
+    return list(files), errors
+
+
+def read_recording_windows(
+    path: str | os.PathLike, config: StudyConfig, normalisation: str
+) -> RecordingWindows:
+    """Hash a file, read its ECG and cut and scale its windows, as ingest and training did.
+
+    Raises
+    ------
+    IngestError
+        A subclass naming the file and the reason (unreadable, not an AcqKnowledge file, no or
+        ambiguous ECG channel, shorter than one window, flat lead).
+    """
+    from ecg_pipeline.ingest import read_windows
+    from ecg_pipeline.io.readers import recording_files, sha256_files
+    from ecg_pipeline.signal.windows import normalise_windows
+
+    try:
+        sha = sha256_files(recording_files(path, config.dataset.format))
+    except OSError as exc:
+        raise UnreadableFileError(path, f"cannot read file: {exc}") from exc
+    raw, windows = read_windows(path, config)
+    # float32 first, as the store keeps windows: scaling then sees the values training saw.
+    samples = np.ascontiguousarray(windows.samples, dtype=np.float32)
+    x = normalise_windows(samples, normalisation)[:, None, :]
+    return RecordingWindows(str(path), sha, x, float(raw.duration_s), list(windows.warnings))
+
+
+def window_logits(model, x: np.ndarray, batch_size: int = _BATCH) -> dict[str, np.ndarray]:
+    """Every window's logits per task, named by the model's ``head_names``.
+
+    Parameters
+    ----------
+    model : callable
+        ``model(x)`` on a (B, 1, T) float32 tensor returns one (B, n_classes) tensor per head,
+        in ``model.head_names`` order (a loaded champion), or a ``{task: logits}`` dict (a
+        project checkpoint).
+    x : np.ndarray
+        (n_windows, 1, T) float32.
+
+    Returns
+    -------
+    dict of str to np.ndarray
+        (n_windows, n_classes) float32 per task.
+    """
+    import torch
+
+    parts: dict[str, list[np.ndarray]] = {}
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            out = model(torch.as_tensor(np.ascontiguousarray(x[start : start + batch_size])))
+            if not isinstance(out, dict):
+                out = dict(zip(model.head_names, out, strict=True))
+            for task, logits in out.items():
+                parts.setdefault(task, []).append(logits.float().cpu().numpy())
+    return {task: np.concatenate(p) for task, p in parts.items()}
+
+
+def _predict_one(rec: RecordingWindows, model, threshold: float | None) -> dict:
+    logits = window_logits(model, rec.x)
+    row: dict = {"file": Path(rec.path).name, "sha256": rec.sha256,
+                 "duration_s": rec.duration_s, "n_windows": len(rec.x)}  # fmt: skip
+    for task in ("identity", "activity"):
+        if task not in logits:
+            continue
+        means = softmax(logits[task]).mean(axis=0, keepdims=True)
+        labels, best, confidence = decide(
+            means, model.classes[task], threshold if task == "identity" else None
+        )
+        row[task], row[f"{task}_confidence"] = labels[0], float(confidence[0])
+        if task == "identity":
+            row["identity_best"] = best[0]
+    return row
+
+
+def predict_recordings(
+    paths: Sequence[str | os.PathLike],
+    config: StudyConfig,
+    model,
+    *,
+    config_source: str | None = None,
+    now: pd.Timestamp | None = None,
+) -> tuple[pd.DataFrame, list[IngestError]]:
+    """Label new recordings: identity (or "unknown") and activity, each with a confidence.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        Recordings, or folders of them (see :func:`find_recordings`); never modified.
+    config : StudyConfig
+        Says how to read the files; its ``[ingest]`` hash must be the model's.
+    model
+        A loaded champion (:func:`ecg_pipeline.tracking.registry.load_champion`): callable,
+        with ``head_names``, ``classes``, ``identity_threshold``, ``normalisation``,
+        ``ingest_hash``, ``n_samples``, ``registered_name`` and ``registered_version``.
+    config_source : str, optional
+        The configuration's file, named in a mismatch error.
+    now : pandas.Timestamp, optional
+        The ``predicted_at`` of every row (UTC); the current time by default.
+
+    Returns
+    -------
+    predictions : pandas.DataFrame
+        One row per recording predicted, columns :data:`PREDICTION_COLUMNS`. ``file`` is the
+        file's name only (folders can name a person); ``identity_best`` is the most probable
+        subject whatever the threshold; ``identity_threshold`` is NaN for a model without one.
+        Tasks the model lacks are left empty.
+    errors : list of IngestError
+        One per path or file that gave no prediction, naming it and why.
+
+    Raises
+    ------
+    ModelMismatchError
+        Before reading any file, when the configuration does not fit the model.
+    """
+    notes = check_model_fits(model, config, config_source)
+    threshold = getattr(model, "identity_threshold", None)
+    if threshold is None and "identity" in getattr(model, "classes", {}):
+        notes.append(NO_THRESHOLD_NOTE)
+    normalisation = getattr(model, "normalisation", None) or config.store.normalisation
+    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+    files, errors = find_recordings(paths, config)
+    rows = []
+    for path in files:
+        try:
+            rec = read_recording_windows(path, config, normalisation)
+        except IngestError as exc:
+            errors.append(exc)
+            continue
+        row = _predict_one(rec, model, threshold)
+        row["notes"] = "; ".join([*rec.warnings, *notes])
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
+    table["identity_threshold"] = np.nan if threshold is None else float(threshold)
+    table["model_name"] = getattr(model, "registered_name", None)
+    table["model_version"] = getattr(model, "registered_version", None)
+    table["ingest_hash"] = config.ingest_hash()
+    table["predicted_at"] = now
+    return table, errors

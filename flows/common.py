@@ -1,0 +1,44 @@
+"""What the flows share: when to retry a task, and the tags that tie an MLflow run to its flow run."""
+
+from __future__ import annotations
+
+# Names of exceptions (requests, urllib3, http.client) that mean "the server was not reachable".
+_CONNECTION_ERRORS = {
+    "ConnectionError", "ConnectTimeout", "ReadTimeout", "Timeout", "MaxRetryError",
+    "NewConnectionError", "ProtocolError", "RemoteDisconnected",
+}  # fmt: skip
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it was raised from, says a server could not be reached.
+
+    MLflow wraps a refused connection in an ``MlflowException`` raised inside the ``except``
+    block, so the original error is on ``__context__``.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return True
+        if type(exc).__name__ in _CONNECTION_ERRORS:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def retry_on_connection_error(task, task_run, state) -> bool:
+    """A task's ``retry_condition_fn``: retry only when a server could not be reached."""
+    # A refused or timed-out connection may heal within seconds (a server restarting); a bad
+    # request or a missing checkpoint will not, so those fail at once.
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, BaseException) and is_connection_error(exc)
+
+
+def flow_run_tags() -> dict[str, str]:
+    """The Prefect flow run's id and UI address, for the MLflow run's lineage tags."""
+    from prefect.runtime import flow_run
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    run_id = str(flow_run.id)
+    ui = PREFECT_UI_URL.value() or (PREFECT_API_URL.value() or "").removesuffix("/api")
+    return {"prefect_flow_run_id": run_id, "prefect_flow_run_url": f"{ui}/runs/flow-run/{run_id}"}
