@@ -23,6 +23,7 @@ from ecg_pipeline.servers import (
     free_port,
     start_mlflow,
     start_prefect,
+    start_watcher,
     stop,
     stop_servers,
 )
@@ -148,6 +149,27 @@ def test_non_loopback_host_is_refused(tmp_path, host):
         with pytest.raises(ValueError, match="every network interface"):
             start_prefect(settings, allow_remote=True)
     assert not list(tmp_path.iterdir())
+
+
+def test_watcher_starts_once_refuses_another_config_and_stops_first(servers, tmp_path):
+    """The background watcher (make watch): ready once it watches, reused by a second start,
+    refused for another configuration while it runs, stopped before the servers."""
+    settings, h = servers
+    config = tmp_path / "study.toml"
+    config.write_text(f'[demo]\ninbox = "{tmp_path / "inbox"}"\n[servers]\n'
+                      f"prefect_port = {settings.prefect_port}\n")  # fmt: skip
+    (tmp_path / "inbox").mkdir()
+    watcher = start_watcher(config, settings)
+    assert watcher.started and "watching" in watcher.log_path.read_text()
+    record = json.loads(watcher.pid_path.read_text())
+    assert record["config"] == str(config.resolve()) and record["prefect_api"] == settings.prefect_api
+    again = start_watcher(config, settings)
+    assert (again.started, again.pid) == (False, watcher.pid)
+    other = tmp_path / "other.toml"
+    other.write_text(config.read_text())
+    with pytest.raises(ServerError, match=f"inbox watcher.*pid {watcher.pid}.*Stop it first"):
+        start_watcher(other, settings)
+    assert stop(watcher) is True and _gone(watcher.pid)
 
 
 def test_stop_and_stop_servers_end_the_process_groups(servers):
