@@ -39,7 +39,8 @@ watch: install
 	$(VENV)/bin/ecg-pipeline servers start --watch --config $(CONFIG)
 
 stop:
-	$(VENV)/bin/ecg-pipeline servers stop --config $(CONFIG)
+	@if [ -x $(VENV)/bin/ecg-pipeline ]; then $(VENV)/bin/ecg-pipeline servers stop --config $(CONFIG); \
+	else echo "no $(VENV): nothing the project started can be running from it"; fi
 
 test: install
 	$(PY) -m pytest -q
@@ -59,5 +60,6 @@ constraints:
 	  .venv-constraints/bin/pip freeze --exclude-editable | sed 's/+cpu$$//'; } > constraints.txt
 	rm -rf .venv-constraints
 
-clean:
+# Stops what the project started first: without the venv, `make stop` could not run.
+clean: stop
 	rm -rf $(VENV) data/windows data/inbox .pytest_cache

@@ -237,14 +237,13 @@ def _servers(args) -> int:
         stopped = servers.stop_servers(settings.state_dir)
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
         return 0
-    starts = [servers.start_prefect, servers.start_mlflow]
-    if args.serve or args.watch:
-        starts.append(lambda s: servers.start_deployment_server(args.config, s))
-    if args.watch:
-        starts.append(lambda s: servers.start_watcher(args.config, s))
     try:
-        for start in starts:
-            handle = start(settings)
+        handles = servers.start_embedded(settings)
+        if args.serve or args.watch:
+            handles.append(servers.start_deployment_server(args.config, settings))
+        if args.watch:
+            handles.append(servers.start_watcher(args.config, settings))
+        for handle in handles:
             state = "started" if handle.started else "already running"
             print(f"{handle.name} {state}: {handle.ui_url} (pid {handle.pid}, log {handle.log_path})")
     except servers.ServerError as exc:

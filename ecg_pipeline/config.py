@@ -219,8 +219,9 @@ class WatchSettings(_Strict):
 
     folder: Path | None = None  # None: [demo] inbox
     # Quiet time after the last arrival before one event covers the whole burst (a lab copying
-    # 45 files starts one run, not 45).
-    debounce_s: float = Field(2.0, gt=0)
+    # 45 files starts one run, not 45). Equal to [discovery] settle_s by default: a file quiet
+    # that long has settled too, so the two waits are one.
+    debounce_s: float = Field(5.0, gt=0)
     # Network shares (SMB, NFS) deliver no inotify events: poll them instead.
     force_polling: bool = False
     poll_delay_ms: int = Field(300, ge=10)
@@ -238,6 +239,9 @@ class FlowSettings(_Strict):
     # Logging to MLflow is retried only when the server could not be reached.
     log_retries: int = Field(2, ge=0)
     log_retry_delay_s: float = Field(5.0, ge=0)
+    # How often the served deployments ask the API for runs to start. Prefect's default, 10 s,
+    # is most of the delay between a file's arrival and its run; a poll is one small request.
+    runner_poll_s: int = Field(1, ge=1)
 
 
 class PredictSettings(_Strict):

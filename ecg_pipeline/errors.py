@@ -19,6 +19,11 @@ class IngestError(Exception):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}" if self.path else reason)
 
+    def __reduce__(self):
+        # Rebuilt from (path, reason), not from the formatted message: results cross process
+        # boundaries (a process-pool task runner) and must come back as the same error.
+        return (type(self), (self.path or None, self.reason))
+
 
 class NotAcqFileError(IngestError):
     """The bytes are not an AcqKnowledge file (empty, random, text, unknown layout)."""

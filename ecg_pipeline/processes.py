@@ -63,7 +63,8 @@ def spawn_recorded(
             start_new_session=True,  # its own process group: stopped as one, spared Ctrl-C
         )
     _CHILDREN[proc.pid] = proc
-    payload = {"pid": proc.pid, "started_at": utc_now(), "command": command, **record}
+    payload = {"pid": proc.pid, "started_at": utc_now(), "command": command,
+               "log_offset": offset, **record}  # fmt: skip
     atomic_write_text(pid_path, json.dumps(payload, indent=2, default=str) + "\n")
     return proc.pid, offset
 

@@ -87,6 +87,45 @@ class ServerHandle:
         return self.log_path.with_suffix(".pid")
 
 
+def use_prefect_api(settings: ServerSettings) -> None:
+    """Point this process's Prefect client at the configured API, before prefect is imported.
+
+    The configuration wins over an exported ``PREFECT_API_URL``: the deployment server, the
+    watcher and ``make run`` must all talk to the one server the study names.
+    """
+    os.environ["PREFECT_API_URL"] = settings.prefect_api
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Flow results (the JSON summaries) stay with the project's state, not in ~/.prefect.
+    results = Path(settings.state_dir).resolve() / "prefect-results"
+    os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(results)
+    # Models are only ever loaded without pickles in the project's processes.
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
+
+
+def start_embedded(settings: ServerSettings) -> list[ServerHandle]:
+    """Start (or reuse) the embedded servers the configuration does not replace.
+
+    A configured ``prefect_api_url`` or ``tracking_uri`` names a lab's own server: nothing is
+    started for it, and it must answer its health check.
+
+    Raises
+    ------
+    ServerError
+        As :func:`start_prefect` and :func:`start_mlflow`, or a configured server that does not
+        answer.
+    """
+    handles = []
+    for external, health, start in (
+        (settings.prefect_api_url, f"{settings.prefect_api.rstrip('/')}/health", start_prefect),
+        (settings.tracking_uri, f"{settings.mlflow_uri.rstrip('/')}/health", start_mlflow),
+    ):
+        if external is None:
+            handles.append(start(settings))
+        elif not _healthy(health):
+            raise ServerError(f"the configured server {external} does not answer at {health}")
+    return handles
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port that is free on ``host`` right now (the OS picks it; another may take it later)."""
     with socket.socket(_family(host), socket.SOCK_STREAM) as s:
@@ -412,8 +451,10 @@ def _start(
                     f"{found}, not {identity}. Stop it first (`ecg-pipeline servers stop`, or "
                     f"ecg_pipeline.servers.stop_servers({str(state_dir)!r})){mismatch_hint}."
                 )
-            # Ours and the same: it may still be starting (another command started it).
-            wait(pid, 0)
+            # Ours and the same: it may still be starting (another command started it). Its own
+            # start's log lines only: an earlier start's ready line must not count.
+            offset = record.get("log_offset")
+            wait(pid, offset if isinstance(offset, int) else 0)
             return handle(pid, False)
         pid_path.unlink(missing_ok=True)  # absent, unreadable, or a dead / reused pid
 

@@ -1,7 +1,7 @@
 """Watch an inbox folder and emit one Prefect event per burst of settled recordings.
 
 The served ``ingest-train`` deployment (``flows/serve.py``) starts a run on each
-``ecg.recordings.arrived`` event whose resource is ``ecg.inbox.<folder name>``; the payload is
+``ecg.recordings.arrived`` event whose resource is ``ecg.inbox.<resolved folder>``; the payload is
 ``{"folder": ..., "files": [...]}``. A burst of files (a whole session copied in) gives one event
 once the folder has been quiet for ``debounce_s`` and every file has settled: its size unchanged
 and its modification time at least ``settle_s`` old, the rule ingest itself uses to defer files
@@ -24,6 +24,12 @@ from pathlib import Path
 
 EVENT = "ecg.recordings.arrived"
 RESOURCE_PREFIX = "ecg.inbox."
+
+
+def inbox_resource_id(folder: str | os.PathLike) -> str:
+    """The event resource of an inbox: its resolved path, so that a deployment served for one
+    study's inbox is never started by a watcher of another folder with the same name."""
+    return f"{RESOURCE_PREFIX}{Path(folder).resolve()}"
 
 
 def is_candidate(path: str | os.PathLike, folder: Path, suffixes: Sequence[str]) -> bool:
@@ -124,7 +130,7 @@ def emit_arrival(folder: Path, files: list[str]) -> None:
 
     emit_event(
         event=EVENT,
-        resource={"prefect.resource.id": f"{RESOURCE_PREFIX}{folder.name}",
+        resource={"prefect.resource.id": inbox_resource_id(folder),
                   "prefect.resource.name": folder.name},  # fmt: skip
         payload={"folder": str(folder), "files": files},
     )
@@ -214,11 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ecg_pipeline.config import load_config
+    from ecg_pipeline.servers import use_prefect_api
 
     config = load_config(args.config)
-    # Prefect reads its settings at import: point it at the configured API first.
-    os.environ.setdefault("PREFECT_API_URL", config.servers.prefect_api)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    use_prefect_api(config.servers)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -13,7 +13,6 @@ Run from the repository root: ``python -m flows.demo [--config F] [--epochs N] [
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -32,23 +31,20 @@ def main(argv: list[str] | None = None) -> int:
     from ecg_pipeline.cohort.demo import write_demo_cohort
     from ecg_pipeline.config import load_config
     from ecg_pipeline.servers import (
-        ServerError, start_deployment_server, start_mlflow, start_prefect,
+        ServerError, start_deployment_server, start_embedded, use_prefect_api,
     )  # fmt: skip
 
     config = load_config(args.config)
     try:
-        prefect = start_prefect(config.servers)
-        mlflow = start_mlflow(config.servers)
+        handles = start_embedded(config.servers)
         serving = start_deployment_server(args.config, config.servers)
     except ServerError as exc:
         print(f"error: {exc}")
         return 2
-    for handle in (prefect, mlflow, serving):
+    for handle in (*handles, serving):
         state = "started" if handle.started else "already running"
         print(f"{handle.name} {state}: {handle.ui_url} (log {handle.log_path})", flush=True)
-    # Prefect reads its settings when first imported: point it at the embedded API first.
-    os.environ.setdefault("PREFECT_API_URL", config.servers.prefect_api)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    use_prefect_api(config.servers)  # before prefect is imported: it reads settings once
 
     inbox = config.demo.inbox
     inbox.mkdir(parents=True, exist_ok=True)
@@ -64,17 +60,16 @@ def main(argv: list[str] | None = None) -> int:
         # these arrived whole by rename, so waiting that long once is all it costs.
         time.sleep(config.discovery.settle_s + 0.5)
 
-    from prefect.deployments import run_deployment
-
     parameters = {"recordings": str(inbox.resolve()), "epochs": args.epochs, "force": args.force}
     print(f"running ingest-train/default with {parameters} ...", flush=True)
-    flow_run = run_deployment("ingest-train/default", parameters=parameters, timeout=None)
-    print(f"Prefect flow run: {prefect.ui_url}/runs/flow-run/{flow_run.id} ({flow_run.state.name})")
+    flow_run = _run_and_wait(parameters, serving)
+    prefect_ui = config.servers.prefect_api.rstrip("/").removesuffix("/api")
+    print(f"Prefect flow run: {prefect_ui}/runs/flow-run/{flow_run.id} ({flow_run.state.name})")
     if not flow_run.state.is_completed():
         print(f"error: the run ended {flow_run.state.name}: {flow_run.state.message}; "
               f"see the link above and {serving.log_path}")  # fmt: skip
         return 1
-    summary = flow_run.state.result()  # the flow's JSON summary, read back from its result
+    summary = _json_result(flow_run.state)
     print(f"\nfiles: {summary['counts']}")
     if summary.get("rejected"):
         print(f"refused: {summary['rejected']}")
@@ -88,6 +83,32 @@ def main(argv: list[str] | None = None) -> int:
     print("\nThe servers and the deployment keep running for the UIs and for "
           "`prefect deployment run ingest-train/default`; `make stop` stops them.")
     return 0
+
+
+def _run_and_wait(parameters: dict, serving, poll_s: float = 2.0):
+    """Start ingest-train/default and wait for its final state, as long as the server serves."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    from ecg_pipeline.processes import alive
+
+    flow_run = run_deployment("ingest-train/default", parameters=parameters, timeout=0)
+    with get_client(sync_client=True) as client:
+        while not flow_run.state.is_final():
+            if not alive(serving.pid):
+                raise SystemExit(f"error: the deployment server (pid {serving.pid}) stopped; "
+                                 f"see {serving.log_path}")  # fmt: skip
+            time.sleep(poll_s)
+            flow_run = client.read_flow_run(flow_run.id)
+    return flow_run
+
+
+def _json_result(state) -> dict:
+    """The flow's summary, read only if it was stored as JSON (never unpickled)."""
+    serializer = getattr(getattr(state.data, "serializer", None), "type", None)
+    if serializer != "json":
+        raise SystemExit(f"error: the run's result is stored as {serializer!r}, not JSON: not read")
+    return state.result()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Each task is one call into ``ecg_pipeline``; tasks hand each other paths, ids and small
 summaries, never arrays (a file's windows live only inside its own task, which writes them)::
 
-    discover (label, check labels) -> plan (hash, decide against the store)
+    discover (list settled files, label them) -> validate-labels (pandera contract)
+        -> plan (hash, decide against the store)
         -> ingest-file x N, in threads (read + check, preprocess, check the contracts, write)
         -> record-batch (rejections table, store catalog)
         -> train-evaluate (torch; test metrics) -> log-mlflow (retried on connection errors)
@@ -44,15 +45,23 @@ class Discovered:
 # cache key buys nothing. Task results are not persisted; only the flow's small JSON summary is.
 @task(name="discover", cache_policy=NO_CACHE, persist_result=False)
 def discover_files(folder: str, config, manifest: str | None) -> Discovered:
-    """List the settled recordings under ``folder``, label them and check the labels (pandera)."""
-    from ecg_pipeline.cohort.labels import discover, label_files, read_manifest, validate_labels
+    """List the settled recordings under ``folder`` and label them (manifest or file names)."""
+    from ecg_pipeline.cohort.labels import discover, label_files, read_manifest
 
     ready, deferred = discover(folder, config)
     manifest_path = Path(manifest) if manifest else Path(folder) / config.discovery.manifest_name
     table = read_manifest(manifest_path) if manifest or manifest_path.exists() else None
     labels, label_errors = label_files(ready, config, table)
-    labels, invalid = validate_labels(labels, config)
-    return Discovered(labels, [*deferred, *label_errors, *invalid])
+    return Discovered(labels, [*deferred, *label_errors])
+
+
+@task(name="validate-labels", cache_policy=NO_CACHE, persist_result=False)
+def validate_labels(found: Discovered, config) -> Discovered:
+    """Check subject and condition labels against the study (the pandera manifest contract)."""
+    from ecg_pipeline.cohort.labels import validate_labels as check
+
+    labels, invalid = check(found.labels, config)
+    return Discovered(labels, [*found.errors, *invalid])
 
 
 @task(name="plan", cache_policy=NO_CACHE, persist_result=False)
@@ -210,7 +219,7 @@ def ingest_train(
     folder = str(Path(recordings or cfg.demo.inbox).resolve())
     store_root = str(Path(cfg.store.root).resolve())
 
-    found = discover_files(folder, cfg, manifest)
+    found = validate_labels(discover_files(folder, cfg, manifest), cfg)
     plan = plan_files(found.labels, cfg, store_root)
     futures = [ingest_file.submit(p, cfg, store_root) for p in plan.to_process]
     refused = [

@@ -36,7 +36,9 @@ def find_files(recordings: list[str], config) -> tuple[list[str], list]:
     return [str(f) for f in files], errors
 
 
-@task(name="predict-recordings", cache_policy=NO_CACHE)
+# Loading the champion needs the tracking server: retried when it could not be reached.
+@task(name="predict-recordings", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=retry_on_connection_error, cache_policy=NO_CACHE)  # fmt: skip
 def predict_files(files: list[str], config, config_path: str, model_version: str | None):
     """Load the registered model and label each file; returns the predictions and the refusals.
 

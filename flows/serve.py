@@ -21,8 +21,6 @@ import os
 from pathlib import Path
 
 DEPLOYMENT = "default"
-EVENT = "ecg.recordings.arrived"
-RESOURCE_PREFIX = "ecg.inbox."
 
 
 def serve(config_path: str | os.PathLike) -> None:
@@ -33,16 +31,18 @@ def serve(config_path: str | os.PathLike) -> None:
     Parameters
     ----------
     config_path : path-like
-        The study configuration; every run gets it as its ``config`` parameter, and its
-        ``[servers]`` table names the Prefect API when ``PREFECT_API_URL`` is not set.
+        The study configuration; every run gets it as its ``config`` parameter, its
+        ``[servers]`` table names the Prefect API, and its inbox is the one whose events
+        start ``ingest-train``.
     """
     from ecg_pipeline.config import load_config
+    from ecg_pipeline.servers import use_prefect_api
+    from ecg_pipeline.watch import EVENT, inbox_resource_id
 
     config_path = str(Path(config_path).resolve())
     config = load_config(config_path)
-    # Prefect reads its settings when first imported: point it at the API before that.
-    os.environ.setdefault("PREFECT_API_URL", config.servers.prefect_api)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    use_prefect_api(config.servers)  # before prefect is imported: it reads settings once
+    os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", str(config.flow.runner_poll_s))
 
     from prefect import serve as serve_deployments
     from prefect.events import DeploymentEventTrigger
@@ -52,7 +52,8 @@ def serve(config_path: str | os.PathLike) -> None:
 
     trigger = DeploymentEventTrigger(
         expect={EVENT},
-        match={"prefect.resource.id": f"{RESOURCE_PREFIX}*"},
+        # Only this study's inbox: another watcher's events never start this deployment.
+        match={"prefect.resource.id": inbox_resource_id(config.watch.folder or config.demo.inbox)},
         parameters={"recordings": "{{ event.payload.folder }}", "config": config_path},
     )
     serve_deployments(

@@ -108,10 +108,16 @@ def shareable_rejections(path: str | Path) -> pd.DataFrame:
     """The ingest's rejections CSV without personal columns and with file names only.
 
     The ``file`` column keeps the base name (enough to find the file in the inbox) and drops
-    the folders, which can hold a person's name.
+    the folders, which can hold a person's name; so does any mention of them in ``reason``.
     """
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     table = table.drop(columns=[c for c in table.columns if c.lower() in _PERSONAL_COLUMNS])
+    if "reason" in table.columns and "file" in table.columns:
+        # A reason may quote the file's whole path (an OS error message): keep its name only.
+        table["reason"] = [
+            reason.replace(f"{PurePath(f).parent}/", "") if f and PurePath(f).parent.name else reason
+            for f, reason in zip(table["file"], table["reason"], strict=True)
+        ]
     for column in ("file", "source_path", "path"):
         if column in table.columns:
             table[column] = [PurePath(p).name if p else p for p in table[column]]

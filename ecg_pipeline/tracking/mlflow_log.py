@@ -301,6 +301,21 @@ def _experiment_id(client, name: str) -> str:
         return found.experiment_id
 
 
+def _discard_unfinished_attempts(client, exp_id: str, flow_run_id: str | None) -> None:
+    """Delete the runs an earlier, failed attempt of the same flow run's logging left behind.
+
+    A retried ``log-mlflow`` task must leave one run per flow run, not a FAILED one beside it.
+    """
+    if not flow_run_id:
+        return
+    runs = client.search_runs(
+        [exp_id], filter_string=f"tags.prefect_flow_run_id = '{flow_run_id}'", max_results=50
+    )
+    for run in runs:
+        if run.info.status in ("FAILED", "RUNNING", "SCHEDULED", "KILLED"):
+            client.delete_run(run.info.run_id)
+
+
 def _log_numbers(client, run_id: str, params: dict, metrics: list[tuple[str, float, int]]) -> None:
     from mlflow.entities import Metric, Param
 
@@ -405,6 +420,7 @@ def log_training_run(
     with using_tracking_uri(tracking_uri), tempfile.TemporaryDirectory() as tmp:
         client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         exp_id = _experiment_id(client, experiment or config.dataset.name)
+        _discard_unfinished_attempts(client, exp_id, all_tags.get("prefect_flow_run_id"))
         name = run_name or Path(run_result.run_dir).name
         # The fluent run is needed by mlflow.pytorch.log_model; leaving the block ends it as
         # FINISHED, or FAILED when anything inside raised.

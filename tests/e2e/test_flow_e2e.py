@@ -208,7 +208,7 @@ def test_predict_deployment_labels_new_recordings_with_the_champion(stack, train
 @pytest.mark.parametrize("runner", ["processes", "sequential"])
 def test_other_task_runners_from_the_flow_settings_ingest_the_same(stack, trained_run, runner):
     """[flow] task_runner: the flow in a script of its own (a process pool re-imports the main
-    module), ingest only, into a store of its own."""
+    module), ingest only, into a store of its own; a bad file's error crosses back as a refusal."""
     store = stack["root"] / f"store-{runner}"
     config = stack["root"] / f"study-{runner}.toml"
     text = stack["config"].read_text().replace(str(stack["root"] / "store"), str(store))
@@ -222,9 +222,13 @@ if __name__ == "__main__":
     summary = ingest_train_for(cfg)(config={str(config)!r}, train=False)
     print("COUNTS", summary["counts"], flush=True)
 """
+    broken = stack["root"] / "inbox" / "S05_rest.acq"  # a bad file must come back as a refusal
+    if not broken.exists():
+        broken.write_bytes(b"not an AcqKnowledge file")
+        time.sleep(1.5)  # past settle_s
     (stack["root"] / f"run_{runner}.py").write_text(script)
     done = subprocess.run([sys.executable, str(stack["root"] / f"run_{runner}.py")], cwd=REPO,
                           env=dict(stack["env"], PYTHONPATH=str(REPO)), capture_output=True,
                           text=True, timeout=240)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "COUNTS {'written': 11}" in done.stdout, done.stdout[-3000:]
+    assert "COUNTS {'written': 11, 'rejected': 1}" in done.stdout, done.stdout[-3000:]

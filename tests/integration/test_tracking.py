@@ -64,7 +64,8 @@ def trained(tmp_path_factory):
     rejections = root / "rejections.csv"
     rejections.write_text(
         "file,stage,status,error,reason\n"
-        "/home/jane.doe/inbox/S09_rest.acq,read,rejected,AcqReadError,truncated\n"
+        "/home/jane.doe/inbox/S09_rest.acq,read,rejected,AcqReadError,"
+        "cannot read file: [Errno 5] Input/output error: '/home/jane.doe/inbox/S09_rest.acq'\n"
     )
     return config, run, data, store.catalog(), rejections
 
