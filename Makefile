@@ -23,7 +23,7 @@ install: $(STAMP)
 # up for the UIs (`make stop`). EPOCHS=50 is the paper's schedule.
 EPOCHS ?= 10
 run: install
-	$(PY) -m flows.demo --config $(CONFIG) --epochs $(EPOCHS)
+	$(PY) -m flows.demo --config $(CONFIG) --epochs $(EPOCHS) $(if $(FORCE),--force)
 
 # The embedded Prefect and MLflow servers on 127.0.0.1 ([servers] in the config); `make serve`
 # adds the deployment ingest-train/default (python -m flows.serve) in the background, `make watch`

@@ -78,7 +78,8 @@ if str(REPO) not in sys.path:  # ``flows`` is not an installed package
 
 from ecg_pipeline.cohort.demo import write_demo_cohort, write_demo_recording  # noqa: E402
 from ecg_pipeline.config import StudyConfig, load_config  # noqa: E402
-from ecg_pipeline.servers import free_port, start_mlflow, start_prefect, stop_servers  # noqa: E402
+from ecg_pipeline.servers import free_port, start_both, stop_servers  # noqa: E402
+from machine import cpu_busy  # noqa: E402  (bench/machine.py: the script's folder is on sys.path)
 
 DEFAULT_CONFIG = REPO / "configs" / "demo.toml"
 DEPLOYMENT = "ingest-train/default"
@@ -137,21 +138,6 @@ def settle(paths) -> None:
     past = time.time() - 3600
     for p in paths:
         os.utime(p, (past, past))
-
-
-def cpu_busy(seconds: float = 1.0) -> float:
-    """Share of all CPUs busy over ``seconds`` (Linux /proc/stat; 0 where unavailable)."""
-
-    def sample():
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
-
-    try:
-        (t0, i0), _ = sample(), time.sleep(seconds)
-        t1, i1 = sample()
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return 1 - (i1 - i0) / max(t1 - t0, 1)
 
 
 def load_line(label: str) -> str:
@@ -311,15 +297,7 @@ def start_servers(root: Path):
         prefect_port=free_port(), mlflow_port=free_port(),
         state_dir=root / "state", mlflow_dir=root / "mlflow",
     )  # fmt: skip
-    with ThreadPoolExecutor(2) as pool:
-        starts = [pool.submit(start_prefect, settings, timeout_s=180),
-                  pool.submit(start_mlflow, settings, timeout_s=180)]  # fmt: skip
-        try:
-            prefect, mlflow = (f.result() for f in starts)
-        except BaseException:
-            pool.shutdown(wait=True)  # let the other start finish, so that it can be stopped
-            stop_servers(settings.state_dir)
-            raise
+    prefect, mlflow = start_both(settings)
     return settings, prefect, mlflow
 
 

@@ -48,6 +48,7 @@ from ecg_pipeline.training.data import load_window_data
 from ecg_pipeline.training.loop import _batches, fit, predict_logits, seed_everything
 from ecg_pipeline.training.run import configured_splits, model_spec
 from ecg_pipeline.training.weighting import build_weighting, shared_grad_norms
+from machine import cpu_busy  # bench/machine.py: the script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "demo.toml"
@@ -274,21 +275,6 @@ def inference_rate(
                 break
         elapsed = now(device) - t0
     return n * batch / elapsed
-
-
-def cpu_busy(seconds: float = 1.0) -> float:
-    """Share of all CPUs busy over ``seconds`` (Linux /proc/stat; 0 where unavailable)."""
-
-    def sample():
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
-
-    try:
-        (t0, i0), _ = sample(), time.sleep(seconds)
-        t1, i1 = sample()
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return 1 - (i1 - i0) / max(t1 - t0, 1)
 
 
 def cpu_name() -> str:

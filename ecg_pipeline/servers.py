@@ -102,6 +102,33 @@ def use_prefect_api(settings: ServerSettings) -> None:
     os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
 
 
+def start_both(settings: ServerSettings, timeout_s: float = 180) -> tuple[ServerHandle, ServerHandle]:
+    """Start the Prefect and MLflow servers at once (each takes 10-20 s); both or neither.
+
+    Returns
+    -------
+    (ServerHandle, ServerHandle)
+        Prefect's and MLflow's.
+
+    Raises
+    ------
+    ServerError, ValueError
+        As :func:`start_prefect` and :func:`start_mlflow`; whichever did start is stopped.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        starts = [pool.submit(start_prefect, settings, timeout_s=timeout_s),
+                  pool.submit(start_mlflow, settings, timeout_s=timeout_s)]  # fmt: skip
+        try:
+            prefect, mlflow = (f.result() for f in starts)
+        except BaseException:
+            pool.shutdown(wait=True)  # let the other start finish, so that it can be stopped
+            stop_servers(settings.state_dir)
+            raise
+    return prefect, mlflow
+
+
 def start_embedded(settings: ServerSettings) -> list[ServerHandle]:
     """Start (or reuse) the embedded servers the configuration does not replace.
 

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from e2e_support import RUN_TIMEOUT_S, call, flow_runs, mlflow_runs_of, stop_pro
 
 from ecg_pipeline.cohort.demo import write_demo_cohort
 from ecg_pipeline.config import ServerSettings
-from ecg_pipeline.servers import free_port, start_mlflow, start_prefect, stop_servers
+from ecg_pipeline.servers import free_port, start_both, stop_servers
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOYMENT = "ingest-train/default"
@@ -34,15 +33,7 @@ def stack(tmp_path_factory):
         prefect_port=free_port(), mlflow_port=free_port(),
         state_dir=root / "state", mlflow_dir=root / "mlflow",
     )  # fmt: skip
-    with ThreadPoolExecutor(2) as pool:
-        starts = [pool.submit(start_prefect, settings, timeout_s=180),
-                  pool.submit(start_mlflow, settings, timeout_s=180)]  # fmt: skip
-        try:
-            prefect, mlflow = (f.result() for f in starts)
-        except BaseException:
-            pool.shutdown(wait=True)  # let the other start finish, so that it can be stopped
-            stop_servers(settings.state_dir)
-            raise
+    prefect, mlflow = start_both(settings)
     config = root / "study.toml"
     config.write_text(f"""
 [dataset]

@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from ecg_pipeline.servers import (
     ServerError,
     free_port,
     start_mlflow,
+    start_both,
     start_prefect,
     start_watcher,
     stop,
@@ -52,15 +52,8 @@ def servers(tmp_path_factory):
         state_dir=root / "state",
         mlflow_dir=root / "mlflow",
     )
-    with ThreadPoolExecutor(2) as pool:
-        prefect = pool.submit(start_prefect, settings)
-        mlflow = pool.submit(start_mlflow, settings)
-        try:
-            handles = {"prefect": prefect.result(), "mlflow": mlflow.result()}
-        except BaseException:
-            pool.shutdown(wait=True)  # let the other start finish, so that it can be stopped
-            stop_servers(settings.state_dir)
-            raise
+    prefect, mlflow = start_both(settings, timeout_s=60)
+    handles = {"prefect": prefect, "mlflow": mlflow}
     yield settings, handles
     stop_servers(settings.state_dir)
 
