@@ -7,16 +7,24 @@ PIP := $(PY) -m pip
 # Every pip call carries the constraints: without them torch resolves to a multi-GB CUDA build.
 PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install run servers serve watch stop test test-fast bench constraints clean
+.PHONY: install install-dev run servers serve watch stop test test-fast bench constraints clean
 
+# The product: what `make run` needs. The tests' extras (playwright, neurokit2) come with `make test`.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) torch==2.13.0
-	$(PIP_INSTALL) -e ".[dev]"
+	$(PIP_INSTALL) -e .
 	touch $(STAMP)
 
+$(DEV_STAMP): $(STAMP)
+	$(PIP_INSTALL) -e ".[dev]"
+	touch $(DEV_STAMP)
+
 install: $(STAMP)
+
+install-dev: $(DEV_STAMP)
 
 # The product end to end: embedded servers and the served deployment, demo cohort into the inbox,
 # one run of ingest-train/default, its Prefect and MLflow addresses and metrics; everything stays
@@ -42,13 +50,13 @@ stop:
 	@if [ -x $(VENV)/bin/ecg-pipeline ]; then $(VENV)/bin/ecg-pipeline servers stop --config $(CONFIG); \
 	else echo "no $(VENV): nothing the project started can be running from it"; fi
 
-test: install
+test: install-dev
 	$(PY) -m pytest -q
 
-test-fast: install
+test-fast: install-dev
 	$(PY) -m pytest -q -m "not integration and not e2e"
 
-bench: install
+bench: install-dev
 	$(PY) bench/ingest.py
 
 # Regenerate constraints.txt from constraints.in in a throw-away venv (needs the registry).

@@ -316,14 +316,21 @@ def task_spans(api: str, flow_run_id: str) -> dict[str, float]:
         if start is None or end is None:
             continue
         name = r["name"]
-        kind = next((k for k in ("discover", "plan", "record-batch", "train-evaluate",
-                                 "log-mlflow") if name.startswith(k)), None)  # fmt: skip
+        kind = next((k for k in ("discover", "validate-labels", "plan", "record-batch",
+                                 "train", "evaluate", "log-mlflow")
+                     if name.startswith(f"{k}-")), None)  # fmt: skip
         kind = kind or ("ingest-file" if name.startswith("ingest-") else name)
         by[kind].append((start, end))
     out = {k: max(e for _, e in v) - min(s for s, _ in v) for k, v in by.items()}
     out["ingest-file (sum of tasks)"] = sum(e - s for s, e in by.get("ingest-file", []))
     out["n_ingest_file"] = len(by.get("ingest-file", []))
-    ingest_kinds = [k for k in ("discover", "plan", "ingest-file", "record-batch") if k in by]
+    model_kinds = [k for k in ("train", "evaluate") if k in by]
+    if model_kinds:  # train's start to evaluate's end: what the plain script's one call does
+        out["train-evaluate"] = max(e for k in model_kinds for _, e in by[k]) - min(
+            s for k in model_kinds for s, _ in by[k]
+        )
+    ingest_kinds = [k for k in ("discover", "validate-labels", "plan", "ingest-file",
+                                "record-batch") if k in by]  # fmt: skip
     if ingest_kinds:  # discover's start to record-batch's end: the flow's whole ingest
         out["ingest"] = max(e for k in ingest_kinds for _, e in by[k]) - min(
             s for k in ingest_kinds for s, _ in by[k]

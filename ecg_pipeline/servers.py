@@ -148,7 +148,7 @@ def start_embedded(settings: ServerSettings) -> list[ServerHandle]:
     ):
         if external is None:
             handles.append(start(settings))
-        elif not _healthy(health):
+        elif not answers_ok(health):
             raise ServerError(f"the configured server {external} does not answer at {health}")
     return handles
 
@@ -337,7 +337,7 @@ def _start_server(
         handle=lambda pid, started: ServerHandle(
             name, pid, host, port, url, ui_url, state_dir / f"{name}.log", started
         ),
-        ready=lambda _offset: _healthy(health_url),
+        ready=lambda _offset: answers_ok(health_url),
         ready_what=f"GET {health_url} did not answer 200",
         identity={"host": host, "port": port},
         mismatch_hint=f" or set `[servers] {config_key}` to the port it runs on",
@@ -500,7 +500,8 @@ def _start(
         return handle(pid, True)
 
 
-def _healthy(url: str) -> bool:
+def answers_ok(url: str) -> bool:
+    """Whether ``url`` answers 200 now (a health check; loopback, no proxies)."""
     # No proxies: an http_proxy in the environment must not carry a loopback request away.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:

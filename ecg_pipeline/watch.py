@@ -125,7 +125,19 @@ def unstored_files(folder: str | os.PathLike, config) -> list[str]:
 
 
 def emit_arrival(folder: Path, files: list[str]) -> None:
-    """Send ``ecg.recordings.arrived`` for ``folder`` to the Prefect API (``PREFECT_API_URL``)."""
+    """Send ``ecg.recordings.arrived`` for ``folder`` to the Prefect API (``PREFECT_API_URL``).
+
+    Raises
+    ------
+    ConnectionError
+        The API does not answer. Prefect sends events in the background and drops what it
+        cannot deliver, so the check comes first: the caller keeps the files for a later try.
+    """
+    from ecg_pipeline.servers import answers_ok
+
+    api = os.environ.get("PREFECT_API_URL", "").rstrip("/")
+    if api and not answers_ok(f"{api}/health"):
+        raise ConnectionError(f"the Prefect API at {api} does not answer")
     from prefect.events import emit_event
 
     emit_event(
@@ -167,7 +179,8 @@ def watch_inbox(
         Called once the watch is live; its files join the first burst (files that arrived
         while the watcher was down). Calling it only then leaves no gap between scan and watch.
     emit : callable
-        ``emit(folder, files)``; :func:`emit_arrival` by default.
+        ``emit(folder, files)``; :func:`emit_arrival` by default. When it raises
+        ``ConnectionError`` the files are kept and offered again after the next quiet period.
     stop_event : threading.Event, optional
         Set it to stop.
     tick_s : float
@@ -202,7 +215,13 @@ def watch_inbox(
         batcher.add((p for c, p in changes if c != Change.deleted), now)
         files = batcher.ready(now)
         if files:
-            emit(folder, files)
+            try:
+                emit(folder, files)
+            except ConnectionError as exc:
+                # Kept, not lost: the burst is offered again after the next quiet period.
+                batcher.add(files, now)
+                log(f"{exc}: {len(files)} file(s) kept, tried again in {debounce_s:g} s")
+                continue
             names = ", ".join(Path(f).name for f in files)
             log(f"emitted {EVENT} for {len(files)} file(s): {names}")
 

@@ -7,7 +7,8 @@ summaries, never arrays (a file's windows live only inside its own task, which w
         -> plan (hash, decide against the store)
         -> ingest-file x N, in threads (read + check, preprocess, check the contracts, write)
         -> record-batch (rejections table, store catalog)
-        -> train-evaluate (torch; test metrics) -> log-mlflow (retried on connection errors)
+        -> train (torch; checkpoints) -> evaluate (test metrics)
+        -> log-mlflow (retried on connection errors)
 
 Bad input is never retried: the library turns it into a row of the rejections table and the
 batch goes on. When every offered file was already stored with the same bytes, nothing is
@@ -130,16 +131,21 @@ def record_batch(results: list, config, store_root: str) -> dict[str, Any]:
     }
 
 
-@task(name="train-evaluate", cache_policy=NO_CACHE, persist_result=False)
-def train_evaluate(config, store_root: str, run_name: str) -> dict[str, Any]:
-    """Train on every stored window under the configured split and score the test side.
+@task(name="train", cache_policy=NO_CACHE, persist_result=False)
+def train_model(config, store_root: str, run_name: str) -> str:
+    """Train every fold of the configured split on all stored windows; returns the run folder
+    (checkpoints with their calibrated identity thresholds, ``results.json``)."""
+    from ecg_pipeline.training.run import train_run
 
-    Returns the run folder (checkpoints and ``results.json``) and the test metrics per task.
-    """
-    from ecg_pipeline.training.run import train_and_evaluate
+    return str(train_run(config, store_root=store_root, run_name=run_name).run_dir)
 
-    run = train_and_evaluate(config, store_root=store_root, run_name=run_name)
-    return {"run_dir": str(run.run_dir), "metrics": run.summary()}
+
+@task(name="evaluate", cache_policy=NO_CACHE, persist_result=False)
+def evaluate_model(run_dir: str, config, store_root: str) -> dict[str, Any]:
+    """Score the run's checkpoints on the test side of the split; returns the metrics per task."""
+    from ecg_pipeline.training.run import evaluate_run
+
+    return evaluate_run(run_dir, config, store_root=store_root).summary()
 
 
 # Retries come from [flow] log_retries and log_retry_delay_s when the flow runs (with_options).
@@ -245,9 +251,10 @@ def ingest_train(
         tags = flow_run_tags()
         # The flow run's id in the run folder's name ties the checkpoints to the flow run.
         run_name = f"{cfg.dataset.name}-{cfg.model.name}-{tags['prefect_flow_run_id'][:8]}"
-        trained = train_evaluate(cfg, store_root, run_name)
-        logged = log_to_mlflow(trained["run_dir"], cfg, store_root, summary["rejections_file"], tags)
-        summary.update(trained=True, **trained, **logged)
+        run_dir = train_model(cfg, store_root, run_name)
+        metrics = evaluate_model(run_dir, cfg, store_root)
+        logged = log_to_mlflow(run_dir, cfg, store_root, summary["rejections_file"], tags)
+        summary.update(trained=True, run_dir=run_dir, metrics=metrics, **logged)
         summary["prefect_flow_run_url"] = tags["prefect_flow_run_url"]
     logger.info("ingest-train: %s", json.dumps(summary, default=str))
     return summary

@@ -15,7 +15,7 @@ from pathlib import Path, PurePath
 
 import pandas as pd
 
-from ecg_pipeline.errors import IngestError, StillBeingWrittenError
+from ecg_pipeline.errors import IngestError
 from ecg_pipeline.io.atomic import atomic_write_text
 
 __all__ = ["PredictionFiles", "prediction_table", "rejections_of", "write_predictions"]
@@ -63,30 +63,19 @@ def _arrow(table: pd.DataFrame):
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def _without_folders(text: str, path: str) -> str:
-    # OS errors quote the whole path; keep the name, drop the folders.
-    return text.replace(path, PurePath(path).name) if path else text
-
-
 def rejections_of(errors: list[IngestError]) -> pd.DataFrame:
-    """One row per refused file: ``file`` (name only), ``stage``, ``status``, ``error``, ``reason``.
+    """Ingest's rejections table (same contract) with file names only, in ``file`` and ``reason``.
 
-    Checked by the rejections contract, as ingest's table is.
+    OS errors quote a file's whole path; its folders may name a person.
     """
-    from data_contracts.rejections import RejectionsTable
+    from ecg_pipeline.ingest import rejections_table
 
-    rows = [
-        {
-            "file": PurePath(e.path).name,
-            "stage": e.stage,
-            "status": "deferred" if isinstance(e, StillBeingWrittenError) else "rejected",
-            "error": type(e).__name__,
-            "reason": _without_folders(e.reason, e.path),
-        }
-        for e in errors
-    ]
-    table = pd.DataFrame(rows, columns=["file", "stage", "status", "error", "reason"])
-    return RejectionsTable.validate(table) if rows else table
+    table = rejections_table(errors)
+    paths = [e.path for e in errors]
+    table["reason"] = [reason.replace(path, PurePath(path).name) if path else reason
+                       for reason, path in zip(table["reason"], paths, strict=True)]  # fmt: skip
+    table["file"] = [PurePath(path).name if path else path for path in paths]
+    return table
 
 
 def write_predictions(

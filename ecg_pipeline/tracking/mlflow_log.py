@@ -301,6 +301,14 @@ def _experiment_id(client, name: str) -> str:
         return found.experiment_id
 
 
+def heldout_protocol(config: StudyConfig) -> str:
+    """How the held-out score was measured: scores of different protocols are not compared."""
+    t = config.training
+    if t.split == "group":
+        return f"group:{t.group_column}:{','.join(t.test_groups or ())}"
+    return t.split
+
+
 def _discard_unfinished_attempts(client, exp_id: str, flow_run_id: str | None) -> None:
     """Delete the runs an earlier, failed attempt of the same flow run's logging left behind.
 
@@ -443,7 +451,8 @@ def log_training_run(
                 client.set_model_version_tag(
                     registered_name, version, "data_hash", all_tags["data_hash"]
                 )
-                promotion = promote_if_better(client, registered_name, version, score)
+                promotion = promote_if_better(client, registered_name, version, score,
+                                              protocol=heldout_protocol(config))  # fmt: skip
                 is_champion = promotion.is_champion
                 # What the registry decided when this run was logged (the alias may move on).
                 client.set_tag(run_id, "became_champion", str(is_champion).lower())

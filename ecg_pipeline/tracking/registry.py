@@ -23,6 +23,7 @@ from dataclasses import dataclass
 __all__ = [
     "CHAMPION_ALIAS",
     "ModelNotFoundError",
+    "PROTOCOL_TAG",
     "SCORE_TAG",
     "Promotion",
     "disallow_pickle",
@@ -34,6 +35,7 @@ __all__ = [
 
 CHAMPION_ALIAS = "champion"
 SCORE_TAG = "heldout_score"
+PROTOCOL_TAG = "heldout_protocol"
 _PICKLE_ENV = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
 _URI_ENVS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
@@ -95,7 +97,9 @@ def _score_of(client, name: str, version: str) -> float | None:
         return None
 
 
-def promote_if_better(client, name: str, version: str | int, score: float) -> Promotion:
+def promote_if_better(
+    client, name: str, version: str | int, score: float, *, protocol: str | None = None
+) -> Promotion:
     """Tag ``version`` with ``score`` and give it the champion alias if it beats the holder.
 
     Parameters
@@ -108,6 +112,11 @@ def promote_if_better(client, name: str, version: str | int, score: float) -> Pr
         The version just registered.
     score : float
         Its held-out score; higher is better. NaN never wins against an existing champion.
+    protocol : str, optional
+        How the score was measured (the split). Scores of different protocols are not
+        compared: a champion measured otherwise keeps the alias, so a leaky ``window`` split
+        never displaces a model scored on held-out sessions. Moving it then is a person's call
+        (``set_registered_model_alias``).
 
     Returns
     -------
@@ -122,12 +131,18 @@ def promote_if_better(client, name: str, version: str | int, score: float) -> Pr
     """
     version = str(version)
     client.set_model_version_tag(name, version, SCORE_TAG, repr(float(score)))
+    if protocol is not None:
+        client.set_model_version_tag(name, version, PROTOCOL_TAG, protocol)
     # The registered model's alias map avoids relying on the error code of a missing alias,
     # which differs between the SQL store and the REST client.
     aliases = client.get_registered_model(name).aliases or {}
     current = aliases.get(CHAMPION_ALIAS)
     current = str(current) if current is not None else None
     previous_score = _score_of(client, name, current) if current is not None else None
+    if current is not None and current != version and protocol is not None:
+        held = (client.get_model_version(name, current).tags or {}).get(PROTOCOL_TAG)
+        if held is not None and held != protocol:
+            return Promotion(False, current, previous_score)
     wins = (
         current is None
         or previous_score is None

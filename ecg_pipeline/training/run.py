@@ -1,4 +1,4 @@
-"""One training run end to end: store -> splits -> fit -> test metrics -> results and checkpoints.
+"""One training run: store -> splits -> fit (train_run) -> test metrics (evaluate_run).
 
 Each fold writes ``<out>/<run>/<fold>/`` with ``model.pt`` + ``model.json`` (a pickle-free
 checkpoint) and the run writes ``results.json`` (configuration, seed, per-fold metrics and
@@ -25,7 +25,11 @@ from ecg_pipeline.io.store import WindowStore
 @dataclass
 class RunResult:
     run_dir: Path
-    folds: list[dict]  # name, best_epoch, metrics per task, history
+    folds: list[dict]  # name, best_epoch, history, sizes; metrics per task once evaluated
+
+    @property
+    def evaluated(self) -> bool:
+        return bool(self.folds) and all("metrics" in f for f in self.folds)
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Mean and sample standard deviation over folds of each task's test accuracy and F1."""
@@ -108,26 +112,9 @@ def identity_threshold(model, data, val_idx: np.ndarray, known_reject_rate: floa
     return threshold_from_validation(logits, recordings, known_reject_rate).as_dict()
 
 
-def train_and_evaluate(
-    config: StudyConfig,
-    *,
-    store_root: str | Path | None = None,
-    out_dir: str | Path | None = None,
-    run_name: str | None = None,
-    max_windows_per_recording: int | None = None,
-    on_epoch: Callable[[str, dict], None] | None = None,
-) -> RunResult:
-    """Train on the dataset's stored windows under the configured split and score the test side.
-
-    ``max_windows_per_recording`` keeps the first windows of each recording only (quick checks).
-    """
-    import torch
-
-    from ecg_pipeline.models import build_model
-    from ecg_pipeline.training.checkpoint import save_checkpoint
+def _load(config: StudyConfig, store_root, max_windows_per_recording: int | None):
+    """The dataset's windows (optionally the first few of each recording) and its splits."""
     from ecg_pipeline.training.data import load_window_data
-    from ecg_pipeline.training.loop import fit, predict_logits
-    from ecg_pipeline.training.metrics import classification_report, recording_accuracy
 
     t = config.training
     store = WindowStore(store_root or config.store.root, config.dataset.name)
@@ -136,10 +123,31 @@ def train_and_evaluate(
         keep = data.meta.groupby("recording_id").cumcount().to_numpy() < max_windows_per_recording
         data.x, data.meta = data.x[keep], data.meta[keep].reset_index(drop=True)
         data.labels = {k: v[keep] for k, v in data.labels.items()}
-    splits = configured_splits(data.meta, t)
+    return data, configured_splits(data.meta, t)
+
+
+def _write_results(run: RunResult, config: StudyConfig, **extra) -> None:
+    payload = {
+        "config": config.model_dump(mode="json"), "config_hash": config.ingest_hash(),
+        "seed": config.training.seed, "split": config.training.split, **extra,
+        "summary": run.summary() if run.evaluated else None, "folds": run.folds,
+    }  # fmt: skip
+    atomic_write_text(run.run_dir / "results.json", json.dumps(payload, indent=1, default=float))
+
+
+def _fold_dir(run_dir: Path, fold_name: str) -> Path:
+    return Path(run_dir) / fold_name.replace("/", "_")
+
+
+def _train_folds(config, data, splits, run_dir: Path, on_epoch) -> list[dict]:
+    import torch
+
+    from ecg_pipeline.models import build_model
+    from ecg_pipeline.training.checkpoint import save_checkpoint
+    from ecg_pipeline.training.loop import fit
+
+    t = config.training
     fs_hz = float(data.meta["fs_hz"].iloc[0])
-    run_name = run_name or f"{config.dataset.name}-{config.model.name}-{t.split}-seed{t.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(out_dir or t.out_dir) / run_name
     spec = model_spec(config, data.heads, data.classes, data.x.shape[-1], fs_hz)
     folds = []
     for split in splits:
@@ -151,6 +159,31 @@ def train_and_evaluate(
             model, data.x, data.labels, split.train, split.val, t, fs_hz=fs_hz,
             on_epoch=(lambda row, name=split.name: on_epoch(name, row)) if on_epoch else None,
         )  # fmt: skip
+        fold = {
+            "name": split.name, "best_epoch": result.best_epoch, "history": result.history,
+            "sizes": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+        }  # fmt: skip
+        fold_spec = dict(spec)
+        if "identity" in data.labels:
+            threshold = identity_threshold(model, data, split.val, config.predict.known_reject_rate)
+            fold["identity_threshold"] = fold_spec["identity_threshold"] = threshold
+        save_checkpoint(_fold_dir(run_dir, split.name), model, fold_spec)
+        folds.append(fold)
+    return folds
+
+
+def _evaluate_folds(data, splits, folds: list[dict], run_dir: Path) -> None:
+    """Score each fold's saved checkpoint (the model that is logged) on its test side."""
+    import torch
+
+    from ecg_pipeline.training.checkpoint import load_checkpoint
+    from ecg_pipeline.training.loop import predict_logits
+    from ecg_pipeline.training.metrics import classification_report, recording_accuracy
+
+    by_name = {s.name: s for s in splits}
+    for fold in folds:
+        split = by_name[fold["name"]]
+        model, _ = load_checkpoint(_fold_dir(run_dir, split.name))
         device = next(model.parameters()).device
         logits = predict_logits(model, torch.as_tensor(data.x[split.test], device=device))
         metrics = {}
@@ -162,22 +195,68 @@ def train_and_evaluate(
                 y_true, scores, data.meta["recording_id"].to_numpy()[split.test]
             )
             metrics[task] = report
-        fold_dir = run_dir / split.name.replace("/", "_")
-        fold = {
-            "name": split.name, "best_epoch": result.best_epoch, "metrics": metrics,
-            "history": result.history,
-            "sizes": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
-        }  # fmt: skip
-        fold_spec = dict(spec)
-        if "identity" in data.labels:
-            threshold = identity_threshold(model, data, split.val, config.predict.known_reject_rate)
-            fold["identity_threshold"] = fold_spec["identity_threshold"] = threshold
-        save_checkpoint(fold_dir, model, fold_spec)
-        folds.append(fold)
-    run = RunResult(run_dir, folds)
-    payload = {
-        "config": config.model_dump(mode="json"), "config_hash": config.ingest_hash(),
-        "seed": t.seed, "split": t.split, "summary": run.summary(), "folds": folds,
-    }  # fmt: skip
-    atomic_write_text(run_dir / "results.json", json.dumps(payload, indent=1, default=float))
+        fold["metrics"] = metrics
+
+
+def _train(config, data, splits, out_dir, run_name, on_epoch) -> RunResult:
+    t = config.training
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_name = run_name or f"{config.dataset.name}-{config.model.name}-{t.split}-seed{t.seed}-{stamp}"
+    run_dir = Path(out_dir or t.out_dir) / run_name
+    return RunResult(run_dir, _train_folds(config, data, splits, run_dir, on_epoch))
+
+
+def train_run(
+    config: StudyConfig,
+    *,
+    store_root: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    run_name: str | None = None,
+    max_windows_per_recording: int | None = None,
+    on_epoch: Callable[[str, dict], None] | None = None,
+) -> RunResult:
+    """Train each fold of the configured split on the dataset's stored windows; score nothing.
+
+    Writes each fold's checkpoint (with its calibrated identity threshold) and a
+    ``results.json`` without test metrics; :func:`evaluate_run` adds them.
+    ``max_windows_per_recording`` keeps the first windows of each recording only (quick checks).
+    """
+    data, splits = _load(config, store_root, max_windows_per_recording)
+    run = _train(config, data, splits, out_dir, run_name, on_epoch)
+    _write_results(run, config, max_windows_per_recording=max_windows_per_recording)
+    return run
+
+
+def evaluate_run(
+    run_dir: str | Path, config: StudyConfig, *, store_root: str | Path | None = None
+) -> RunResult:
+    """Score the checkpoints of a trained run on the test side of its split; update results.json.
+
+    The windows and splits are rebuilt from the store with the run's settings (the splits are
+    deterministic), so this runs in another process than the training, as a flow's task does.
+    """
+    run_dir = Path(run_dir)
+    saved = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    limit = saved.get("max_windows_per_recording")
+    data, splits = _load(config, store_root, limit)
+    run = RunResult(run_dir, saved["folds"])
+    _evaluate_folds(data, splits, run.folds, run_dir)
+    _write_results(run, config, max_windows_per_recording=limit)
+    return run
+
+
+def train_and_evaluate(
+    config: StudyConfig,
+    *,
+    store_root: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    run_name: str | None = None,
+    max_windows_per_recording: int | None = None,
+    on_epoch: Callable[[str, dict], None] | None = None,
+) -> RunResult:
+    """:func:`train_run` then :func:`evaluate_run`, reading the store once."""
+    data, splits = _load(config, store_root, max_windows_per_recording)
+    run = _train(config, data, splits, out_dir, run_name, on_epoch)
+    _evaluate_folds(data, splits, run.folds, run.run_dir)
+    _write_results(run, config, max_windows_per_recording=max_windows_per_recording)
     return run

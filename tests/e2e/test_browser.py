@@ -238,6 +238,6 @@ def test_prefect_flow_run_page_shows_the_completed_run(stack, trained_run, page,
     shown(page, page.get_by_text("Completed", exact=True), "the state 'Completed'", shot)
     shown(page, page.get_by_text("ingest-train", exact=True), "the flow's name", shot)
     # Task runs are named <task>-<3 hex>; the logs tab (open by default) names each one.
-    shown(page, page.get_by_text(re.compile(r"^train-evaluate-[0-9a-f]{3}$")),
-          "the train-evaluate task run", shot)  # fmt: skip
+    shown(page, page.get_by_text(re.compile(r"^evaluate-[0-9a-f]{3}$")),
+          "the evaluate task run", shot)  # fmt: skip
     screenshot(page, shot)

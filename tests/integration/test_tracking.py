@@ -170,6 +170,25 @@ def test_champion_moves_only_to_a_better_version(mlflow_server, trained, logged)
     assert float(tags["heldout_score"]) == pytest.approx(logged.heldout_score + 0.1)
 
 
+def test_a_score_measured_on_another_split_never_takes_the_champion(mlflow_server, trained, logged):
+    """A leaky `window` split scores higher; it must not displace a held-out-session champion."""
+    config, run, *_ = trained
+    window = config.model_copy(
+        update={"training": config.training.model_copy(update={"split": "window"})}
+    )
+    before = _get(mlflow_server, "/api/2.0/mlflow/registered-models/alias",
+                  name=MODEL_NAME, alias="champion")["model_version"]["version"]  # fmt: skip
+    leaky = log_training_run(run, window, tracking_uri=mlflow_server, heldout_score=0.999)
+    assert leaky.is_champion is False
+    after = _get(mlflow_server, "/api/2.0/mlflow/registered-models/alias",
+                 name=MODEL_NAME, alias="champion")["model_version"]["version"]  # fmt: skip
+    assert after == before
+    version = _get(mlflow_server, "/api/2.0/mlflow/model-versions/get", name=MODEL_NAME,
+                   version=leaky.registered_version)["model_version"]  # fmt: skip
+    tags = {t["key"]: t["value"] for t in version["tags"]}
+    assert tags["heldout_protocol"] == "window"
+
+
 def test_champion_loads_without_pickle_and_predicts_like_the_trained_model(
     mlflow_server, trained, logged, monkeypatch
 ):

@@ -12,7 +12,7 @@ import torch
 from helpers import small_demo_study
 
 from ecg_pipeline.training.checkpoint import load_checkpoint
-from ecg_pipeline.training.run import train_and_evaluate
+from ecg_pipeline.training.run import evaluate_run, train_and_evaluate, train_run
 
 pytestmark = pytest.mark.integration
 
@@ -20,6 +20,20 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def small_store(tmp_path_factory):
     return small_demo_study(tmp_path_factory.mktemp("train"), epochs=6)
+
+
+def test_train_then_evaluate_as_two_steps_scores_as_one_step(small_store):
+    """The flow's train and evaluate tasks (two processes' worth of steps) give the same figures."""
+    one = train_and_evaluate(small_store, run_name="one-step").folds[0]
+    trained = train_run(small_store, run_name="two-step")
+    assert not trained.evaluated
+    assert json.loads((trained.run_dir / "results.json").read_text())["summary"] is None
+    two = evaluate_run(trained.run_dir, small_store).folds[0]
+    assert two["history"] == one["history"]
+    for task in ("identity", "activity"):
+        assert two["metrics"][task]["confusion_matrix"] == one["metrics"][task]["confusion_matrix"]
+    saved = json.loads((trained.run_dir / "results.json").read_text())
+    assert saved["summary"]["identity"]["accuracy"] == one["metrics"]["identity"]["accuracy"]
 
 
 def test_learning_happens_and_results_are_written(small_store):

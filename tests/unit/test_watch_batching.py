@@ -102,6 +102,36 @@ def test_watch_emits_one_event_for_files_renamed_in_and_the_startup_scan(tmp_pat
     assert events == [[str(resolved / n) for n in names]]
 
 
+def test_a_burst_the_api_could_not_take_is_offered_again(tmp_path):
+    """Prefect down when the burst is ready: the files are kept and emitted on the next try."""
+    inbox = tmp_path / "inbox"
+    waiting = _old_file(inbox / "S01_rest.acq")
+    calls: list[list[str]] = []
+    lines: list[str] = []
+
+    def flaky_emit(folder, files):
+        calls.append(files)
+        if len(calls) == 1:
+            raise ConnectionError("the Prefect API at http://127.0.0.1:9 does not answer")
+
+    stop = threading.Event()
+    thread = threading.Thread(target=watch_inbox, args=(inbox,), kwargs=dict(
+        settle_s=0.2, debounce_s=0.3, tick_s=0.1, startup_files=lambda: [waiting],
+        emit=flaky_emit, stop_event=stop, log=lines.append,
+    ))  # fmt: skip
+    thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while len(calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert calls == [[str(waiting)]] * 2
+    assert any("does not answer: 1 file(s) kept" in line for line in lines)
+    assert any(line.startswith("emitted") for line in lines)
+
+
 def test_watch_settings_come_from_the_config(tmp_path):
     from ecg_pipeline.config import load_config
 
