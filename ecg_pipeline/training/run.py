@@ -214,15 +214,19 @@ def train_run(
     run_name: str | None = None,
     max_windows_per_recording: int | None = None,
     on_epoch: Callable[[str, dict], None] | None = None,
+    evaluate: bool = False,
 ) -> RunResult:
-    """Train each fold of the configured split on the dataset's stored windows; score nothing.
+    """Train each fold of the configured split on the dataset's stored windows.
 
-    Writes each fold's checkpoint (with its calibrated identity threshold) and a
-    ``results.json`` without test metrics; :func:`evaluate_run` adds them.
-    ``max_windows_per_recording`` keeps the first windows of each recording only (quick checks).
+    Writes each fold's checkpoint (with its calibrated identity threshold) and
+    ``results.json``; test metrics only with ``evaluate=True`` (else :func:`evaluate_run`
+    adds them later). ``max_windows_per_recording`` keeps the first windows of each recording
+    only (quick checks).
     """
     data, splits = _load(config, store_root, max_windows_per_recording)
     run = _train(config, data, splits, out_dir, run_name, on_epoch)
+    if evaluate:
+        _evaluate_folds(data, splits, run.folds, run.run_dir)
     _write_results(run, config, max_windows_per_recording=max_windows_per_recording)
     return run
 
@@ -245,18 +249,6 @@ def evaluate_run(
     return run
 
 
-def train_and_evaluate(
-    config: StudyConfig,
-    *,
-    store_root: str | Path | None = None,
-    out_dir: str | Path | None = None,
-    run_name: str | None = None,
-    max_windows_per_recording: int | None = None,
-    on_epoch: Callable[[str, dict], None] | None = None,
-) -> RunResult:
-    """:func:`train_run` then :func:`evaluate_run`, reading the store once."""
-    data, splits = _load(config, store_root, max_windows_per_recording)
-    run = _train(config, data, splits, out_dir, run_name, on_epoch)
-    _evaluate_folds(data, splits, run.folds, run.run_dir)
-    _write_results(run, config, max_windows_per_recording=max_windows_per_recording)
-    return run
+def train_and_evaluate(config: StudyConfig, **options) -> RunResult:
+    """:func:`train_run` then :func:`evaluate_run`, reading the store once (same options)."""
+    return train_run(config, evaluate=True, **options)
