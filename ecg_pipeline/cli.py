@@ -107,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    # Standard library only (mlflow is imported when a model is loaded): --help stays instant.
+    from ecg_pipeline.tracking.registry import ModelNotFoundError
     try:
         if args.command == "ingest":
             return _ingest(args.folder, args.config, args.manifest, args.out, not args.no_progress)
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             return _servers(args)
         if args.command == "predict":
             return _predict(args)
-    except (ValueError, OSError, LookupError) as exc:
+    except (ValueError, OSError, ModelNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # an IngestError of the whole batch, e.g. a malformed manifest
@@ -232,7 +234,8 @@ def _servers(args) -> int:
     from ecg_pipeline.config import load_config
     from ecg_pipeline import servers
 
-    settings = load_config(args.config).servers
+    config = load_config(args.config)
+    settings = config.servers
     if args.action == "stop":
         stopped = servers.stop_servers(settings.state_dir)
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
@@ -250,8 +253,9 @@ def _servers(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.serve or args.watch:
+        name = f"ingest-train/{config.flow.deployment}"
         print(f"\nfrom any shell: export PREFECT_API_URL={settings.prefect_api}\n"
-              "                .venv/bin/prefect deployment run ingest-train/default -p epochs=5")  # fmt: skip
+              f"                .venv/bin/prefect deployment run {name} -p epochs=5")  # fmt: skip
     return 0
 
 

@@ -242,6 +242,9 @@ class FlowSettings(_Strict):
     # How often the served deployments ask the API for runs to start. Prefect's default, 10 s,
     # is most of the delay between a file's arrival and its run; a poll is one small request.
     runner_poll_s: int = Field(1, ge=1)
+    # The deployments' name: ingest-train/<deployment> and predict/<deployment>. Studies that
+    # share one Prefect server need names of their own.
+    deployment: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
 
 
 class PredictSettings(_Strict):

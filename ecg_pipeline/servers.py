@@ -18,6 +18,7 @@ import os
 import socket
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,7 +125,9 @@ def start_both(settings: ServerSettings, timeout_s: float = 180) -> tuple[Server
             prefect, mlflow = (f.result() for f in starts)
         except BaseException:
             pool.shutdown(wait=True)  # let the other start finish, so that it can be stopped
-            stop_servers(settings.state_dir)
+            for f in starts:  # only what this call started: a reused server stays up
+                if f.exception() is None and f.result().started:
+                    stop(f.result())
             raise
     return prefect, mlflow
 
@@ -148,7 +151,7 @@ def start_embedded(settings: ServerSettings) -> list[ServerHandle]:
     ):
         if external is None:
             handles.append(start(settings))
-        elif not answers_ok(health):
+        elif external.startswith(("http://", "https://")) and not _answers(health):
             raise ServerError(f"the configured server {external} does not answer at {health}")
     return handles
 
@@ -412,12 +415,14 @@ def _start_worker(
 
     return _start(
         name=name, label=label, command=[sys.executable, "-m", module, "--config", str(config_path)],
-        env=env, unset=(), state_dir=state, cwd=_project_root(),
+        # The caller's folder: relative paths in the config (data/windows, data/inbox) mean the
+        # same to the served runs and the watcher as to the command that started them.
+        env=env, unset=(), state_dir=state, cwd=Path.cwd(),
         handle=lambda pid, started: ServerHandle(
             name, pid, settings.host, settings.prefect_port, api, ui + ui_page, log_path, started
         ),
         ready=ready, ready_what=f"its log never said {marker.strip()!r}",
-        identity={"config": str(config_path), "prefect_api": api},
+        identity={"config": str(config_path), "prefect_api": api, "cwd": str(Path.cwd())},
         mismatch_hint="", timeout_s=timeout_s,
     )  # fmt: skip
 
@@ -501,13 +506,38 @@ def _start(
 
 
 def answers_ok(url: str) -> bool:
-    """Whether ``url`` answers 200 now (a health check; loopback, no proxies)."""
-    # No proxies: an http_proxy in the environment must not carry a loopback request away.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    """Whether ``url`` answers 200 now (a health check)."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    # Loopback without proxies: an http_proxy in the environment must not carry a request to
+    # this machine away. A lab's own server may well sit behind its proxy.
+    handlers = [urllib.request.ProxyHandler({})] if _is_loopback(host) else []
+    opener = urllib.request.build_opener(*handlers)
     try:
-        with opener.open(url, timeout=2) as response:
+        with opener.open(url, timeout=5) as response:
             return response.status == 200
-    except (urllib.error.URLError, OSError):
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _answers(url: str) -> bool:
+    """Whether a server answers at all: an HTTP error (401 behind an auth proxy) still counts."""
+    if answers_ok(url):
+        return True
+    host = urllib.parse.urlsplit(url).hostname or ""
+    opener = urllib.request.build_opener(*([urllib.request.ProxyHandler({})] if _is_loopback(host) else []))
+    try:
+        opener.open(url, timeout=5).close()
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+    return True
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
         return False
 
 

@@ -248,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     w = config.watch
     folder = args.folder or w.folder or config.demo.inbox
+    configured = Path(w.folder or config.demo.inbox).resolve()
+    if Path(folder).resolve() != configured:
+        print(f"warning: watching {folder}, but the deployment served with this configuration "
+              f"starts only on events for {configured}", flush=True)  # fmt: skip
     debounce_s = args.debounce_s if args.debounce_s is not None else w.debounce_s
     poll_delay_ms = args.poll_delay_ms if args.poll_delay_ms is not None else w.poll_delay_ms
     force_polling = args.force_polling or w.force_polling

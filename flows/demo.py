@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
 
     inbox = config.demo.inbox
     inbox.mkdir(parents=True, exist_ok=True)
-    if not any(p.suffix.lower() == ".acq" for p in inbox.iterdir()):
+    wrote_cohort = not any(p.suffix.lower() == ".acq" for p in inbox.iterdir())
+    if wrote_cohort:
         d = config.demo
         files = write_demo_cohort(
             inbox, n_subjects=d.n_subjects, conditions=config.dataset.conditions,
@@ -60,9 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         # these arrived whole by rename, so waiting that long once is all it costs.
         time.sleep(config.discovery.settle_s + 0.5)
 
-    parameters = {"recordings": str(inbox.resolve()), "epochs": args.epochs, "force": args.force}
-    print(f"running ingest-train/default with {parameters} ...", flush=True)
-    flow_run = _run_and_wait(parameters, serving)
+    # Force when the cohort was just written: a running watcher may have started a run over it
+    # first, and this run must still train and report.
+    force = args.force or wrote_cohort
+    parameters = {"recordings": str(inbox.resolve()), "epochs": args.epochs, "force": force}
+    deployment = f"ingest-train/{config.flow.deployment}"
+    print(f"running {deployment} with {parameters} ...", flush=True)
+    flow_run = _run_and_wait(deployment, parameters, serving)
     prefect_ui = config.servers.prefect_api.rstrip("/").removesuffix("/api")
     print(f"Prefect flow run: {prefect_ui}/runs/flow-run/{flow_run.id} ({flow_run.state.name})")
     if not flow_run.state.is_completed():
@@ -85,14 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run_and_wait(parameters: dict, serving, poll_s: float = 2.0):
-    """Start ingest-train/default and wait for its final state, as long as the server serves."""
+def _run_and_wait(deployment: str, parameters: dict, serving, poll_s: float = 2.0):
+    """Start ``deployment`` and wait for its final state, as long as the server serves."""
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
     from ecg_pipeline.processes import alive
 
-    flow_run = run_deployment("ingest-train/default", parameters=parameters, timeout=0)
+    flow_run = run_deployment(deployment, parameters=parameters, timeout=0)
     with get_client(sync_client=True) as client:
         while not flow_run.state.is_final():
             if not alive(serving.pid):

@@ -191,7 +191,8 @@ def ingest_train(
     Parameters
     ----------
     recordings : str, optional
-        The recordings folder; the configuration's ``[demo] inbox`` by default.
+        The recordings folder; the watched inbox by default (``[watch] folder``, else
+        ``[demo] inbox``).
     manifest : str, optional
         A manifest CSV; by default the folder's ``[discovery] manifest_name`` when present.
     config : str
@@ -222,7 +223,7 @@ def ingest_train(
     log_to_mlflow = log_mlflow.with_options(
         retries=cfg.flow.log_retries, retry_delay_seconds=cfg.flow.log_retry_delay_s
     )
-    folder = str(Path(recordings or cfg.demo.inbox).resolve())
+    folder = str(Path(recordings or cfg.watch.folder or cfg.demo.inbox).resolve())
     store_root = str(Path(cfg.store.root).resolve())
 
     found = validate_labels(discover_files(folder, cfg, manifest), cfg)

@@ -20,9 +20,6 @@ import argparse
 import os
 from pathlib import Path
 
-DEPLOYMENT = "default"
-
-
 def serve(config_path: str | os.PathLike) -> None:
     """Register both deployments (ingest-train's with its event trigger) and run their flow runs.
 
@@ -58,9 +55,9 @@ def serve(config_path: str | os.PathLike) -> None:
     )
     serve_deployments(
         ingest_train_for(config).to_deployment(
-            name=DEPLOYMENT, parameters={"config": config_path}, triggers=[trigger]
+            name=config.flow.deployment, parameters={"config": config_path}, triggers=[trigger]
         ),
-        predict.to_deployment(name=DEPLOYMENT, parameters={"config": config_path}),
+        predict.to_deployment(name=config.flow.deployment, parameters={"config": config_path}),
         limit=1,
         pause_on_shutdown=False,
     )

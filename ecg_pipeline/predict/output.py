@@ -106,21 +106,34 @@ def write_predictions(
     -------
     PredictionFiles
     """
-    from ecg_pipeline.io.store import atomic_write_parquet
+    import tempfile
+
+    import pyarrow.parquet as pq
 
     table = prediction_table(predictions)
     if stamp is None:
         stamp = table["predicted_at"].iloc[0] if len(table) else pd.Timestamp.now(tz="UTC")
     folder = Path(out_dir) / dataset
+    folder.mkdir(parents=True, exist_ok=True)
     base = pd.Timestamp(stamp).tz_convert("UTC").strftime("%Y%m%dT%H%M%SZ")
-    name, n = base, 1
-    # Two batches in the same second must not overwrite each other.
-    while (folder / f"predictions-{name}.parquet").exists():
-        n += 1
-        name = f"{base}-{n}"
+    fd, tmp = tempfile.mkstemp(prefix=".predictions-", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        pq.write_table(_arrow(table), tmp, compression="zstd")
+        # A hard link never replaces an existing file: two batches in the same second (the
+        # command line and a served run, say) each get a name of their own, atomically.
+        name, n = base, 1
+        while True:
+            try:
+                os.link(tmp, folder / f"predictions-{name}.parquet")
+                break
+            except FileExistsError:
+                n += 1
+                name = f"{base}-{n}"
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     files = PredictionFiles(
         folder / f"predictions-{name}.parquet", folder / f"rejections-{name}.csv"
     )
-    atomic_write_parquet(_arrow(table), files.predictions)
     atomic_write_text(files.rejections, rejections_of(errors).to_csv(index=False))
     return files

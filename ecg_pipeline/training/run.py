@@ -126,6 +126,15 @@ def _load(config: StudyConfig, store_root, max_windows_per_recording: int | None
     return data, configured_splits(data.meta, t)
 
 
+def _data_signature(data) -> str:
+    """Which windows a run saw: its recordings and window count (evaluation must see the same)."""
+    import hashlib
+
+    ids = sorted(data.meta["recording_id"].astype(str).unique())
+    text = "\n".join([*ids, str(len(data.meta)), repr(sorted(data.classes.items()))])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _write_results(run: RunResult, config: StudyConfig, **extra) -> None:
     payload = {
         "config": config.model_dump(mode="json"), "config_hash": config.ingest_hash(),
@@ -227,7 +236,8 @@ def train_run(
     run = _train(config, data, splits, out_dir, run_name, on_epoch)
     if evaluate:
         _evaluate_folds(data, splits, run.folds, run.run_dir)
-    _write_results(run, config, max_windows_per_recording=max_windows_per_recording)
+    _write_results(run, config, max_windows_per_recording=max_windows_per_recording,
+                   data_signature=_data_signature(data))  # fmt: skip
     return run
 
 
@@ -238,14 +248,26 @@ def evaluate_run(
 
     The windows and splits are rebuilt from the store with the run's settings (the splits are
     deterministic), so this runs in another process than the training, as a flow's task does.
+    A store that changed in between (recordings ingested meanwhile) is refused.
+
+    Raises
+    ------
+    ValueError
+        The store no longer holds the windows the run was trained on.
     """
     run_dir = Path(run_dir)
     saved = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
     limit = saved.get("max_windows_per_recording")
     data, splits = _load(config, store_root, limit)
+    signature = _data_signature(data)
+    if saved.get("data_signature") not in (None, signature):
+        raise ValueError(
+            f"{run_dir}: the store's windows changed since this run was trained (recordings "
+            "added or replaced meanwhile), so its test split cannot be rebuilt; train again"
+        )
     run = RunResult(run_dir, saved["folds"])
     _evaluate_folds(data, splits, run.folds, run_dir)
-    _write_results(run, config, max_windows_per_recording=limit)
+    _write_results(run, config, max_windows_per_recording=limit, data_signature=signature)
     return run
 
 

@@ -36,6 +36,19 @@ def test_train_then_evaluate_as_two_steps_scores_as_one_step(small_store):
     assert saved["summary"]["identity"]["accuracy"] == one["metrics"]["identity"]["accuracy"]
 
 
+def test_evaluation_refuses_a_store_that_changed_since_training(small_store, tmp_path):
+    """Recordings ingested between the train and evaluate tasks would shift the test split."""
+    import shutil
+
+    trained = train_run(small_store, run_name="changed", max_windows_per_recording=8)
+    saved = json.loads((trained.run_dir / "results.json").read_text())
+    saved["data_signature"] = "0" * 16  # as if the store had held other windows at training
+    (trained.run_dir / "results.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="changed since this run was trained"):
+        evaluate_run(trained.run_dir, small_store)
+    shutil.rmtree(trained.run_dir)
+
+
 def test_learning_happens_and_results_are_written(small_store):
     run = train_and_evaluate(small_store, run_name="a")
     (fold,) = run.folds
