@@ -286,7 +286,8 @@ def _examples_from_store(config: StudyConfig, per_recording: int = 2):
 
 
 # --- the run ---------------------------------------------------------------------------------
-def _experiment_id(client, name: str) -> str:
+def experiment_id(client, name: str) -> str:
+    """The id of the experiment ``name``, created if missing (one per dataset)."""
     from mlflow.exceptions import MlflowException
 
     found = client.get_experiment_by_name(name)
@@ -309,7 +310,7 @@ def heldout_protocol(config: StudyConfig) -> str:
     return t.split
 
 
-def _discard_unfinished_attempts(client, exp_id: str, flow_run_id: str | None) -> None:
+def discard_unfinished_attempts(client, exp_id: str, flow_run_id: str | None) -> None:
     """Delete the runs an earlier, failed attempt of the same flow run's logging left behind.
 
     A retried ``log-mlflow`` task must leave one run per flow run, not a FAILED one beside it.
@@ -427,8 +428,8 @@ def log_training_run(
 
     with using_tracking_uri(tracking_uri), tempfile.TemporaryDirectory() as tmp:
         client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        exp_id = _experiment_id(client, experiment or config.dataset.name)
-        _discard_unfinished_attempts(client, exp_id, all_tags.get("prefect_flow_run_id"))
+        exp_id = experiment_id(client, experiment or config.dataset.name)
+        discard_unfinished_attempts(client, exp_id, all_tags.get("prefect_flow_run_id"))
         name = run_name or Path(run_result.run_dir).name
         # The fluent run is needed by mlflow.pytorch.log_model; leaving the block ends it as
         # FINISHED, or FAILED when anything inside raised.

@@ -104,7 +104,7 @@ def log_predictions(
     import mlflow
     from mlflow.entities import Metric, RunTag
 
-    from ecg_pipeline.tracking.mlflow_log import _experiment_id
+    from ecg_pipeline.tracking.mlflow_log import discard_unfinished_attempts, experiment_id
 
     uri = tracking_uri or config.servers.mlflow_uri
     name = run_name or f"predict-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
@@ -115,7 +115,9 @@ def log_predictions(
     }  # fmt: skip
     with using_tracking_uri(uri):
         client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-        exp_id = _experiment_id(client, config.dataset.name)
+        exp_id = experiment_id(client, config.dataset.name)
+        # A retried task must leave one predict run per flow run, not a FAILED one beside it.
+        discard_unfinished_attempts(client, exp_id, all_tags.get("prefect_flow_run_id"))
         run = client.create_run(exp_id, run_name=name)
         run_id = run.info.run_id
         try:

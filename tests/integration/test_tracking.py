@@ -189,6 +189,22 @@ def test_a_score_measured_on_another_split_never_takes_the_champion(mlflow_serve
     assert tags["heldout_protocol"] == "window"
 
 
+def test_a_retried_log_leaves_one_run_per_flow_run(mlflow_server, trained):
+    """An earlier attempt's FAILED run (tagged with the same flow run) is deleted by the retry."""
+    import mlflow
+
+    config, run, *_ = trained
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
+    exp = client.get_experiment_by_name("demo").experiment_id
+    tags = {"prefect_flow_run_id": "retried-flow-run"}
+    failed = client.create_run(exp, tags=tags)
+    client.set_terminated(failed.info.run_id, status="FAILED")
+    logged = log_training_run(run, config, tracking_uri=mlflow_server, tags=tags, register=False)
+    found = client.search_runs([exp], filter_string="tags.prefect_flow_run_id = 'retried-flow-run'")
+    assert [r.info.run_id for r in found] == [logged.run_id]
+    assert client.get_run(failed.info.run_id).info.lifecycle_stage == "deleted"
+
+
 def test_champion_loads_without_pickle_and_predicts_like_the_trained_model(
     mlflow_server, trained, logged, monkeypatch
 ):
