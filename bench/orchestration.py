@@ -5,8 +5,8 @@ free loopback ports with temp state (every process the script starts is stopped 
 end, on Ctrl-C and SIGTERM too):
 
 (1) latency   ``python -m flows.serve`` (deployment ``ingest-train/default``, its event trigger)
-              and ``python -m ecg_pipeline.watch --debounce-s D`` run as subprocesses over a
-              small cohort already in the store. N times, a new demo recording is written in a
+              and ``python -m ecg_pipeline.watch``, started as ``make watch`` starts them, over
+              a small cohort already in the store. N times, a new demo recording is written in a
               staging folder and moved into the inbox with ``os.replace``; the wall time right
               after the rename is the arrival. From the Prefect API come the event's
               ``occurred`` time (the watcher emitted it), the flow run's ``created`` time (the
@@ -70,20 +70,21 @@ from pathlib import Path
 # Both from the script's folder (on sys.path, as for bench/machine.py); orchestration_support
 # puts the repository on sys.path (``flows`` is not an installed package) before the imports of
 # ecg_pipeline and flows below.
-from orchestration_support import (REPO, Processes, _raise_interrupt, call, flow_runs, load_line,
+from orchestration_support import (REPO, TERMINAL, _raise_interrupt, call, flow_runs, load_line,
                                    median, server_changes, settle, start_servers, task_spans, ts,
                                    verdict, wait_for, write_study)  # fmt: skip
+from machine import write_figures
 from orchestration_report import (TARGET_LATENCY_S, TARGET_OVERHEAD, environment, report_latency,
                                   report_mlflow, report_overhead)  # fmt: skip
 
 from ecg_pipeline.cohort.demo import write_demo_cohort, write_demo_recording
 from ecg_pipeline.config import StudyConfig, load_config
-from ecg_pipeline.servers import stop_servers
+from ecg_pipeline.processes import alive
+from ecg_pipeline.servers import start_deployment_server, start_watcher, stop, stop_servers
 
 DEFAULT_CONFIG = REPO / "configs" / "demo.toml"
 DEPLOYMENT = "ingest-train/default"
 EVENT = "ecg.recordings.arrived"
-TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 RUN_TIMEOUT_S = 300.0
 # The latency section's cohort: stored before the watcher starts; each trial adds one file.
 LAT_SUBJECTS, LAT_DURATION_S, LAT_FIRST_NEW_SUBJECT = 3, 20.0, 20
@@ -113,9 +114,7 @@ def find_event(api: str, file_path: str, since: float, timeout_s: float = 20) ->
         return None
 
 
-def bench_latency(
-    args, root: Path, base: StudyConfig, settings, prefect, env: dict, procs: Processes
-) -> dict:
+def bench_latency(args, root: Path, base: StudyConfig, settings, prefect, env: dict) -> dict:
     api = prefect.url
     lat = root / "latency"
     inbox, staging = lat / "inbox", lat / "staging"
@@ -143,24 +142,13 @@ def bench_latency(
     if stored.count("written") != len(files):
         raise RuntimeError(f"initial cohort: {stored.count('written')} of {len(files)} stored")
 
+    # As `make watch` starts them: the deployment server, then the watcher (config's debounce).
     t_serve = time.perf_counter()
-    serve, serve_log = procs.spawn("serve", "-m", "flows.serve", "--config", str(config_path))
-
-    def deployment():
-        if serve.poll() is not None:
-            raise RuntimeError(f"flows.serve exited:\n{serve_log.read_text()[-3000:]}")
-        try:
-            return call(f"{api}/deployments/name/{DEPLOYMENT}")
-        except OSError:
-            return None
-
-    dep = wait_for(deployment, 180, "the served deployment")
+    serve = start_deployment_server(config_path, settings, timeout_s=180)
     serve_ready_s = time.perf_counter() - t_serve
-    watcher, watch_log = procs.spawn(
-        "watch", "-m", "ecg_pipeline.watch", "--config", str(config_path),
-        "--debounce-s", str(args.debounce_s),
-    )  # fmt: skip
-    wait_for(lambda: "watching" in watch_log.read_text(), 120, "the watcher to start")
+    dep = call(f"{api}/deployments/name/{DEPLOYMENT}")
+    watcher = start_watcher(config_path, settings, timeout_s=120)
+    serve_log, watch_log = serve.log_path, watcher.log_path
     # The runner's first poll may still be ahead: let serve settle into its loop.
     time.sleep(1.0)
 
@@ -185,7 +173,7 @@ def bench_latency(
             return None
 
         def watcher_alive():
-            if watcher.poll() is not None:
+            if not alive(watcher.pid):
                 raise RuntimeError(f"the watcher exited:\n{watch_log.read_text()[-3000:]}")
 
         try:
@@ -237,8 +225,8 @@ def bench_latency(
 
     events_seen = watch_log.read_text().count(f"emitted {EVENT}")
     poll_env = env.get("PREFECT_RUNNER_POLL_FREQUENCY")
-    procs.stop(watcher)
-    procs.stop(serve)
+    stop(watcher)
+    stop(serve)
     gaps = {
         "watcher: arrival -> event, beyond max(debounce, settle)": [
             t["emitted_s"] - by_design for t in trials if t["emitted_s"] is not None],
@@ -604,7 +592,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.settle_s is None:
         args.settle_s = base.discovery.settle_s
     tmp = Path(tempfile.mkdtemp(prefix="ecg-bench-orch-"))
-    procs: Processes | None = None
     settings = None
     res: dict = {"quick": q, "targets": {"latency_beyond_debounce_s": TARGET_LATENCY_S,
                                          "dag_overhead": TARGET_OVERHEAD}}  # fmt: skip
@@ -628,9 +615,8 @@ def main(argv: list[str] | None = None) -> int:
         import logging
 
         logging.getLogger("mlflow").setLevel(logging.ERROR)
-        child_env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_LOGGING_")}
-        if args.poll_s is not None:
-            child_env["PREFECT_RUNNER_POLL_FREQUENCY"] = str(args.poll_s)
+        if args.poll_s is not None:  # the deployment server inherits it (serve.py keeps it)
+            os.environ["PREFECT_RUNNER_POLL_FREQUENCY"] = str(args.poll_s)
         from ecg_pipeline.config import FlowSettings
 
         # flows/serve.py sets the poll from [flow] runner_poll_s unless the environment has it.
@@ -640,7 +626,6 @@ def main(argv: list[str] | None = None) -> int:
         print("  " + ", ".join(f"{k} {v}" for k, v in env_info.items() if k != "platform"))
         print(f"  servers (temp state {tmp}): Prefect {prefect.url}, MLflow {mlflow.url}",
               flush=True)  # fmt: skip
-        procs = Processes(tmp, child_env)
 
         lat = ov = None
         if not args.no_latency:
@@ -648,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"(flows.serve + watcher, debounce {args.debounce_s:g} s, settle_s "
                   f"{args.settle_s:g} s)", flush=True)  # fmt: skip
             print("  " + load_line("before (1)"), flush=True)
-            lat = bench_latency(args, tmp, base, settings, prefect, child_env, procs)
+            lat = bench_latency(args, tmp, base, settings, prefect, dict(os.environ))
             res["latency"] = lat
             print("\n".join(report_latency(lat)), flush=True)
         if not args.no_overhead:
@@ -684,9 +669,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{pt2:.2f} s of it){cold}")  # fmt: skip
         print(f"\nbench wall time {wall:.0f} s")
         if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(res, indent=2, default=str) + "\n", encoding="utf-8")
-            print(f"wrote {args.json}")
+            write_figures(args.json, res)
         return 0
     finally:
         t_stop = time.perf_counter()
@@ -697,9 +680,7 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(Exception):
                 APILogWorker.drain_all(timeout=10)
                 EventsWorker.drain_all(timeout=10)
-        if procs is not None:
-            procs.stop_all()
-        if settings is not None:
+        if settings is not None:  # the watcher, the deployment server, both servers
             stop_servers(settings.state_dir)
         else:  # a start may have been half done
             stop_servers(tmp / "state")

@@ -1,60 +1,37 @@
-"""What ``bench/orchestration.py`` builds on: small helpers (the servers' JSON API through a
-proxy-free opener, polling, Prefect timestamps, medians, the CPU-load line), study configuration
-files written as TOML and read back, the bookkeeping of the subprocesses it starts (each in a
-session of its own, stopped by pid with any descendant left behind; SIGTERM raised as Ctrl-C), the
-temp Prefect and MLflow servers, and what it reads back from the Prefect API (a deployment's flow
-runs, a flow run's seconds per task kind). Importing it puts the repository on ``sys.path``
-(``flows`` is not an installed package) before ``ecg_pipeline`` or ``flows`` is imported.
+"""What ``bench/orchestration.py`` builds on: small helpers (Prefect timestamps, medians, the
+CPU-load line), study configuration files written as TOML and read back, SIGTERM raised as
+Ctrl-C (so that everything is stopped), the temp Prefect and MLflow servers, and a flow run's
+seconds per task kind from the Prefect API. The REST helpers (``call``, ``wait_for``,
+``flow_runs``) are the e2e tests' (``tests/e2e/e2e_support.py``). Importing it puts the
+repository and that folder on ``sys.path`` (``flows`` is not an installed package) before
+``ecg_pipeline`` or ``flows`` is imported.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # ``flows`` is not an installed package
-    sys.path.insert(0, str(REPO))
+# ``flows`` is not an installed package; the Prefect and MLflow REST helpers are the e2e tests'.
+for folder in (REPO, REPO / "tests" / "e2e"):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+from e2e_support import TERMINAL, call, flow_runs, wait_for  # noqa: E402,F401  (re-exported)
 
 from ecg_pipeline.config import StudyConfig, load_config  # noqa: E402
 from ecg_pipeline.servers import free_port, start_both  # noqa: E402
 from machine import cpu_busy  # noqa: E402  (bench/machine.py: the script's folder is on sys.path)
 
-# Loopback servers: a proxy from the environment must not sit in between.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
 # --- small helpers ------------------------------------------------------------------------------
-def call(url: str, body: dict | None = None) -> dict | list:
-    """GET ``url`` (or POST ``body`` as JSON) and return the decoded JSON answer."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with _OPENER.open(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
-def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.5):
-    """Poll ``predicate`` until it returns something truthy, and return that."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
 def ts(text: str | None) -> float | None:
     """A Prefect API timestamp (ISO 8601, UTC) as epoch seconds."""
     return None if not text else datetime.fromisoformat(text).timestamp()
@@ -159,73 +136,6 @@ def server_changes(settings) -> dict[str, object]:
     }
 
 
-# --- processes ----------------------------------------------------------------------------------
-def _proc_start(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def descendants(pid: int) -> list[tuple[int, str]]:
-    """(pid, start time) of every live descendant of ``pid`` (Linux /proc)."""
-    children: dict[int, list[int]] = defaultdict(list)
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children[ppid].append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            start = _proc_start(c)
-            if start is not None:
-                out.append((c, start))
-                todo.append(c)
-    return out
-
-
-class Processes:
-    """Subprocesses started here, each in a session of its own; stopped by pid, newest first."""
-
-    def __init__(self, root: Path, env: dict[str, str]):
-        self.root, self.env = root, env
-        self.procs: list[tuple[str, subprocess.Popen]] = []
-
-    def spawn(self, name: str, *args: str) -> tuple[subprocess.Popen, Path]:
-        log = self.root / f"{name}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, *args], cwd=REPO, env=self.env, stdout=out,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            )  # fmt: skip
-        self.procs.append((name, proc))
-        return proc, log
-
-    def stop(self, proc: subprocess.Popen) -> None:
-        """SIGINT to its process group, SIGKILL after 15 s; then any descendant left behind."""
-        if proc.poll() is None:
-            kids = descendants(proc.pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-            for pid, start in kids:  # the same process still (not a reused pid)
-                if _proc_start(pid) == start:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-        self.procs = [(n, p) for n, p in self.procs if p is not proc]
-
-    def stop_all(self) -> None:
-        for _, proc in reversed(list(self.procs)):
-            self.stop(proc)
-
-
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -240,11 +150,6 @@ def start_servers(root: Path):
     )  # fmt: skip
     prefect, mlflow = start_both(settings)
     return settings, prefect, mlflow
-
-
-def flow_runs(api: str, deployment_id: str) -> list[dict]:
-    body = {"deployments": {"id": {"any_": [deployment_id]}}, "sort": "EXPECTED_START_TIME_ASC"}
-    return call(f"{api}/flow_runs/filter", body)
 
 
 def task_spans(api: str, flow_run_id: str) -> dict[str, float]:

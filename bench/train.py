@@ -48,7 +48,7 @@ from ecg_pipeline.training.data import load_window_data
 from ecg_pipeline.training.loop import _batches, fit, predict_logits, seed_everything
 from ecg_pipeline.training.run import configured_splits, model_spec
 from ecg_pipeline.training.weighting import build_weighting, shared_grad_norms
-from machine import cpu_busy  # bench/machine.py: the script's folder is on sys.path
+from machine import cpu_busy, write_figures  # bench/machine.py: the script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "demo.toml"
@@ -698,9 +698,7 @@ def main(argv: list[str] | None = None) -> int:
     res["bench_wall_s"] = time.perf_counter() - t0
     print(f"\nbench wall time {res['bench_wall_s']:.0f} s")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=2, default=float) + "\n", encoding="utf-8")
-        print(f"wrote {args.json}")
+        write_figures(args.json, res)
     return 0
 
 

@@ -507,31 +507,27 @@ def _start(
 
 def answers_ok(url: str) -> bool:
     """Whether ``url`` answers 200 now (a health check)."""
-    host = urllib.parse.urlsplit(url).hostname or ""
-    # Loopback without proxies: an http_proxy in the environment must not carry a request to
-    # this machine away. A lab's own server may well sit behind its proxy.
-    handlers = [urllib.request.ProxyHandler({})] if _is_loopback(host) else []
-    opener = urllib.request.build_opener(*handlers)
-    try:
-        with opener.open(url, timeout=5) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+    return _http_status(url) == 200
 
 
 def _answers(url: str) -> bool:
     """Whether a server answers at all: an HTTP error (401 behind an auth proxy) still counts."""
-    if answers_ok(url):
-        return True
+    return _http_status(url) is not None
+
+
+def _http_status(url: str) -> int | None:
+    """The HTTP status ``url`` answers with now; None when nothing answers."""
     host = urllib.parse.urlsplit(url).hostname or ""
-    opener = urllib.request.build_opener(*([urllib.request.ProxyHandler({})] if _is_loopback(host) else []))
+    # Loopback without proxies: an http_proxy in the environment must not carry a request to
+    # this machine away. A lab's own server may well sit behind its proxy.
+    handlers = [urllib.request.ProxyHandler({})] if _is_loopback(host) else []
     try:
-        opener.open(url, timeout=5).close()
-    except urllib.error.HTTPError:
-        return True
+        with urllib.request.build_opener(*handlers).open(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
     except (urllib.error.URLError, OSError, ValueError):
-        return False
-    return True
+        return None
 
 
 def _is_loopback(host: str) -> bool:
@@ -567,7 +563,7 @@ def _check_host(host: str, allow_remote: bool) -> None:
             f"host {host!r} would listen on every network interface; name one address instead "
             "(127.0.0.1 keeps the servers on this machine)"
         )
-    if host == "localhost" or (ip is not None and ip.is_loopback) or allow_remote:
+    if _is_loopback(host) or allow_remote:
         return
     raise ValueError(
         f"host {host!r} is not a loopback address: neither the Prefect server nor the MLflow "

@@ -1,7 +1,7 @@
 """The end-to-end stack, shared by every e2e module: real servers, the served flow, one run.
 
 ``stack`` starts a Prefect server and an MLflow server on free loopback ports (state in a temp
-folder) and ``python -m flows.serve`` as a subprocess; ``trained_run`` writes a tiny demo cohort
+folder) and the deployment server as ``make serve`` does (``start_deployment_server``); ``trained_run`` writes a tiny demo cohort
 (3 subjects x 3 conditions x 20 s, one epoch on one thread) and runs the deployment once with
 the ``prefect`` command line. Both are session-scoped: one training serves every check.
 """
@@ -15,19 +15,18 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_support import RUN_TIMEOUT_S, call, flow_runs, mlflow_runs_of, stop_process, wait_for
+from e2e_support import RUN_TIMEOUT_S, call, flow_runs, mlflow_runs_of
 
 from ecg_pipeline.cohort.demo import write_demo_cohort
 from ecg_pipeline.config import ServerSettings
-from ecg_pipeline.servers import free_port, start_both, stop_servers
+from ecg_pipeline.servers import free_port, start_both, start_deployment_server, stop_servers
 
-REPO = Path(__file__).resolve().parents[2]
 DEPLOYMENT = "ingest-train/default"
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    """Both servers, a small study config and ``python -m flows.serve``; all stopped at the end."""
+    """Both servers, a small study config and the served deployments; all stopped by pid."""
     root = tmp_path_factory.mktemp("e2e")
     settings = ServerSettings(
         prefect_port=free_port(), mlflow_port=free_port(),
@@ -52,6 +51,8 @@ cpu_threads = 1
 out_dir = "{root / 'runs'}"
 [predict]
 out_dir = "{root / 'predictions'}"
+[watch]
+debounce_s = 1.0
 [servers]
 prefect_port = {settings.prefect_port}
 mlflow_port = {settings.mlflow_port}
@@ -60,38 +61,20 @@ mlflow_dir = "{settings.mlflow_dir}"
 """)
     env = dict(
         os.environ, PREFECT_API_URL=prefect.url, PREFECT_HOME=str(root / "client"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_RUNNER_POLL_FREQUENCY="2",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
         MLFLOW_DISABLE_TELEMETRY="true", PYTHONUNBUFFERED="1",
     )  # fmt: skip
-    procs: list[subprocess.Popen] = []
-
-    def spawn(name: str, *args: str) -> tuple[subprocess.Popen, Path]:
-        log = root / f"{name}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-        procs.append(proc)
-        return proc, log
-
-    serve, serve_log = spawn("serve", "-m", "flows.serve", "--config", str(config))
     try:
-        def deployment():
-            assert serve.poll() is None, serve_log.read_text()
-            try:
-                return call(f"{prefect.url}/deployments/name/{DEPLOYMENT}")
-            except OSError:
-                return None
-
-        dep = wait_for(deployment, 120, "the served deployment")
+        # What `make serve` runs: the deployment server in the background, by pid file.
+        serving = start_deployment_server(config, settings)
+        dep = call(f"{prefect.url}/deployments/name/{DEPLOYMENT}")
         yield {
-            "root": root, "config": config, "env": env, "api": prefect.url, "mlflow": mlflow.url,
-            "prefect_ui": prefect.ui_url, "mlflow_ui": mlflow.ui_url,
-            "deployment_id": dep["id"], "spawn": spawn, "serve_log": serve_log,
+            "root": root, "config": config, "settings": settings, "env": env,
+            "api": prefect.url, "mlflow": mlflow.url, "prefect_ui": prefect.ui_url,
+            "mlflow_ui": mlflow.ui_url, "deployment_id": dep["id"], "serve_log": serving.log_path,
         }  # fmt: skip
     finally:
-        for proc in reversed(procs):
-            stop_process(proc)
-        stop_servers(settings.state_dir)
+        stop_servers(settings.state_dir)  # the watcher, the deployment server, both servers
 
 
 @pytest.fixture(scope="session")

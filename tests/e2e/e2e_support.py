@@ -1,11 +1,9 @@
-"""REST helpers the end-to-end tests share: the Prefect and MLflow servers read with urllib."""
+"""REST helpers the end-to-end tests (and bench/orchestration.py) share: Prefect and MLflow read
+with urllib."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import time
 import urllib.request
 
@@ -37,7 +35,7 @@ def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 1.0):
         if value:
             return value
         time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+    raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def mlflow_runs_of(mlflow: str, flow_run_id: str, experiment: str = "demo") -> list[dict]:
@@ -54,14 +52,3 @@ def logs_of(api: str, flow_run_id: str) -> str:
     """A flow run's log messages, one per line."""
     body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200}
     return "\n".join(row["message"] for row in call(f"{api}/logs/filter", body))
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    """Stop a process a test started and its group (the served flow runs are its children)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)

@@ -1,9 +1,9 @@
 """The served ``ingest-train`` deployment end to end, on real servers and real processes.
 
-No mocks: the session's ``stack`` (see conftest.py) runs both servers and ``python -m
-flows.serve``; runs start with the ``prefect`` command line or a watcher subprocess, and both
-servers' REST APIs are read with urllib. The module stays near three minutes on a busy
-two-core machine.
+No mocks: the session's ``stack`` (see conftest.py) runs both servers and the deployment
+server as ``make serve`` does; runs start with the ``prefect`` command line or the watcher
+``make watch`` starts, and both servers' REST APIs are read with urllib. The module stays near
+three minutes on a busy two-core machine.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import pytest
 from ecg_pipeline.cohort.demo import write_demo_recording
 from ecg_pipeline.config import load_config
 from ecg_pipeline.io.store import WindowStore
-from ecg_pipeline.servers import free_port
+from ecg_pipeline.processes import alive
+from ecg_pipeline.servers import free_port, start_watcher
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -89,10 +90,9 @@ def test_the_run_s_artifacts_and_champion_read_back_over_rest(stack, trained_run
 def test_files_dropped_into_the_inbox_trigger_exactly_one_run(stack, trained_run):
     api, dep = stack["api"], stack["deployment_id"]
     before = {r["id"] for r in flow_runs(api, dep)}
-    watcher, log = stack["spawn"](
-        "watch", "-m", "ecg_pipeline.watch", "--config", str(stack["config"]), "--debounce-s", "1"
-    )
-    wait_for(lambda: "watching" in log.read_text(), 90, "the watcher to start", 0.5)
+    # What `make watch` adds: the watcher in the background, ready once it watches.
+    watcher = start_watcher(stack["config"], stack["settings"])
+    log = watcher.log_path
     assert "(0 file(s) not yet stored)" in log.read_text()  # the first run stored them all
 
     # Arrive the way a copy should: written elsewhere, then renamed into the inbox.
@@ -112,7 +112,7 @@ def test_files_dropped_into_the_inbox_trigger_exactly_one_run(stack, trained_run
     assert new[0]["state_type"] == "COMPLETED", stack["serve_log"].read_text()[-4000:]
     assert new[0]["parameters"]["recordings"] == str(inbox)
     assert log.read_text().count("emitted ecg.recordings.arrived") == 1
-    assert watcher.poll() is None
+    assert alive(watcher.pid)
 
     assert len(mlflow_runs_of(stack["mlflow"], new[0]["id"])) == 1
     config = load_config(stack["config"])
