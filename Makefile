@@ -9,7 +9,7 @@ PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install install-dev run servers serve watch stop test test-fast bench constraints clean
+.PHONY: install install-dev run servers serve watch stop test test-fast lint format bench constraints clean
 
 # The product: what `make run` needs. The tests' extras (playwright, neurokit2) come with `make test`.
 $(STAMP): pyproject.toml constraints.txt
@@ -52,6 +52,15 @@ stop:
 
 test: install-dev
 	$(PY) -m pytest -q
+
+# ruff's check and format, as CI runs them (configured in pyproject.toml).
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install-dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 test-fast: install-dev
 	$(PY) -m pytest -q -m "not integration and not e2e"

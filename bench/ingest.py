@@ -183,17 +183,32 @@ def run_full(row: Row, config: StudyConfig, store_root: Path):
 def check_full(summary, row: Row) -> None:
     written = summary.count("written")
     if written != len(row.files):
-        bad = [(r.path, r.status, r.note or (r.error and r.error.reason)) for r in summary.results
-               if r.status != "written"]  # fmt: skip
+        bad = [
+            (r.path, r.status, r.note or (r.error and r.error.reason))
+            for r in summary.results
+            if r.status != "written"
+        ]
         raise RuntimeError(f"full path wrote {written} of {len(row.files)} files: {bad[:3]}")
 
 
 # --- per-stage breakdown: wrap the functions ingest_folder calls, by their names there ----------
 STAGE_FUNCS = [
-    "remove_dead_temp_files", "discover", "read_manifest", "label_files", "validate_labels",
-    "plan_batch", "sha256_files", "process_file", "read_recording", "segments_to_windows",
-    "validate_batch", "write_batch", "rejections_table", "atomic_write_text", "cohort_report",
-]  # fmt: skip
+    "remove_dead_temp_files",
+    "discover",
+    "read_manifest",
+    "label_files",
+    "validate_labels",
+    "plan_batch",
+    "sha256_files",
+    "process_file",
+    "read_recording",
+    "segments_to_windows",
+    "validate_batch",
+    "write_batch",
+    "rejections_table",
+    "atomic_write_text",
+    "cohort_report",
+]
 
 
 class StageTimer:
@@ -232,9 +247,15 @@ def stages_of(raw: dict[str, float], total: float) -> dict[str, float]:
     g = raw.get
     out = {
         "discover + label + validate labels": sum(
-            g(n, 0.0) for n in ("remove_dead_temp_files", "discover", "read_manifest",
-                                "label_files", "validate_labels")
-        ),  # fmt: skip
+            g(n, 0.0)
+            for n in (
+                "remove_dead_temp_files",
+                "discover",
+                "read_manifest",
+                "label_files",
+                "validate_labels",
+            )
+        ),
         "store catalog (footers, x2)": g("catalog", 0.0),
         "plan: sha256 of each file": g("sha256_files", 0.0),
         "plan: decisions (excl. hash)": g("plan_batch", 0.0) - g("sha256_files", 0.0),
@@ -298,7 +319,7 @@ def bench_row(row: Row, config: StudyConfig, reps: int, stores: StoreDirs) -> di
     stage_totals: list[float] = []
     jobs = ["a", "b", "c", "b_stages"]
     for r in range(reps):
-        for job in jobs[r % len(jobs):] + jobs[: r % len(jobs)]:  # rotate the order per rep
+        for job in jobs[r % len(jobs) :] + jobs[: r % len(jobs)]:  # rotate the order per rep
             if job == "a":
                 times["a"].append(timed(a))
             elif job == "c":
@@ -314,9 +335,11 @@ def bench_row(row: Row, config: StudyConfig, reps: int, stores: StoreDirs) -> di
     n = len(row.files)
     rec_s = row.recording_s
     paths = {}
-    for key, label in (("a", "(a) floor: bioread+filter+resample"),
-                       ("b", "(b) full: ingest_folder"),
-                       ("c", "(c) NeuroKit2 read+clean+resample")):  # fmt: skip
+    for key, label in (
+        ("a", "(a) floor: bioread+filter+resample"),
+        ("b", "(b) full: ingest_folder"),
+        ("c", "(c) NeuroKit2 read+clean+resample"),
+    ):
         med = statistics.median(times[key])
         paths[key] = {
             "label": label,
@@ -405,14 +428,20 @@ def environment() -> dict:
 
 
 def print_row(res: dict) -> None:
-    print(f"\n== {res['row']}: {res['n_files']} files, {res['recording_s']:.1f} s of ECG; "
-          f"median of {res['reps']} reps ==")  # fmt: skip
-    print(f"  {'path':<38}{'rec-s/wall-s':>13}{'ms/file':>10}{'ms/batch':>10}"
-          f"{'min..max ms/batch':>20}")  # fmt: skip
+    print(
+        f"\n== {res['row']}: {res['n_files']} files, {res['recording_s']:.1f} s of ECG; "
+        f"median of {res['reps']} reps =="
+    )
+    print(
+        f"  {'path':<38}{'rec-s/wall-s':>13}{'ms/file':>10}{'ms/batch':>10}"
+        f"{'min..max ms/batch':>20}"
+    )
     for p in res["paths"].values():
         lo, hi = min(p["batch_s_all"]) * 1e3, max(p["batch_s_all"]) * 1e3
-        print(f"  {p['label']:<38}{p['recording_s_per_wall_s']:>13.0f}{p['ms_per_file']:>10.2f}"
-              f"{p['batch_s_median'] * 1e3:>10.1f}{f'{lo:.1f}..{hi:.1f}':>20}")  # fmt: skip
+        print(
+            f"  {p['label']:<38}{p['recording_s_per_wall_s']:>13.0f}{p['ms_per_file']:>10.2f}"
+            f"{p['batch_s_median'] * 1e3:>10.1f}{f'{lo:.1f}..{hi:.1f}':>20}"
+        )
     r1, r2 = res["ratio_full_vs_floor"], res["ratio_full_vs_neurokit2"]
     ok1, ok2 = r1 >= TARGET_FULL_VS_FLOOR, r2 >= TARGET_FULL_VS_NK
     print(f"  (b)/(a) = {r1:.2f}   target >= {TARGET_FULL_VS_FLOOR:g}   {verdict(ok1)}")
@@ -432,16 +461,20 @@ def print_row(res: dict) -> None:
 
 def print_memory(mem: list[dict]) -> None:
     print("\n== memory per file: tracemalloc peak (numpy included) / decoded float64 ECG array ==")
-    print(f"  {'file':<32}{'ECG array':>11}{'process_file peak':>19}{'x':>7}"
-          f"{'floor peak':>12}{'x':>7}"
-          f"   target <= {TARGET_MEMORY_RATIO:g}")  # fmt: skip
+    print(
+        f"  {'file':<32}{'ECG array':>11}{'process_file peak':>19}{'x':>7}"
+        f"{'floor peak':>12}{'x':>7}"
+        f"   target <= {TARGET_MEMORY_RATIO:g}"
+    )
     for m in mem:
         ok = m["process_file_ratio"] <= TARGET_MEMORY_RATIO
         name = f"{m['file']} ({m['duration_s']:g} s)"
-        print(f"  {name:<32}{m['ecg_nbytes'] / 1e6:>9.2f}MB"
-              f"{m['process_file_peak_bytes'] / 1e6:>17.2f}MB{m['process_file_ratio']:>7.2f}"
-              f"{m['floor_peak_bytes'] / 1e6:>10.2f}MB{m['floor_ratio']:>7.2f}"
-              f"   {verdict(ok)}")  # fmt: skip
+        print(
+            f"  {name:<32}{m['ecg_nbytes'] / 1e6:>9.2f}MB"
+            f"{m['process_file_peak_bytes'] / 1e6:>17.2f}MB{m['process_file_ratio']:>7.2f}"
+            f"{m['floor_peak_bytes'] / 1e6:>10.2f}MB{m['floor_ratio']:>7.2f}"
+            f"   {verdict(ok)}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -450,16 +483,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--files", type=int, default=None, help="physio variants (default 20; quick 5)")
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 5; quick 2)")
     ap.add_argument("--demo-subjects", type=int, default=3, help="demo cohort subjects (x3 files)")
-    ap.add_argument("--long-s", type=float, default=1800.0,
-                    help="also measure memory on one demo recording this long (0: skip)")
+    ap.add_argument(
+        "--long-s",
+        type=float,
+        default=1800.0,
+        help="also measure memory on one demo recording this long (0: skip)",
+    )
     ap.add_argument("--source", type=Path, default=PHYSIO, help="the .acq file to vary")
     ap.add_argument("--json", type=Path, default=None, help="write the figures to this file")
     args = ap.parse_args(argv)
     n_files = args.files or (5 if args.quick else 20)
     reps = args.reps or (2 if args.quick else 5)
     if not args.source.is_file():
-        print(f"{args.source}: not found (the real test recordings live in ../shared/acq; set ECG_SHARED_DIR)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"{args.source}: not found (the real test recordings live in ../shared/acq; set ECG_SHARED_DIR)",
+            file=sys.stderr,
+        )
         return 2
 
     config = StudyConfig()

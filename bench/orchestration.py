@@ -56,7 +56,6 @@ import argparse
 import contextlib
 import functools
 import gc
-import json
 import os
 import signal
 import sys
@@ -67,15 +66,36 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
+from machine import write_figures
+from orchestration_report import (
+    TARGET_LATENCY_S,
+    TARGET_OVERHEAD,
+    environment,
+    report_latency,
+    report_mlflow,
+    report_overhead,
+)
+
 # Both from the script's folder (on sys.path, as for bench/machine.py); orchestration_support
 # puts the repository on sys.path (``flows`` is not an installed package) before the imports of
 # ecg_pipeline and flows below.
-from orchestration_support import (REPO, TERMINAL, _raise_interrupt, call, flow_runs, load_line,
-                                   median, server_changes, settle, start_servers, task_spans, ts,
-                                   verdict, wait_for, write_study)  # fmt: skip
-from machine import write_figures
-from orchestration_report import (TARGET_LATENCY_S, TARGET_OVERHEAD, environment, report_latency,
-                                  report_mlflow, report_overhead)  # fmt: skip
+from orchestration_support import (
+    REPO,
+    TERMINAL,
+    _raise_interrupt,
+    call,
+    flow_runs,
+    load_line,
+    median,
+    server_changes,
+    settle,
+    start_servers,
+    task_spans,
+    ts,
+    verdict,
+    wait_for,
+    write_study,
+)
 
 from ecg_pipeline.cohort.demo import write_demo_cohort, write_demo_recording
 from ecg_pipeline.config import StudyConfig, load_config
@@ -119,24 +139,34 @@ def bench_latency(args, root: Path, base: StudyConfig, settings, prefect, env: d
     lat = root / "latency"
     inbox, staging = lat / "inbox", lat / "staging"
     config_path = lat / "study.toml"
-    config = write_study(config_path, base, {
-        **server_changes(settings),
-        "store.root": str(lat / "store"),
-        "demo.inbox": str(inbox),
-        "training.out_dir": str(lat / "runs"),
-        "training.epochs": 1,
-        "training.cpu_threads": 1,
-        "discovery.settle_s": args.settle_s,
-        "watch.debounce_s": args.debounce_s,
-        "watch.folder": None,
-    })  # fmt: skip
+    config = write_study(
+        config_path,
+        base,
+        {
+            **server_changes(settings),
+            "store.root": str(lat / "store"),
+            "demo.inbox": str(inbox),
+            "training.out_dir": str(lat / "runs"),
+            "training.epochs": 1,
+            "training.cpu_threads": 1,
+            "discovery.settle_s": args.settle_s,
+            "watch.debounce_s": args.debounce_s,
+            "watch.folder": None,
+        },
+    )
 
     # The cohort already stored (the first run's job in real life); the watcher starts after.
     from ecg_pipeline.ingest import ingest_folder
 
     d = config.demo
-    files = write_demo_cohort(inbox, n_subjects=LAT_SUBJECTS, conditions=config.dataset.conditions,
-                              duration_s=LAT_DURATION_S, fs_hz=d.fs_hz, seed=d.seed)  # fmt: skip
+    files = write_demo_cohort(
+        inbox,
+        n_subjects=LAT_SUBJECTS,
+        conditions=config.dataset.conditions,
+        duration_s=LAT_DURATION_S,
+        fs_hz=d.fs_hz,
+        seed=d.seed,
+    )
     settle(files)
     stored = ingest_folder(inbox, config)
     if stored.count("written") != len(files):
@@ -154,19 +184,26 @@ def bench_latency(args, root: Path, base: StudyConfig, settings, prefect, env: d
 
     by_design = max(args.debounce_s, args.settle_s)
     trials = []
-    print(f"    {'trial':<6}{'emitted':>8}{'created':>8}{'pending':>8}{'RUNNING':>8}"
-          f"{'beyond':>8}   {'run':>6}  {'log-mlflow':>10}  state", flush=True)  # fmt: skip
+    print(
+        f"    {'trial':<6}{'emitted':>8}{'created':>8}{'pending':>8}{'RUNNING':>8}"
+        f"{'beyond':>8}   {'run':>6}  {'log-mlflow':>10}  state",
+        flush=True,
+    )
     for k in range(args.trials):
         before = {r["id"] for r in flow_runs(api, dep["id"])}
         staged = write_demo_recording(
-            staging, LAT_FIRST_NEW_SUBJECT + k, "rest", duration_s=LAT_DURATION_S,
-            fs_hz=d.fs_hz, seed=d.seed,
-        )  # fmt: skip
+            staging,
+            LAT_FIRST_NEW_SUBJECT + k,
+            "rest",
+            duration_s=LAT_DURATION_S,
+            fs_hz=d.fs_hz,
+            seed=d.seed,
+        )
         target = inbox / staged.name
         os.replace(staged, target)
         t0 = time.time()
 
-        def started():
+        def started(before=before):
             new = [r for r in flow_runs(api, dep["id"]) if r["id"] not in before]
             if new and (new[0]["start_time"] or new[0]["state_type"] in TERMINAL):
                 return new[0]
@@ -177,13 +214,18 @@ def bench_latency(args, root: Path, base: StudyConfig, settings, prefect, env: d
                 raise RuntimeError(f"the watcher exited:\n{watch_log.read_text()[-3000:]}")
 
         try:
-            run = wait_for(lambda: watcher_alive() or started(), args.poll_timeout_s,
-                           "the triggered flow run to start", 0.25)  # fmt: skip
+            run = wait_for(
+                lambda: watcher_alive() or started(),
+                args.poll_timeout_s,
+                "the triggered flow run to start",
+                0.25,
+            )
         except TimeoutError as exc:
             raise RuntimeError(
                 f"{exc}\nwatcher log:\n{watch_log.read_text()[-2000:]}\n"
                 f"serve log:\n{serve_log.read_text()[-3000:]}"
             ) from None
+
         def finished(run_id=run["id"]):
             r = call(f"{api}/flow_runs/{run_id}")
             return r if r["state_type"] in TERMINAL else None
@@ -195,7 +237,7 @@ def bench_latency(args, root: Path, base: StudyConfig, settings, prefect, env: d
             first.setdefault(s["type"], ts(s["timestamp"]))
         event = find_event(api, str(target.resolve()), t0 - 5)
         spans = task_spans(api, run["id"])
-        rel = lambda t: None if t is None else t - t0  # noqa: E731
+        rel = lambda t, t0=t0: None if t is None else t - t0  # noqa: E731
         trial = {
             "file": target.name,
             "emitted_s": rel(ts(event["occurred"])) if event else None,
@@ -218,8 +260,11 @@ def bench_latency(args, root: Path, base: StudyConfig, settings, prefect, env: d
             f(trial[c]) for c in ("emitted_s", "created_s", "pending_s", "running_s", "beyond_s")
         )
         nan = float("nan")
-        print(f"    {k + 1:<6}{cols}   {trial['run_s'] or nan:6.1f}  "
-              f"{trial['log_mlflow_s'] or nan:10.2f}  {trial['state']}", flush=True)  # fmt: skip
+        print(
+            f"    {k + 1:<6}{cols}   {trial['run_s'] or nan:6.1f}  "
+            f"{trial['log_mlflow_s'] or nan:10.2f}  {trial['state']}",
+            flush=True,
+        )
         if trial["state"] != "COMPLETED":
             print(f"      serve log tail:\n{serve_log.read_text()[-2000:]}")
 
@@ -229,14 +274,18 @@ def bench_latency(args, root: Path, base: StudyConfig, settings, prefect, env: d
     stop(serve)
     gaps = {
         "watcher: arrival -> event, beyond max(debounce, settle)": [
-            t["emitted_s"] - by_design for t in trials if t["emitted_s"] is not None],
+            t["emitted_s"] - by_design for t in trials if t["emitted_s"] is not None
+        ],
         "server: event -> flow run created (automation)": [
-            t["created_s"] - t["emitted_s"] for t in trials if t["emitted_s"] is not None],
+            t["created_s"] - t["emitted_s"] for t in trials if t["emitted_s"] is not None
+        ],
         "runner: created -> PENDING (poll for scheduled runs)": [
-            t["pending_s"] - t["created_s"] for t in trials if t["pending_s"] is not None],
+            t["pending_s"] - t["created_s"] for t in trials if t["pending_s"] is not None
+        ],
         "run process: PENDING -> RUNNING (spawn, imports)": [
-            t["running_s"] - t["pending_s"] for t in trials if t["pending_s"] is not None],
-    }  # fmt: skip
+            t["running_s"] - t["pending_s"] for t in trials if t["pending_s"] is not None
+        ],
+    }
     return {
         "debounce_s": args.debounce_s,
         "settle_s": args.settle_s,
@@ -251,14 +300,24 @@ def bench_latency(args, root: Path, base: StudyConfig, settings, prefect, env: d
         "raw_median_s": median(t["running_s"] for t in trials),
         "beyond_median_s": median(t["beyond_s"] for t in trials),
         "running_vs_state_max_ms": max(
-            (abs(t["running_s"] - t["running_state_s"]) * 1e3 for t in trials
-             if t["running_s"] is not None and t["running_state_s"] is not None), default=None),
-    }  # fmt: skip
+            (
+                abs(t["running_s"] - t["running_state_s"]) * 1e3
+                for t in trials
+                if t["running_s"] is not None and t["running_state_s"] is not None
+            ),
+            default=None,
+        ),
+    }
 
 
 # --- (2) and (3): plain script against the flow ---------------------------------------------------
-MLFLOW_STAGES = ("params + metrics", "plots (matplotlib)", "files (CSV, checkpoint copy)",
-                 "artifact upload", "pt2 model (export, upload, register)")  # fmt: skip
+MLFLOW_STAGES = (
+    "params + metrics",
+    "plots (matplotlib)",
+    "files (CSV, checkpoint copy)",
+    "artifact upload",
+    "pt2 model (export, upload, register)",
+)
 MLFLOW_REST = "rest (run, experiment, tags, champion)"
 # Inside the pt2 model's time: MLflow loads the saved model back to check the serving example.
 MLFLOW_NESTED = "  of which MLflow's serving-example check"
@@ -267,11 +326,11 @@ MLFLOW_NESTED = "  of which MLflow's serving-example check"
 @contextlib.contextmanager
 def mlflow_stage_timer(seconds: dict[str, float]):
     """Time the parts of ``log_training_run`` by wrapping what it calls, by their names there."""
-    import mlflow
     import mlflow.models.utils as model_utils
 
     import ecg_pipeline.tracking.export as export_mod
     import ecg_pipeline.tracking.mlflow_log as log_mod
+    import mlflow
 
     targets = [
         (log_mod, "_log_numbers", MLFLOW_STAGES[0]),
@@ -314,8 +373,14 @@ def plain_ingest(folder: Path, config: StudyConfig, store_root: Path, workers: i
         s = ingest_folder(folder, config, store_root=store_root)
         return s.count("written"), s.rejections_file
     from ecg_pipeline.cohort.labels import discover, label_files, read_manifest, validate_labels
-    from ecg_pipeline.ingest import (FileResult, plan_batch, process_file, validate_batch,
-                                     write_batch, write_batch_tables)  # fmt: skip
+    from ecg_pipeline.ingest import (
+        FileResult,
+        plan_batch,
+        process_file,
+        validate_batch,
+        write_batch,
+        write_batch_tables,
+    )
     from ecg_pipeline.io.atomic import remove_dead_temp_files
 
     name, config_hash = config.dataset.name, config.ingest_hash()
@@ -350,8 +415,15 @@ def plain_ingest(folder: Path, config: StudyConfig, store_root: Path, workers: i
     return sum(r.status == "written" for r in results), rejections_file
 
 
-def run_plain(cohort: Path, config: StudyConfig, store_root: Path, run_name: str,
-              workers: int, mode: str, mlflow_parts: dict[str, float]) -> dict:  # fmt: skip
+def run_plain(
+    cohort: Path,
+    config: StudyConfig,
+    store_root: Path,
+    run_name: str,
+    workers: int,
+    mode: str,
+    mlflow_parts: dict[str, float],
+) -> dict:
     from ecg_pipeline.io.store import WindowStore
     from ecg_pipeline.tracking.mlflow_log import log_training_run
     from ecg_pipeline.training.run import train_and_evaluate
@@ -364,13 +436,21 @@ def run_plain(cohort: Path, config: StudyConfig, store_root: Path, run_name: str
     t2 = time.perf_counter()
     with mlflow_stage_timer(mlflow_parts):
         log_training_run(
-            run, config, tracking_uri=config.servers.mlflow_uri, tags={"bench": "plain"},
+            run,
+            config,
+            tracking_uri=config.servers.mlflow_uri,
+            tags={"bench": "plain"},
             recordings=WindowStore(store_root, config.dataset.name).catalog(),
             rejections=rejections_file,
-        )  # fmt: skip
+        )
     t3 = time.perf_counter()
-    return {"written": written, "ingest": t1 - t0, "train": t2 - t1, "log": t3 - t2,
-            "total": t3 - t0}  # fmt: skip
+    return {
+        "written": written,
+        "ingest": t1 - t0,
+        "train": t2 - t1,
+        "log": t3 - t2,
+        "total": t3 - t0,
+    }
 
 
 def run_flow(ingest_train, cohort: Path, config_path: Path, api: str) -> dict:
@@ -381,9 +461,14 @@ def run_flow(ingest_train, cohort: Path, config_path: Path, api: str) -> dict:
     if not summary["trained"]:
         raise RuntimeError(f"the flow run did not train: {summary.get('note')}")
     flow_run_id = summary["prefect_flow_run_url"].rsplit("/", 1)[1]
-    return {"written": summary["counts"].get("written", 0), "trained": summary["trained"],
-            "total": wall, "flow_run_id": flow_run_id, "called_at": wall0,
-            "returned_at": wall1}  # fmt: skip
+    return {
+        "written": summary["counts"].get("written", 0),
+        "trained": summary["trained"],
+        "total": wall,
+        "flow_run_id": flow_run_id,
+        "called_at": wall0,
+        "returned_at": wall1,
+    }
 
 
 def flow_details(api: str, res: dict) -> None:
@@ -415,9 +500,14 @@ def bench_overhead(args, root: Path, base: StudyConfig, settings, prefect) -> di
     ov = root / "overhead"
     cohort = ov / "cohort"
     t_write = time.perf_counter()
-    files = write_demo_cohort(cohort, n_subjects=args.subjects, conditions=base.dataset.conditions,
-                              duration_s=args.duration_s, fs_hz=base.demo.fs_hz,
-                              seed=base.demo.seed)  # fmt: skip
+    files = write_demo_cohort(
+        cohort,
+        n_subjects=args.subjects,
+        conditions=base.dataset.conditions,
+        duration_s=args.duration_s,
+        fs_hz=base.demo.fs_hz,
+        seed=base.demo.seed,
+    )
     settle(files)
     write_s = time.perf_counter() - t_write
 
@@ -450,16 +540,20 @@ def bench_overhead(args, root: Path, base: StudyConfig, settings, prefect) -> di
     run_log = ov / "runs.log"
 
     def once(kind: str) -> dict:
-        with open(run_log, "a", encoding="utf-8") as out, contextlib.redirect_stdout(out), \
-                contextlib.redirect_stderr(out):  # MLflow's per-run lines  # fmt: skip
+        with (
+            open(run_log, "a", encoding="utf-8") as out,
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(out),
+        ):  # MLflow's per-run lines
             return _once(kind)
 
     def _once(kind: str) -> dict:
         path, config, store_root, tag = study(kind)
         if kind == "plain":
             parts: dict[str, float] = defaultdict(float)
-            res = run_plain(cohort, config, store_root, f"bench-{tag}", workers,
-                            args.plain_ingest, parts)  # fmt: skip
+            res = run_plain(
+                cohort, config, store_root, f"bench-{tag}", workers, args.plain_ingest, parts
+            )
             parts[MLFLOW_REST] = res["log"] - sum(v for k, v in parts.items() if k != MLFLOW_NESTED)
             res["mlflow_parts"] = dict(parts)
         else:
@@ -478,9 +572,11 @@ def bench_overhead(args, root: Path, base: StudyConfig, settings, prefect) -> di
         order = ("plain", "flow") if rep % 2 == 0 else ("flow", "plain")
         for kind in order:
             timed[kind].append(once(kind))
-        print(f"    rep {rep + 1}/{args.reps} ({' then '.join(order)}): plain "
-              f"{timed['plain'][-1]['total']:.2f} s, flow {timed['flow'][-1]['total']:.2f} s",
-              flush=True)  # fmt: skip
+        print(
+            f"    rep {rep + 1}/{args.reps} ({' then '.join(order)}): plain "
+            f"{timed['plain'][-1]['total']:.2f} s, flow {timed['flow'][-1]['total']:.2f} s",
+            flush=True,
+        )
     for res in timed["flow"] + ([warm["flow"]] if "flow" in warm else []):
         flow_details(api, res)
     for res in timed["plain"]:
@@ -495,15 +591,22 @@ def bench_overhead(args, root: Path, base: StudyConfig, settings, prefect) -> di
         }
         stages[kind]["total"] = median(r["total"] for r in timed[kind])
         stages[kind]["other"] = stages[kind]["total"] - sum(
-            stages[kind][s] for s in ("ingest", "train", "log"))
-    parts_median = {k: median(p.get(k, 0.0) for p in mlflow_parts_runs)
-                    for k in (*MLFLOW_STAGES, MLFLOW_NESTED, MLFLOW_REST)}  # fmt: skip
+            stages[kind][s] for s in ("ingest", "train", "log")
+        )
+    parts_median = {
+        k: median(p.get(k, 0.0) for p in mlflow_parts_runs)
+        for k in (*MLFLOW_STAGES, MLFLOW_NESTED, MLFLOW_REST)
+    }
     flows_ = timed["flow"]
     aall, ball = [r["total"] for r in timed["plain"]], [r["total"] for r in flows_]
     return {
-        "cohort": {"files": len(files), "subjects": args.subjects,
-                   "conditions": len(base.dataset.conditions), "duration_s": args.duration_s,
-                   "write_s": write_s},  # fmt: skip
+        "cohort": {
+            "files": len(files),
+            "subjects": args.subjects,
+            "conditions": len(base.dataset.conditions),
+            "duration_s": args.duration_s,
+            "write_s": write_s,
+        },
         "epochs": args.epochs,
         "torch_threads": args.threads,
         "workers": workers,
@@ -541,34 +644,66 @@ def bench_overhead(args, root: Path, base: StudyConfig, settings, prefect) -> di
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="2 trials; 3 subjects x 30 s, 1 epoch, 1 rep (about 1.5 min)")  # fmt: skip
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="2 trials; 3 subjects x 30 s, 1 epoch, 1 rep (about 1.5 min)",
+    )
     p.add_argument("--trials", type=int, help="latency trials (default 3; quick 2)")
-    p.add_argument("--debounce-s", type=float,
-                   help="watcher debounce (default: the config's [watch] debounce_s)")  # fmt: skip
-    p.add_argument("--settle-s", type=float,
-                   help="[discovery] settle_s (default: the config's)")  # fmt: skip
-    p.add_argument("--poll-s", type=int,
-                   help="PREFECT_RUNNER_POLL_FREQUENCY for flows.serve (default: as the "
-                        "environment has it, else [flow] runner_poll_s)")  # fmt: skip
-    p.add_argument("--poll-timeout-s", type=float, default=120,
-                   help="give up on a trial whose flow run has not started after this")  # fmt: skip
-    p.add_argument("--subjects", type=int, help="overhead cohort subjects (default 15, the demo cohort; quick 3)")
-    p.add_argument("--duration-s", type=float,
-                   help="overhead cohort recording seconds (default 180; quick 30)")  # fmt: skip
-    p.add_argument("--epochs", type=int, help="epochs per overhead run (default 10, as make run; quick 1)")
-    p.add_argument("--reps", type=int,
-                   help="timed runs of each of (a) and (b) (default 2; quick 1)")  # fmt: skip
-    p.add_argument("--threads", type=int, default=1,
-                   help="[training] cpu_threads in both (a) and (b) (default 1)")  # fmt: skip
-    p.add_argument("--plain-ingest", choices=("threads", "folder"), default="threads",
-                   help="(a)'s ingest: the flow's per-file calls in a thread pool of the flow's "
-                        "size (default), or ingest_folder, one file after another")  # fmt: skip
+    p.add_argument(
+        "--debounce-s",
+        type=float,
+        help="watcher debounce (default: the config's [watch] debounce_s)",
+    )
+    p.add_argument("--settle-s", type=float, help="[discovery] settle_s (default: the config's)")
+    p.add_argument(
+        "--poll-s",
+        type=int,
+        help="PREFECT_RUNNER_POLL_FREQUENCY for flows.serve (default: as the "
+        "environment has it, else [flow] runner_poll_s)",
+    )
+    p.add_argument(
+        "--poll-timeout-s",
+        type=float,
+        default=120,
+        help="give up on a trial whose flow run has not started after this",
+    )
+    p.add_argument(
+        "--subjects",
+        type=int,
+        help="overhead cohort subjects (default 15, the demo cohort; quick 3)",
+    )
+    p.add_argument(
+        "--duration-s", type=float, help="overhead cohort recording seconds (default 180; quick 30)"
+    )
+    p.add_argument(
+        "--epochs", type=int, help="epochs per overhead run (default 10, as make run; quick 1)"
+    )
+    p.add_argument(
+        "--reps", type=int, help="timed runs of each of (a) and (b) (default 2; quick 1)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="[training] cpu_threads in both (a) and (b) (default 1)",
+    )
+    p.add_argument(
+        "--plain-ingest",
+        choices=("threads", "folder"),
+        default="threads",
+        help="(a)'s ingest: the flow's per-file calls in a thread pool of the flow's "
+        "size (default), or ingest_folder, one file after another",
+    )
     p.add_argument("--no-warmup", action="store_true", help="no untimed first run of (a) and (b)")
     p.add_argument("--no-latency", action="store_true", help="skip (1)")
     p.add_argument("--no-overhead", action="store_true", help="skip (2) and (3)")
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
-                   help="base study configuration TOML (default configs/demo.toml)")  # fmt: skip
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help="base study configuration TOML (default configs/demo.toml)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temp folder (logs, stores)")
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
@@ -576,8 +711,13 @@ def main(argv: list[str] | None = None) -> int:
     # The issue's figure is on the demo cohort (15 x 3 x 180 s): on a cohort of a few seconds'
     # work, Prefect's fixed cost per run (and its 1-s heartbeat rounding) is most of the ratio.
     # Epochs: make run's schedule (flows/demo.py); with 2, Prefect's fixed cost is a larger share.
-    for name, full, quick in (("trials", 3, 2), ("subjects", 15, 3), ("duration_s", 180.0, 30.0),
-                              ("epochs", 10, 1), ("reps", 2, 1)):  # fmt: skip
+    for name, full, quick in (
+        ("trials", 3, 2),
+        ("subjects", 15, 3),
+        ("duration_s", 180.0, 30.0),
+        ("epochs", 10, 1),
+        ("reps", 2, 1),
+    ):
         if getattr(args, name) is None:
             setattr(args, name, quick if q else full)
     if min(args.trials, args.reps, args.epochs, args.subjects) < 1:
@@ -593,20 +733,27 @@ def main(argv: list[str] | None = None) -> int:
         args.settle_s = base.discovery.settle_s
     tmp = Path(tempfile.mkdtemp(prefix="ecg-bench-orch-"))
     settings = None
-    res: dict = {"quick": q, "targets": {"latency_beyond_debounce_s": TARGET_LATENCY_S,
-                                         "dag_overhead": TARGET_OVERHEAD}}  # fmt: skip
+    res: dict = {
+        "quick": q,
+        "targets": {"latency_beyond_debounce_s": TARGET_LATENCY_S, "dag_overhead": TARGET_OVERHEAD},
+    }
     try:
-        print("ecg-pipeline orchestration benchmark: (1) arrival -> flow run, (2) Prefect DAG "
-              "overhead, (3) MLflow logging", flush=True)  # fmt: skip
+        print(
+            "ecg-pipeline orchestration benchmark: (1) arrival -> flow run, (2) Prefect DAG "
+            "overhead, (3) MLflow logging",
+            flush=True,
+        )
         print("  " + load_line("before the servers"), flush=True)
         settings, prefect, mlflow = start_servers(tmp)
         # This process and its children talk to these servers only; Prefect reads its settings
         # when first imported, so they are set before that.
         env = {
-            "PREFECT_API_URL": prefect.url, "PREFECT_HOME": str(tmp / "client"),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_DISABLE_TELEMETRY": "true",
+            "PREFECT_API_URL": prefect.url,
+            "PREFECT_HOME": str(tmp / "client"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
             "PYTHONUNBUFFERED": "1",
-        }  # fmt: skip
+        }
         os.environ.update(env)
         # Prefect's console lines for each task would drown the figures here (the API keeps them).
         os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "WARNING"
@@ -624,21 +771,27 @@ def main(argv: list[str] | None = None) -> int:
         env_info = environment()
         res["environment"] = env_info
         print("  " + ", ".join(f"{k} {v}" for k, v in env_info.items() if k != "platform"))
-        print(f"  servers (temp state {tmp}): Prefect {prefect.url}, MLflow {mlflow.url}",
-              flush=True)  # fmt: skip
+        print(
+            f"  servers (temp state {tmp}): Prefect {prefect.url}, MLflow {mlflow.url}", flush=True
+        )
 
         lat = ov = None
         if not args.no_latency:
-            print("\n(1) latency: file renamed into the inbox -> its flow run RUNNING "
-                  f"(flows.serve + watcher, debounce {args.debounce_s:g} s, settle_s "
-                  f"{args.settle_s:g} s)", flush=True)  # fmt: skip
+            print(
+                "\n(1) latency: file renamed into the inbox -> its flow run RUNNING "
+                f"(flows.serve + watcher, debounce {args.debounce_s:g} s, settle_s "
+                f"{args.settle_s:g} s)",
+                flush=True,
+            )
             print("  " + load_line("before (1)"), flush=True)
             lat = bench_latency(args, tmp, base, settings, prefect, dict(os.environ))
             res["latency"] = lat
             print("\n".join(report_latency(lat)), flush=True)
         if not args.no_overhead:
-            print("\n(2) DAG overhead: (a) plain script vs (b) the ingest_train flow, in-process",
-                  flush=True)  # fmt: skip
+            print(
+                "\n(2) DAG overhead: (a) plain script vs (b) the ingest_train flow, in-process",
+                flush=True,
+            )
             print("  " + load_line("before (2)"), flush=True)
             ov = bench_overhead(args, tmp, base, settings, prefect)
             res["overhead"] = ov
@@ -651,22 +804,30 @@ def main(argv: list[str] | None = None) -> int:
         res["bench_wall_s"] = wall
         print("\nsummary")
         if lat:
-            print(f"  (1) arrival -> flow run RUNNING beyond the debounce, median of "
-                  f"{len(lat['trials'])}: {lat['beyond_median_s']:.2f} s (raw "
-                  f"{lat['raw_median_s']:.2f} s; runner poll {lat['runner_poll_s']} s)  target < "
-                  f"{TARGET_LATENCY_S:g} s  {verdict(lat['beyond_median_s'] < TARGET_LATENCY_S)}")
+            print(
+                f"  (1) arrival -> flow run RUNNING beyond the debounce, median of "
+                f"{len(lat['trials'])}: {lat['beyond_median_s']:.2f} s (raw "
+                f"{lat['raw_median_s']:.2f} s; runner poll {lat['runner_poll_s']} s)  target < "
+                f"{TARGET_LATENCY_S:g} s  {verdict(lat['beyond_median_s'] < TARGET_LATENCY_S)}"
+            )
             poll_gap = lat["gaps_median_s"]["runner: created -> PENDING (poll for scheduled runs)"]
             if poll_gap > lat["beyond_median_s"] / 2:
-                print(f"      most of it ({poll_gap:.2f} s) waits for the runner's next poll for "
-                      "scheduled runs; --poll-s N shows a shorter PREFECT_RUNNER_POLL_FREQUENCY")
+                print(
+                    f"      most of it ({poll_gap:.2f} s) waits for the runner's next poll for "
+                    "scheduled runs; --poll-s N shows a shorter PREFECT_RUNNER_POLL_FREQUENCY"
+                )
         if ov:
-            print(f"  (2) Prefect DAG overhead over the plain script: {ov['overhead']:+.1%} "
-                  f"({ov['plain_s']:.2f} s -> {ov['flow_s']:.2f} s, median of {ov['reps']})  "
-                  f"target < {TARGET_OVERHEAD:.0%}  {verdict(ov['overhead'] < TARGET_OVERHEAD)}")
+            print(
+                f"  (2) Prefect DAG overhead over the plain script: {ov['overhead']:+.1%} "
+                f"({ov['plain_s']:.2f} s -> {ov['flow_s']:.2f} s, median of {ov['reps']})  "
+                f"target < {TARGET_OVERHEAD:.0%}  {verdict(ov['overhead'] < TARGET_OVERHEAD)}"
+            )
             pt2 = ov["log_parts_s"][MLFLOW_STAGES[4]]
             cold = f", cold first call {ov['log_cold_s']:.2f} s" if ov.get("log_cold_s") else ""
-            print(f"  (3) MLflow logging per run: {ov['log_warm_s']:.2f} s warm (pt2 model "
-                  f"{pt2:.2f} s of it){cold}")  # fmt: skip
+            print(
+                f"  (3) MLflow logging per run: {ov['log_warm_s']:.2f} s warm (pt2 model "
+                f"{pt2:.2f} s of it){cold}"
+            )
         print(f"\nbench wall time {wall:.0f} s")
         if args.json:
             write_figures(args.json, res)

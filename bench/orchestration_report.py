@@ -18,10 +18,11 @@ TARGET_OVERHEAD = 0.15
 
 # --- report -------------------------------------------------------------------------------------
 def environment() -> dict:
-    import mlflow
     import numpy
     import prefect
     import torch
+
+    import mlflow
 
     return {
         "python": platform.python_version(),
@@ -65,26 +66,37 @@ def report_overhead(ov: dict) -> list[str]:
     st = ov["stages_s"]
     c = ov["cohort"]
     ok = ov["overhead"] < TARGET_OVERHEAD
-    ingest_text = ("discover/plan + per-file process/validate/write in a thread pool of "
-                   f"{ov['workers']}" if ov["plain_ingest"] == "threads"
-                   else "ingest_folder (sequential)")  # fmt: skip
+    ingest_text = (
+        f"discover/plan + per-file process/validate/write in a thread pool of {ov['workers']}"
+        if ov["plain_ingest"] == "threads"
+        else "ingest_folder (sequential)"
+    )
     lines = [
         f"    cohort {c['files']} files ({c['subjects']} subjects x {c['conditions']} conditions x "
         f"{c['duration_s']:g} s, written in {c['write_s']:.1f} s), {ov['epochs']} epochs, "
         f"torch threads {ov['torch_threads']}, fresh store per run",
         f"    (a) plain ingest: {ingest_text}; (b) flow task runner {ov['flow_task_runner']}"
-        + (f", [flow] read_workers = {ov['workers']} in its config"
-           if ov["flow_table_written"] else ""),
+        + (
+            f", [flow] read_workers = {ov['workers']} in its config"
+            if ov["flow_table_written"]
+            else ""
+        ),
         f"    median of {ov['reps']} interleaved runs each"
-        + (f" after a warm-up of each (plain {ov['warmup']['plain']:.2f} s, flow "
-           f"{ov['warmup']['flow']:.2f} s)" if ov["warmup"] else " (no warm-up)"),
+        + (
+            f" after a warm-up of each (plain {ov['warmup']['plain']:.2f} s, flow "
+            f"{ov['warmup']['flow']:.2f} s)"
+            if ov["warmup"]
+            else " (no warm-up)"
+        ),
         f"    {'(medians per column)':32}{'ingest':>8}{'train':>8}{'log':>8}{'other':>8}"
         f"{'total':>8}",
-    ]  # fmt: skip
+    ]
     for kind, label in (("plain", "(a) plain script"), ("flow", "(b) flow, task-run spans")):
         s = st[kind]
-        lines.append(f"    {label:<32}{s['ingest']:8.2f}{s['train']:8.2f}{s['log']:8.2f}"
-                     f"{s['other']:8.2f}{s['total']:8.2f}")  # fmt: skip
+        lines.append(
+            f"    {label:<32}{s['ingest']:8.2f}{s['train']:8.2f}{s['log']:8.2f}"
+            f"{s['other']:8.2f}{s['total']:8.2f}"
+        )
     lines += [
         f"    every run, total s: plain {spread(ov['plain_all_s'])}; "
         f"flow {spread(ov['flow_all_s'])}",
@@ -109,20 +121,26 @@ def report_overhead(ov: dict) -> list[str]:
 
 
 def report_mlflow(ov: dict, lat: dict | None) -> list[str]:
-    lines = [f"    log_training_run in the plain script, warm process: median "
-             f"{ov['log_warm_s']:.2f} s (runs {spread(ov['log_warm_all_s'])})"]  # fmt: skip
+    lines = [
+        f"    log_training_run in the plain script, warm process: median "
+        f"{ov['log_warm_s']:.2f} s (runs {spread(ov['log_warm_all_s'])})"
+    ]
     cold = ov.get("log_cold_parts_s") or {}
     for k, v in ov["log_parts_s"].items():
         extra = f"   cold {cold[k]:6.2f} s" if k in cold else ""
         lines.append(f"      {k:<44}{v:6.2f} s{extra}")
     if ov.get("log_cold_s") is not None:
-        lines.append(f"    first call in the process (cold: mlflow, matplotlib and torch.export "
-                     f"warm-up): {ov['log_cold_s']:.2f} s")  # fmt: skip
+        lines.append(
+            f"    first call in the process (cold: mlflow, matplotlib and torch.export "
+            f"warm-up): {ov['log_cold_s']:.2f} s"
+        )
     lines.append(
         f"    the flow's log-mlflow task (warm process): median {ov['flow_log_task_s']:.2f} s"
     )
     if lat:
         served = [t["log_mlflow_s"] for t in lat["trials"]]
-        lines.append(f"    served runs' log-mlflow task (fresh process per run, tiny cohort): "
-                     f"{spread(served)} s")  # fmt: skip
+        lines.append(
+            f"    served runs' log-mlflow task (fresh process per run, tiny cohort): "
+            f"{spread(served)} s"
+        )
     return lines

@@ -26,10 +26,11 @@ for folder in (REPO, REPO / "tests" / "e2e"):
         sys.path.insert(0, str(folder))
 
 from e2e_support import TERMINAL, call, flow_runs, wait_for  # noqa: E402,F401  (re-exported)
+from machine import cpu_busy  # noqa: E402  (bench/machine.py: the script's folder is on sys.path)
 
 from ecg_pipeline.config import StudyConfig, load_config  # noqa: E402
 from ecg_pipeline.servers import free_port, start_both  # noqa: E402
-from machine import cpu_busy  # noqa: E402  (bench/machine.py: the script's folder is on sys.path)
+
 
 # --- small helpers ------------------------------------------------------------------------------
 def ts(text: str | None) -> float | None:
@@ -145,26 +146,42 @@ def start_servers(root: Path):
     from ecg_pipeline.config import ServerSettings
 
     settings = ServerSettings(
-        prefect_port=free_port(), mlflow_port=free_port(),
-        state_dir=root / "state", mlflow_dir=root / "mlflow",
-    )  # fmt: skip
+        prefect_port=free_port(),
+        mlflow_port=free_port(),
+        state_dir=root / "state",
+        mlflow_dir=root / "mlflow",
+    )
     prefect, mlflow = start_both(settings)
     return settings, prefect, mlflow
 
 
 def task_spans(api: str, flow_run_id: str) -> dict[str, float]:
     """Seconds per task kind of a flow run, from its task runs' start and end times."""
-    runs = call(f"{api}/task_runs/filter",
-                {"flow_runs": {"id": {"any_": [flow_run_id]}}, "limit": 200})  # fmt: skip
+    runs = call(
+        f"{api}/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run_id]}}, "limit": 200}
+    )
     by: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for r in runs:
         start, end = ts(r.get("start_time")), ts(r.get("end_time"))
         if start is None or end is None:
             continue
         name = r["name"]
-        kind = next((k for k in ("discover", "validate-labels", "plan", "record-batch",
-                                 "train", "evaluate", "log-mlflow")
-                     if name.startswith(f"{k}-")), None)  # fmt: skip
+        kind = next(
+            (
+                k
+                for k in (
+                    "discover",
+                    "validate-labels",
+                    "plan",
+                    "record-batch",
+                    "train",
+                    "evaluate",
+                    "log-mlflow",
+                )
+                if name.startswith(f"{k}-")
+            ),
+            None,
+        )
         kind = kind or ("ingest-file" if name.startswith("ingest-") else name)
         by[kind].append((start, end))
     out = {k: max(e for _, e in v) - min(s for s, _ in v) for k, v in by.items()}
@@ -175,8 +192,9 @@ def task_spans(api: str, flow_run_id: str) -> dict[str, float]:
         out["train-evaluate"] = max(e for k in model_kinds for _, e in by[k]) - min(
             s for k in model_kinds for s, _ in by[k]
         )
-    ingest_kinds = [k for k in ("discover", "validate-labels", "plan", "ingest-file",
-                                "record-batch") if k in by]  # fmt: skip
+    ingest_kinds = [
+        k for k in ("discover", "validate-labels", "plan", "ingest-file", "record-batch") if k in by
+    ]
     if ingest_kinds:  # discover's start to record-batch's end: the flow's whole ingest
         out["ingest"] = max(e for k in ingest_kinds for _, e in by[k]) - min(
             s for k in ingest_kinds for s, _ in by[k]

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import torch
+from machine import cpu_busy, write_figures  # bench/machine.py: the script's folder is on sys.path
 from torch import nn
 
 from ecg_pipeline.config import StudyConfig, load_config
@@ -48,7 +49,6 @@ from ecg_pipeline.training.data import load_window_data
 from ecg_pipeline.training.loop import _batches, fit, predict_logits, seed_everything
 from ecg_pipeline.training.run import configured_splits, model_spec
 from ecg_pipeline.training.weighting import build_weighting, shared_grad_norms
-from machine import cpu_busy, write_figures  # bench/machine.py: the script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "demo.toml"

@@ -22,9 +22,15 @@ def _parser() -> argparse.ArgumentParser:
         "with the reason and the batch goes on; source files are never modified.",
     )
     ingest.add_argument("folder", metavar="DIR", type=Path, help="folder of recordings")
-    ingest.add_argument("--manifest", type=Path, help="manifest CSV (file, subject, condition[, session, date])")
+    ingest.add_argument(
+        "--manifest", type=Path, help="manifest CSV (file, subject, condition[, session, date])"
+    )
     ingest.add_argument("--out", type=Path, help="store root (default: [store] root of the config)")
-    ingest.add_argument("--config", type=Path, help="study configuration TOML (default: the paper's settings, demo study)")
+    ingest.add_argument(
+        "--config",
+        type=Path,
+        help="study configuration TOML (default: the paper's settings, demo study)",
+    )
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     demo = sub.add_parser(
@@ -32,7 +38,9 @@ def _parser() -> argparse.ArgumentParser:
         help="write the synthetic demo cohort as .acq files (when the inbox is empty) and ingest it",
     )
     demo.add_argument("--config", type=Path, default=Path("configs/demo.toml"))
-    demo.add_argument("--inbox", type=Path, help="where to write the .acq files (default: [demo] inbox)")
+    demo.add_argument(
+        "--inbox", type=Path, help="where to write the .acq files (default: [demo] inbox)"
+    )
     demo.add_argument("--out", type=Path, help="store root (default: [store] root)")
     demo.add_argument("--no-progress", action="store_true")
     train = sub.add_parser(
@@ -43,21 +51,47 @@ def _parser() -> argparse.ArgumentParser:
         "results.json plus a pickle-free checkpoint per fold per seed, and summary.json (mean "
         "and spread over seeds and folds).",
     )
-    train.add_argument("--data", type=Path, help="store root or the dataset's store folder (default: [store] root)")
+    train.add_argument(
+        "--data", type=Path, help="store root or the dataset's store folder (default: [store] root)"
+    )
     train.add_argument("--config", type=Path, help="study configuration TOML")
-    train.add_argument("--recipe", type=Path, action="append", default=[], help="a TOML laid over the config, e.g. configs/recipes/tuned.toml (repeatable)")
-    train.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[], help="override one setting, e.g. training.weighting=equal (repeatable)")
+    train.add_argument(
+        "--recipe",
+        type=Path,
+        action="append",
+        default=[],
+        help="a TOML laid over the config, e.g. configs/recipes/tuned.toml (repeatable)",
+    )
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override one setting, e.g. training.weighting=equal (repeatable)",
+    )
     train.add_argument("--epochs", type=int, help="override [training] epochs")
-    train.add_argument("--split", choices=["window", "time_block", "group"], help="override [training] split")
+    train.add_argument(
+        "--split", choices=["window", "time_block", "group"], help="override [training] split"
+    )
     train.add_argument("--seed", type=int, help="override [training] seed")
-    train.add_argument("--seeds", type=int, nargs="+", help="train once per seed and summarise (mean and spread)")
-    train.add_argument("--name", help="experiment folder under --out (default: dataset-model-split-time)")
+    train.add_argument(
+        "--seeds", type=int, nargs="+", help="train once per seed and summarise (mean and spread)"
+    )
+    train.add_argument(
+        "--name", help="experiment folder under --out (default: dataset-model-split-time)"
+    )
     train.add_argument("--out", type=Path, help="runs folder (default: [training] out_dir)")
-    train.add_argument("--max-windows-per-recording", type=int, help="quick check on the first windows of each recording")
+    train.add_argument(
+        "--max-windows-per-recording",
+        type=int,
+        help="quick check on the first windows of each recording",
+    )
     train.add_argument("--no-progress", action="store_true")
 
     servers = sub.add_parser(
-        "servers", help="start or stop the embedded Prefect and MLflow servers (127.0.0.1)",
+        "servers",
+        help="start or stop the embedded Prefect and MLflow servers (127.0.0.1)",
         description="start: a Prefect server and an MLflow tracking server on [servers] host and "
         "ports, with SQLite stores under [servers] state_dir and mlflow_dir (reused when already "
         "running); --serve also serves the deployment ingest-train/default in the background "
@@ -65,42 +99,64 @@ def _parser() -> argparse.ArgumentParser:
         "processes that start started, by pid.",
     )
     servers.add_argument("action", choices=["start", "stop"])
-    servers.add_argument("--config", type=Path, default=Path("configs/demo.toml"), help="study configuration TOML (default: configs/demo.toml)")
+    servers.add_argument(
+        "--config",
+        type=Path,
+        default=Path("configs/demo.toml"),
+        help="study configuration TOML (default: configs/demo.toml)",
+    )
     servers.add_argument("--serve", action="store_true", help="also serve ingest-train/default")
-    servers.add_argument("--watch", action="store_true", help="also watch the inbox ([watch] folder, else [demo] inbox); implies --serve")
+    servers.add_argument(
+        "--watch",
+        action="store_true",
+        help="also watch the inbox ([watch] folder, else [demo] inbox); implies --serve",
+    )
 
     table = sub.add_parser(
-        "table", help="print the Markdown table of every summary.json under a folder (e.g. results/)"
+        "table",
+        help="print the Markdown table of every summary.json under a folder (e.g. results/)",
     )
     table.add_argument("folder", type=Path)
     table.add_argument("--commands", action="store_true", help="also list the command of each row")
 
     evaluate = sub.add_parser(
-        "evaluate", help="score a saved checkpoint on every labelled window of a store",
+        "evaluate",
+        help="score a saved checkpoint on every labelled window of a store",
         description="Score a checkpoint on every window of a store whose subject and condition "
         "the model knows. Point it at a store of new recordings: on the store it was trained "
         "on, its own training windows count too and the figures are inflated (the held-out "
         "figures are in the run's results.json).",
     )
-    evaluate.add_argument("checkpoint", type=Path, help="a fold folder holding model.pt and model.json")
+    evaluate.add_argument(
+        "checkpoint", type=Path, help="a fold folder holding model.pt and model.json"
+    )
     evaluate.add_argument("--data", type=Path, help="store root or the dataset's store folder")
     evaluate.add_argument("--config", type=Path, help="study configuration TOML")
 
     predict = sub.add_parser(
-        "predict", help="label new recordings with the registered champion model",
+        "predict",
+        help="label new recordings with the registered champion model",
         description="Read each recording with the configuration's [ingest] settings (which must "
         "be the model's), score every window with the registered model <model>-<dataset> "
-        "(alias champion, or --model-version), and give per recording the identity (\"unknown\" "
+        '(alias champion, or --model-version), and give per recording the identity ("unknown" '
         "below the threshold calibrated on the validation part) and the activity, each with a "
         "confidence. Writes predictions-<UTC time>.parquet and rejections-<UTC time>.csv under "
         "[predict] out_dir/<dataset> and logs them as an MLflow run (kind=predict). Files that "
         "cannot be read are listed with the reason; recordings are never modified.",
-    )  # fmt: skip
-    predict.add_argument("paths", metavar="PATH", nargs="+", type=Path, help="recordings, or folders of them")
-    predict.add_argument("--config", type=Path, help="study configuration TOML (the one the model was trained with)")
-    predict.add_argument("--model-version", help="use this registered version instead of the champion")
+    )
+    predict.add_argument(
+        "paths", metavar="PATH", nargs="+", type=Path, help="recordings, or folders of them"
+    )
+    predict.add_argument(
+        "--config", type=Path, help="study configuration TOML (the one the model was trained with)"
+    )
+    predict.add_argument(
+        "--model-version", help="use this registered version instead of the champion"
+    )
     predict.add_argument("--out", type=Path, help="predictions folder (default: [predict] out_dir)")
-    predict.add_argument("--no-log", action="store_true", help="write the files only; log nothing to MLflow")
+    predict.add_argument(
+        "--no-log", action="store_true", help="write the files only; log nothing to MLflow"
+    )
     return parser
 
 
@@ -109,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     # Standard library only (mlflow is imported when a model is loaded): --help stays instant.
     from ecg_pipeline.tracking.registry import ModelNotFoundError
+
     try:
         if args.command == "ingest":
             return _ingest(args.folder, args.config, args.manifest, args.out, not args.no_progress)
@@ -202,12 +259,18 @@ def _train(args) -> int:
         raise ValueError("give --seed or --seeds, not both")
     # The shorthand flags go through the same validated path as --set.
     flags = {"epochs": args.epochs, "split": args.split, "seed": args.seed}
-    shorthand = [f"training.{k}={v!r}" if isinstance(v, str) else f"training.{k}={v}"
-                 for k, v in flags.items() if v is not None]  # fmt: skip
+    shorthand = [
+        f"training.{k}={v!r}" if isinstance(v, str) else f"training.{k}={v}"
+        for k, v in flags.items()
+        if v is not None
+    ]
     config = load_config(args.config, recipes=args.recipe, overrides=[*args.overrides, *shorthand])
     seeds = args.seeds or [config.training.seed]
     t = config.training
-    name = args.name or f"{config.dataset.name}-{config.model.name}-{t.split}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = (
+        args.name
+        or f"{config.dataset.name}-{config.model.name}-{t.split}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     bar = None
     if not args.no_progress and sys.stderr.isatty():
         from tqdm import tqdm
@@ -220,10 +283,15 @@ def _train(args) -> int:
             bar.set_postfix_str(f"{fold} val {row['val_score']:.3f}")
 
     runs, summary = run_seeds(
-        config, seeds, name=name, store_root=_store_root(args.data, config), out_dir=args.out,
+        config,
+        seeds,
+        name=name,
+        store_root=_store_root(args.data, config),
+        out_dir=args.out,
         command="ecg-pipeline " + shlex.join(args.argv),
-        max_windows_per_recording=args.max_windows_per_recording, on_epoch=on_epoch,
-    )  # fmt: skip
+        max_windows_per_recording=args.max_windows_per_recording,
+        on_epoch=on_epoch,
+    )
     if bar is not None:
         bar.close()
     print(render_experiment(runs, summary, config))
@@ -231,8 +299,8 @@ def _train(args) -> int:
 
 
 def _servers(args) -> int:
-    from ecg_pipeline.config import load_config
     from ecg_pipeline import servers
+    from ecg_pipeline.config import load_config
 
     config = load_config(args.config)
     settings = config.servers
@@ -248,14 +316,18 @@ def _servers(args) -> int:
             handles.append(servers.start_watcher(args.config, settings))
         for handle in handles:
             state = "started" if handle.started else "already running"
-            print(f"{handle.name} {state}: {handle.ui_url} (pid {handle.pid}, log {handle.log_path})")
+            print(
+                f"{handle.name} {state}: {handle.ui_url} (pid {handle.pid}, log {handle.log_path})"
+            )
     except servers.ServerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.serve or args.watch:
         name = f"ingest-train/{config.flow.deployment}"
-        print(f"\nfrom any shell: export PREFECT_API_URL={settings.prefect_api}\n"
-              f"                .venv/bin/prefect deployment run {name} -p epochs=5")  # fmt: skip
+        print(
+            f"\nfrom any shell: export PREFECT_API_URL={settings.prefect_api}\n"
+            f"                .venv/bin/prefect deployment run {name} -p epochs=5"
+        )
     return 0
 
 
@@ -283,9 +355,11 @@ def _evaluate(args) -> int:
     config = load_config(args.config)
     report = evaluate_checkpoint(args.checkpoint, config, _store_root(args.data, config))
     for task, m in report.items():
-        print(f"{task}: accuracy {m['accuracy']:.4f}  F1 macro {m['f1_macro']:.4f}  "
-              f"F1 weighted {m['f1_weighted']:.4f}  recording accuracy {m['recording_accuracy']:.4f}  "
-              f"({m['n_samples']} windows)")  # fmt: skip
+        print(
+            f"{task}: accuracy {m['accuracy']:.4f}  F1 macro {m['f1_macro']:.4f}  "
+            f"F1 weighted {m['f1_weighted']:.4f}  recording accuracy {m['recording_accuracy']:.4f}  "
+            f"({m['n_samples']} windows)"
+        )
     return 0
 
 
@@ -302,15 +376,23 @@ def _predict(args) -> int:
     )
     source = str(args.config) if args.config else "(defaults)"
     table, errors = predict_recordings(args.paths, config, model, config_source=source)
-    files = write_predictions(table, errors, args.out or config.predict.out_dir, config.dataset.name)
+    files = write_predictions(
+        table, errors, args.out or config.predict.out_dir, config.dataset.name
+    )
     threshold = model.identity_threshold
-    print(f"model {model.registered_name} version {model.registered_version}, identity threshold "
-          + (f"{threshold:.3f}" if threshold is not None else "none (every recording known)"))  # fmt: skip
+    print(
+        f"model {model.registered_name} version {model.registered_version}, identity threshold "
+        + (f"{threshold:.3f}" if threshold is not None else "none (every recording known)")
+    )
     for row in table.itertuples(index=False):
-        parts = [f"identity {row.identity} (best {row.identity_best}, {row.identity_confidence:.2f})"
-                 if isinstance(row.identity, str) else "",
-                 f"activity {row.activity} ({row.activity_confidence:.2f})"
-                 if isinstance(row.activity, str) else ""]  # fmt: skip
+        parts = [
+            f"identity {row.identity} (best {row.identity_best}, {row.identity_confidence:.2f})"
+            if isinstance(row.identity, str)
+            else "",
+            f"activity {row.activity} ({row.activity_confidence:.2f})"
+            if isinstance(row.activity, str)
+            else "",
+        ]
         print(f"{row.file}: {'  '.join(p for p in parts if p)}  [{row.n_windows} windows]")
     for e in errors:
         what = "deferred" if isinstance(e, StillBeingWrittenError) else "refused"
@@ -319,8 +401,9 @@ def _predict(args) -> int:
     if not args.no_log:
         from ecg_pipeline.tracking.predict_log import log_predictions
 
-        run = log_predictions(files, config, model_name=model.registered_name,
-                              model_version=model.registered_version)  # fmt: skip
+        run = log_predictions(
+            files, config, model_name=model.registered_name, model_version=model.registered_version
+        )
         print(f"mlflow run: {run.run_url}")
     # 1 only when nothing could be predicted: a partial batch is a success with refusals.
     return 1 if errors and table.empty else 0

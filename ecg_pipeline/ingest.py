@@ -182,20 +182,30 @@ def plan_batch(labels: list[Labels], catalog: pd.DataFrame, config_hash: str, fm
                 )
                 continue
             if stored.config_hash == config_hash and stored_key == key:
-                note = "" if stored.source_path == lab.source_path else f"same bytes as {stored.source_path}"
+                note = (
+                    ""
+                    if stored.source_path == lab.source_path
+                    else f"same bytes as {stored.source_path}"
+                )
                 old_versions = files_by_path[lab.source_path] - files_by_sha[sha]
                 if old_versions:
                     stale += sorted(old_versions)
                     note = "; ".join(filter(None, [note, "removed windows of an earlier version"]))
                 unchanged.append(
-                    FileResult(lab.source_path, "unchanged", stored.subject, stored.condition,
-                               stored.recording_id, int(stored.n_windows), note)
-                )  # fmt: skip
+                    FileResult(
+                        lab.source_path,
+                        "unchanged",
+                        stored.subject,
+                        stored.condition,
+                        stored.recording_id,
+                        int(stored.n_windows),
+                        note,
+                    )
+                )
                 continue
         others = [
-            r for r in by_key.get(key, [])
-            if r.source_path != lab.source_path and r.sha256 != sha
-        ]  # fmt: skip
+            r for r in by_key.get(key, []) if r.source_path != lab.source_path and r.sha256 != sha
+        ]
         if others:
             errors.append(
                 DuplicateRecordingError(
@@ -236,7 +246,9 @@ def plan_batch(labels: list[Labels], catalog: pd.DataFrame, config_hash: str, fm
 
 def _key_text(key: tuple) -> str:
     subject, condition, session = key
-    return f"subject {subject} x condition {condition}" + (f" x session {session}" if session else "")
+    return f"subject {subject} x condition {condition}" + (
+        f" x session {session}" if session else ""
+    )
 
 
 # --- 4: read and preprocess one file ------------------------------------------------------------
@@ -359,10 +371,16 @@ def write_batch(
         store.remove(stale)
         lab = p.plan.labels
         results.append(
-            FileResult(lab.source_path, "replaced" if p.plan.replaces else "written", lab.subject,
-                       lab.condition, recording_id_of(p.plan.sha256), len(p.windows),
-                       "; ".join(p.windows.warnings))
-        )  # fmt: skip
+            FileResult(
+                lab.source_path,
+                "replaced" if p.plan.replaces else "written",
+                lab.subject,
+                lab.condition,
+                recording_id_of(p.plan.sha256),
+                len(p.windows),
+                "; ".join(p.windows.warnings),
+            )
+        )
     return results
 
 
@@ -426,7 +444,9 @@ def ingest_folder(
     errors += contract_errors
     results += write_batch(processed, store, config_hash)
     results += [
-        FileResult(e.path, "deferred" if isinstance(e, StillBeingWrittenError) else "rejected", error=e)
+        FileResult(
+            e.path, "deferred" if isinstance(e, StillBeingWrittenError) else "rejected", error=e
+        )
         for e in errors
     ]
     results.sort(key=lambda r: r.path)
@@ -454,7 +474,9 @@ def write_batch_tables(store: WindowStore, errors: list) -> tuple[pd.DataFrame, 
     store.path.mkdir(parents=True, exist_ok=True)
     atomic_write_text(rejections_file, rejections_table(errors).to_csv(index=False))
     if not catalog.empty:
-        atomic_write_text(store.path / "_recordings.csv", catalog.drop(columns=["file"]).to_csv(index=False))
+        atomic_write_text(
+            store.path / "_recordings.csv", catalog.drop(columns=["file"]).to_csv(index=False)
+        )
     return catalog, rejections_file
 
 

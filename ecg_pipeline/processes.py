@@ -19,7 +19,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ecg_pipeline.io.atomic import atomic_write_text
@@ -63,8 +63,13 @@ def spawn_recorded(
             start_new_session=True,  # its own process group: stopped as one, spared Ctrl-C
         )
     _CHILDREN[proc.pid] = proc
-    payload = {"pid": proc.pid, "started_at": utc_now(), "command": command,
-               "log_offset": offset, **record}  # fmt: skip
+    payload = {
+        "pid": proc.pid,
+        "started_at": utc_now(),
+        "command": command,
+        "log_offset": offset,
+        **record,
+    }
     atomic_write_text(pid_path, json.dumps(payload, indent=2, default=str) + "\n")
     return proc.pid, offset
 
@@ -116,7 +121,7 @@ def locked(path: Path) -> Iterator[None]:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def log_tail(path: Path, offset: int) -> str:

@@ -22,7 +22,9 @@ def render_summary(summary: IngestSummary) -> str:
     counts = summary.window_counts()
     if not counts.empty:
         lines += ["", "windows per subject and condition (whole store):", counts.to_string()]
-        lines.append(f"total: {int(counts.to_numpy().sum())} windows from {len(summary.catalog)} recordings")
+        lines.append(
+            f"total: {int(counts.to_numpy().sum())} windows from {len(summary.catalog)} recordings"
+        )
     notes = [r for r in summary.results if r.note and r.error is None]
     if notes:
         lines += ["", "notes:"] + [f"  {r.path}: {r.note}" for r in notes]
@@ -60,8 +62,15 @@ def render_training(run: RunResult, config) -> str:
 
 def render_experiment(runs, summary: dict, config) -> str:
     """Every seed's table, then the mean +- sd over seeds and folds when there is more than one run."""
-    parts = [render_training(run, config.model_copy(update={
-        "training": config.training.model_copy(update={"seed": seed})})) for seed, run in runs]  # fmt: skip
+    parts = [
+        render_training(
+            run,
+            config.model_copy(
+                update={"training": config.training.model_copy(update={"seed": seed})}
+            ),
+        )
+        for seed, run in runs
+    ]
     if len(runs) > 1:
         lines = [f"over {summary['n_seeds']} seeds x {summary['n_folds']} fold(s):"]
         for task, m in summary["tasks"].items():

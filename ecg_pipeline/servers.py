@@ -103,7 +103,9 @@ def use_prefect_api(settings: ServerSettings) -> None:
     os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
 
 
-def start_both(settings: ServerSettings, timeout_s: float = 180) -> tuple[ServerHandle, ServerHandle]:
+def start_both(
+    settings: ServerSettings, timeout_s: float = 180
+) -> tuple[ServerHandle, ServerHandle]:
     """Start the Prefect and MLflow servers at once (each takes 10-20 s); both or neither.
 
     Returns
@@ -119,8 +121,10 @@ def start_both(settings: ServerSettings, timeout_s: float = 180) -> tuple[Server
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(2) as pool:
-        starts = [pool.submit(start_prefect, settings, timeout_s=timeout_s),
-                  pool.submit(start_mlflow, settings, timeout_s=timeout_s)]  # fmt: skip
+        starts = [
+            pool.submit(start_prefect, settings, timeout_s=timeout_s),
+            pool.submit(start_mlflow, settings, timeout_s=timeout_s),
+        ]
         try:
             prefect, mlflow = (f.result() for f in starts)
         except BaseException:
@@ -328,13 +332,28 @@ def stop_servers(state_dir: str | os.PathLike, timeout_s: float = STOP_TIMEOUT_S
 
 # --- starting ------------------------------------------------------------------------------
 def _start_server(
-    *, name: str, label: str, config_key: str, command: list[str], env: dict[str, str],
-    unset: tuple[str, ...], host: str, port: int, state_dir: Path, url: str, ui_url: str,
-    health_url: str, timeout_s: float,
-) -> ServerHandle:  # fmt: skip
+    *,
+    name: str,
+    label: str,
+    config_key: str,
+    command: list[str],
+    env: dict[str, str],
+    unset: tuple[str, ...],
+    host: str,
+    port: int,
+    state_dir: Path,
+    url: str,
+    ui_url: str,
+    health_url: str,
+    timeout_s: float,
+) -> ServerHandle:
     """A server on ``host:port``: ready when ``health_url`` answers 200."""
     return _start(
-        name=name, label=f"{label} server", command=command, env=env, unset=unset,
+        name=name,
+        label=f"{label} server",
+        command=command,
+        env=env,
+        unset=unset,
         state_dir=state_dir,
         cwd=state_dir,  # anything a server drops in its working folder stays with its state
         handle=lambda pid, started: ServerHandle(
@@ -346,7 +365,7 @@ def _start_server(
         mismatch_hint=f" or set `[servers] {config_key}` to the port it runs on",
         check_free=lambda: _check_port_free(host, port, label, config_key),
         timeout_s=timeout_s,
-    )  # fmt: skip
+    )
 
 
 def start_deployment_server(
@@ -376,8 +395,16 @@ def start_deployment_server(
         server the project started earlier serves another configuration.
     """
     config_path = Path(config_path).resolve()
-    return _start_worker("serve", "deployment server", "flows.serve", config_path, settings,
-                         SERVE_READY_MARKER, "/deployments", timeout_s)  # fmt: skip
+    return _start_worker(
+        "serve",
+        "deployment server",
+        "flows.serve",
+        config_path,
+        settings,
+        SERVE_READY_MARKER,
+        "/deployments",
+        timeout_s,
+    )
 
 
 def start_watcher(
@@ -388,22 +415,40 @@ def start_watcher(
     Parameters and errors as :func:`start_deployment_server`; ready once it watches.
     """
     config_path = Path(config_path).resolve()
-    return _start_worker("watch", "inbox watcher", "ecg_pipeline.watch", config_path, settings,
-                         WATCH_READY_MARKER, "/events", timeout_s)  # fmt: skip
+    return _start_worker(
+        "watch",
+        "inbox watcher",
+        "ecg_pipeline.watch",
+        config_path,
+        settings,
+        WATCH_READY_MARKER,
+        "/events",
+        timeout_s,
+    )
 
 
 def _start_worker(
-    name: str, label: str, module: str, config_path: Path, settings: ServerSettings,
-    marker: str, ui_page: str, timeout_s: float,
-) -> ServerHandle:  # fmt: skip
+    name: str,
+    label: str,
+    module: str,
+    config_path: Path,
+    settings: ServerSettings,
+    marker: str,
+    ui_page: str,
+    timeout_s: float,
+) -> ServerHandle:
     """A ``python -m <module> --config <file>`` process, ready once its log shows ``marker``."""
     state = Path(settings.state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
     log_path = state / f"{name}.log"
     api = settings.prefect_api
     ui = api.removesuffix("/").removesuffix("/api")
-    env = {"PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PYTHONUNBUFFERED": "1", "PYTHONPATH": _with_project_root(os.environ.get("PYTHONPATH"))}  # fmt: skip
+    env = {
+        "PREFECT_API_URL": api,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": _with_project_root(os.environ.get("PYTHONPATH")),
+    }
 
     def ready(offset: int) -> bool:
         try:
@@ -414,17 +459,24 @@ def _start_worker(
             return False
 
     return _start(
-        name=name, label=label, command=[sys.executable, "-m", module, "--config", str(config_path)],
+        name=name,
+        label=label,
+        command=[sys.executable, "-m", module, "--config", str(config_path)],
         # The caller's folder: relative paths in the config (data/windows, data/inbox) mean the
         # same to the served runs and the watcher as to the command that started them.
-        env=env, unset=(), state_dir=state, cwd=Path.cwd(),
+        env=env,
+        unset=(),
+        state_dir=state,
+        cwd=Path.cwd(),
         handle=lambda pid, started: ServerHandle(
             name, pid, settings.host, settings.prefect_port, api, ui + ui_page, log_path, started
         ),
-        ready=ready, ready_what=f"its log never said {marker.strip()!r}",
+        ready=ready,
+        ready_what=f"its log never said {marker.strip()!r}",
         identity={"config": str(config_path), "prefect_api": api, "cwd": str(Path.cwd())},
-        mismatch_hint="", timeout_s=timeout_s,
-    )  # fmt: skip
+        mismatch_hint="",
+        timeout_s=timeout_s,
+    )
 
 
 def _project_root() -> Path:
@@ -434,8 +486,6 @@ def _project_root() -> Path:
 
 def _with_project_root(pythonpath: str | None) -> str:
     return os.pathsep.join([str(_project_root()), *([pythonpath] if pythonpath else [])])
-
-
 
 
 def _start(
@@ -493,9 +543,14 @@ def _start(
         check_free()
         child_env = {k: v for k, v in os.environ.items() if k not in unset} | env
         pid, offset = spawn_recorded(
-            name, command, env=child_env, cwd=cwd, pid_path=pid_path, log_path=log_path,
+            name,
+            command,
+            env=child_env,
+            cwd=cwd,
+            pid_path=pid_path,
+            log_path=log_path,
             record=identity,
-        )  # fmt: skip
+        )
         try:
             wait(pid, offset)
         except BaseException:
@@ -586,5 +641,3 @@ def _url_host(host: str) -> str:
 
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-

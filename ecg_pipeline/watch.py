@@ -142,8 +142,10 @@ def emit_arrival(folder: Path, files: list[str]) -> None:
 
     emit_event(
         event=EVENT,
-        resource={"prefect.resource.id": inbox_resource_id(folder),
-                  "prefect.resource.name": folder.name},  # fmt: skip
+        resource={
+            "prefect.resource.id": inbox_resource_id(folder),
+            "prefect.resource.name": folder.name,
+        },
         payload={"folder": str(folder), "files": files},
     )
 
@@ -232,10 +234,20 @@ def main(argv: list[str] | None = None) -> int:
         description="Watch the inbox and emit ecg.recordings.arrived per settled burst of files.",
     )
     parser.add_argument("--config", type=Path, default=Path("configs/demo.toml"))
-    parser.add_argument("--folder", type=Path, help="inbox to watch (default: [watch] folder, else [demo] inbox)")
-    parser.add_argument("--debounce-s", type=float, help="quiet time before an event (default: [watch] debounce_s)")
-    parser.add_argument("--force-polling", action="store_true", help="poll (network shares; default: [watch] force_polling)")
-    parser.add_argument("--poll-delay-ms", type=int, help="polling interval (default: [watch] poll_delay_ms)")
+    parser.add_argument(
+        "--folder", type=Path, help="inbox to watch (default: [watch] folder, else [demo] inbox)"
+    )
+    parser.add_argument(
+        "--debounce-s", type=float, help="quiet time before an event (default: [watch] debounce_s)"
+    )
+    parser.add_argument(
+        "--force-polling",
+        action="store_true",
+        help="poll (network shares; default: [watch] force_polling)",
+    )
+    parser.add_argument(
+        "--poll-delay-ms", type=int, help="polling interval (default: [watch] poll_delay_ms)"
+    )
     args = parser.parse_args(argv)
 
     from ecg_pipeline.config import load_config
@@ -250,8 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     folder = args.folder or w.folder or config.demo.inbox
     configured = Path(w.folder or config.demo.inbox).resolve()
     if Path(folder).resolve() != configured:
-        print(f"warning: watching {folder}, but the deployment served with this configuration "
-              f"starts only on events for {configured}", flush=True)  # fmt: skip
+        print(
+            f"warning: watching {folder}, but the deployment served with this configuration "
+            f"starts only on events for {configured}",
+            flush=True,
+        )
     debounce_s = args.debounce_s if args.debounce_s is not None else w.debounce_s
     poll_delay_ms = args.poll_delay_ms if args.poll_delay_ms is not None else w.poll_delay_ms
     force_polling = args.force_polling or w.force_polling
@@ -261,11 +276,16 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         watch_inbox(
-            folder, suffixes=config.discovery.suffixes, settle_s=config.discovery.settle_s,
-            debounce_s=debounce_s, force_polling=force_polling or None,
-            poll_delay_ms=poll_delay_ms, startup_files=lambda: unstored_files(folder, config),
-            stop_event=stop, log=log,
-        )  # fmt: skip
+            folder,
+            suffixes=config.discovery.suffixes,
+            settle_s=config.discovery.settle_s,
+            debounce_s=debounce_s,
+            force_polling=force_polling or None,
+            poll_delay_ms=poll_delay_ms,
+            startup_files=lambda: unstored_files(folder, config),
+            stop_event=stop,
+            log=log,
+        )
     finally:
         if "prefect" in sys.modules:  # send what is queued before leaving
             from prefect.events.worker import EventsWorker

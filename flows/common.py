@@ -4,9 +4,15 @@ from __future__ import annotations
 
 # Names of exceptions (requests, urllib3, http.client) that mean "the server was not reachable".
 _CONNECTION_ERRORS = {
-    "ConnectionError", "ConnectTimeout", "ReadTimeout", "Timeout", "MaxRetryError",
-    "NewConnectionError", "ProtocolError", "RemoteDisconnected",
-}  # fmt: skip
+    "ConnectionError",
+    "ConnectTimeout",
+    "ReadTimeout",
+    "Timeout",
+    "MaxRetryError",
+    "NewConnectionError",
+    "ProtocolError",
+    "RemoteDisconnected",
+}
 
 
 def is_connection_error(exc: BaseException) -> bool:

@@ -22,7 +22,9 @@ DEMO_EPOCHS = 10
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.demo", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--config", type=Path, default=Path("configs/demo.toml"))
     parser.add_argument("--epochs", type=int, default=DEMO_EPOCHS)
     parser.add_argument("--force", action="store_true", help="train even if nothing new arrived")
@@ -31,8 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     from ecg_pipeline.cohort.demo import write_demo_cohort
     from ecg_pipeline.config import load_config
     from ecg_pipeline.servers import (
-        ServerError, start_deployment_server, start_embedded, use_prefect_api,
-    )  # fmt: skip
+        ServerError,
+        start_deployment_server,
+        start_embedded,
+        use_prefect_api,
+    )
 
     config = load_config(args.config)
     try:
@@ -52,10 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     if wrote_cohort:
         d = config.demo
         files = write_demo_cohort(
-            inbox, n_subjects=d.n_subjects, conditions=config.dataset.conditions,
-            duration_s=d.duration_s, fs_hz=d.fs_hz, resp_divider=d.resp_divider,
-            mains_hz=config.ingest.filters.mains_hz or 50.0, seed=d.seed,
-        )  # fmt: skip
+            inbox,
+            n_subjects=d.n_subjects,
+            conditions=config.dataset.conditions,
+            duration_s=d.duration_s,
+            fs_hz=d.fs_hz,
+            resp_divider=d.resp_divider,
+            mains_hz=config.ingest.filters.mains_hz or 50.0,
+            seed=d.seed,
+        )
         print(f"wrote {len(files)} synthetic .acq recordings to {inbox}", flush=True)
         # Ingest defers files younger than [discovery] settle_s (they may still be copying);
         # these arrived whole by rename, so waiting that long once is all it costs.
@@ -71,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     prefect_ui = config.servers.prefect_api.rstrip("/").removesuffix("/api")
     print(f"Prefect flow run: {prefect_ui}/runs/flow-run/{flow_run.id} ({flow_run.state.name})")
     if not flow_run.state.is_completed():
-        print(f"error: the run ended {flow_run.state.name}: {flow_run.state.message}; "
-              f"see the link above and {serving.log_path}")  # fmt: skip
+        print(
+            f"error: the run ended {flow_run.state.name}: {flow_run.state.message}; "
+            f"see the link above and {serving.log_path}"
+        )
         return 1
     summary = _json_result(flow_run.state)
     print(f"\nfiles: {summary['counts']}")
@@ -83,10 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"MLflow run:       {summary['mlflow_run_url']}")
     for task, m in summary["metrics"].items():
-        print(f"{task:<10} test accuracy {m['accuracy']:.3f}  F1 macro {m['f1_macro']:.3f}  "
-              f"recording accuracy {m['recording_accuracy']:.3f}")  # fmt: skip
-    print("\nThe servers and the deployment keep running for the UIs and for "
-          "`prefect deployment run ingest-train/default`; `make stop` stops them.")
+        print(
+            f"{task:<10} test accuracy {m['accuracy']:.3f}  F1 macro {m['f1_macro']:.3f}  "
+            f"recording accuracy {m['recording_accuracy']:.3f}"
+        )
+    print(
+        "\nThe servers and the deployment keep running for the UIs and for "
+        "`prefect deployment run ingest-train/default`; `make stop` stops them."
+    )
     return 0
 
 
@@ -101,8 +117,10 @@ def _run_and_wait(deployment: str, parameters: dict, serving, poll_s: float = 2.
     with get_client(sync_client=True) as client:
         while not flow_run.state.is_final():
             if not alive(serving.pid):
-                raise SystemExit(f"error: the deployment server (pid {serving.pid}) stopped; "
-                                 f"see {serving.log_path}")  # fmt: skip
+                raise SystemExit(
+                    f"error: the deployment server (pid {serving.pid}) stopped; "
+                    f"see {serving.log_path}"
+                )
             time.sleep(poll_s)
             flow_run = client.read_flow_run(flow_run.id)
     return flow_run

@@ -120,7 +120,9 @@ def record_batch(results: list, config, store_root: str) -> dict[str, Any]:
     from ecg_pipeline.io.store import WindowStore
 
     errors = [r.error for r in results if r.error is not None]
-    catalog, rejections_file = write_batch_tables(WindowStore(store_root, config.dataset.name), errors)
+    catalog, rejections_file = write_batch_tables(
+        WindowStore(store_root, config.dataset.name), errors
+    )
     return {
         "counts": dict(Counter(r.status for r in results)),
         "rejected": [
@@ -149,10 +151,17 @@ def evaluate_model(run_dir: str, config, store_root: str) -> dict[str, Any]:
 
 
 # Retries come from [flow] log_retries and log_retry_delay_s when the flow runs (with_options).
-@task(name="log-mlflow", retries=2, retry_delay_seconds=5, persist_result=False,
-      retry_condition_fn=retry_on_connection_error, cache_policy=NO_CACHE)  # fmt: skip
-def log_mlflow(run_dir: str, config, store_root: str, rejections_file: str,
-               tags: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+@task(
+    name="log-mlflow",
+    retries=2,
+    retry_delay_seconds=5,
+    persist_result=False,
+    retry_condition_fn=retry_on_connection_error,
+    cache_policy=NO_CACHE,
+)
+def log_mlflow(
+    run_dir: str, config, store_root: str, rejections_file: str, tags: dict[str, str]
+) -> dict[str, Any]:
     """Log the run in ``run_dir`` to the tracking server and register its model."""
     from ecg_pipeline.io.store import WindowStore
     from ecg_pipeline.tracking.mlflow_log import log_training_run
@@ -160,22 +169,32 @@ def log_mlflow(run_dir: str, config, store_root: str, rejections_file: str,
 
     folds = json.loads((Path(run_dir) / "results.json").read_text())["folds"]
     tracked = log_training_run(
-        RunResult(Path(run_dir), folds), config, tracking_uri=config.servers.mlflow_uri,
-        tags=tags, recordings=WindowStore(store_root, config.dataset.name).catalog(),
+        RunResult(Path(run_dir), folds),
+        config,
+        tracking_uri=config.servers.mlflow_uri,
+        tags=tags,
+        recordings=WindowStore(store_root, config.dataset.name).catalog(),
         rejections=rejections_file,
-    )  # fmt: skip
+    )
     return {
-        "mlflow_run_id": tracked.run_id, "mlflow_run_url": tracked.run_url,
-        "model_uri": tracked.model_uri, "model_version": tracked.registered_version,
-        "is_champion": tracked.is_champion, "heldout_score": tracked.heldout_score,
-    }  # fmt: skip
+        "mlflow_run_id": tracked.run_id,
+        "mlflow_run_url": tracked.run_url,
+        "model_uri": tracked.model_uri,
+        "model_version": tracked.registered_version,
+        "is_champion": tracked.is_champion,
+        "heldout_score": tracked.heldout_score,
+    }
 
 
 # --- the flow ---------------------------------------------------------------------------------
 # The summary is persisted as JSON (never pickled) so that whoever started the run by
 # deployment (make run, a script) can read it back from the API.
-@flow(name="ingest-train", task_runner=ThreadPoolTaskRunner(max_workers=3),
-      persist_result=True, result_serializer="json")  # fmt: skip
+@flow(
+    name="ingest-train",
+    task_runner=ThreadPoolTaskRunner(max_workers=3),
+    persist_result=True,
+    result_serializer="json",
+)
 def ingest_train(
     recordings: str | None = None,
     manifest: str | None = None,
@@ -230,10 +249,11 @@ def ingest_train(
     plan = plan_files(found.labels, cfg, store_root)
     futures = [ingest_file.submit(p, cfg, store_root) for p in plan.to_process]
     refused = [
-        FileResult(e.path, "deferred" if isinstance(e, StillBeingWrittenError) else "rejected",
-                   error=e)
+        FileResult(
+            e.path, "deferred" if isinstance(e, StillBeingWrittenError) else "rejected", error=e
+        )
         for e in [*found.errors, *plan.errors]
-    ]  # fmt: skip
+    ]
     results = plan.unchanged + [f.result() for f in futures] + refused
     summary: dict[str, Any] = {"folder": folder, **record_batch(results, cfg, store_root)}
     changed = summary["counts"].get("written", 0) + summary["counts"].get("replaced", 0)
@@ -259,7 +279,6 @@ def ingest_train(
         summary["prefect_flow_run_url"] = tags["prefect_flow_run_url"]
     logger.info("ingest-train: %s", json.dumps(summary, default=str))
     return summary
-
 
 
 def task_runner_for(settings):

@@ -37,8 +37,13 @@ def find_files(recordings: list[str], config) -> tuple[list[str], list]:
 
 
 # Loading the champion needs the tracking server: retried when it could not be reached.
-@task(name="predict-recordings", retries=2, retry_delay_seconds=5,
-      retry_condition_fn=retry_on_connection_error, cache_policy=NO_CACHE)  # fmt: skip
+@task(
+    name="predict-recordings",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_on_connection_error,
+    cache_policy=NO_CACHE,
+)
 def predict_files(files: list[str], config, config_path: str, model_version: str | None):
     """Load the registered model and label each file; returns the predictions and the refusals.
 
@@ -57,8 +62,11 @@ def predict_files(files: list[str], config, config_path: str, model_version: str
         config.servers.mlflow_uri, registered_model_name(config), version=model_version
     )
     table, errors = predict_recordings(files, config, model, config_source=config_path)
-    info = {"name": model.registered_name, "version": model.registered_version,
-            "identity_threshold": model.identity_threshold}  # fmt: skip
+    info = {
+        "name": model.registered_name,
+        "version": model.registered_version,
+        "identity_threshold": model.identity_threshold,
+    }
     return table, errors, info
 
 
@@ -71,16 +79,22 @@ def write_files(table, errors: list, config, out_dir: str) -> dict[str, str]:
     return {"predictions": str(files.predictions), "rejections": str(files.rejections)}
 
 
-@task(name="log-predictions", retries=2, retry_delay_seconds=5,
-      retry_condition_fn=retry_on_connection_error, cache_policy=NO_CACHE)  # fmt: skip
+@task(
+    name="log-predictions",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_on_connection_error,
+    cache_policy=NO_CACHE,
+)
 def log_files(written: dict[str, str], config, model: dict, tags: dict[str, str]) -> dict[str, str]:
     """Log the written files as an MLflow run (``kind=predict``) in the dataset's experiment."""
     from ecg_pipeline.predict.output import PredictionFiles
     from ecg_pipeline.tracking.predict_log import log_predictions
 
     files = PredictionFiles(Path(written["predictions"]), Path(written["rejections"]))
-    run = log_predictions(files, config, model_name=model["name"],
-                          model_version=model["version"], tags=tags)  # fmt: skip
+    run = log_predictions(
+        files, config, model_name=model["name"], model_version=model["version"], tags=tags
+    )
     return {"mlflow_run_id": run.run_id, "mlflow_run_url": run.run_url}
 
 
@@ -123,13 +137,19 @@ def predict(
     errors = [*missing, *errors]
     written = write_files(table, errors, cfg, str(Path(cfg.predict.out_dir).resolve()))
     summary: dict[str, Any] = {
-        **written, "model": model, "n_recordings": len(table),
-        "n_unknown": int((table["identity"] == UNKNOWN).sum()), "n_rejected": len(errors),
-        "recordings": table[["file", "identity", "identity_confidence", "activity",
-                             "activity_confidence"]].to_dict(orient="records"),
-        "rejected": [{"file": Path(e.path).name, "error": type(e).__name__, "reason": e.reason}
-                     for e in errors],
-    }  # fmt: skip
+        **written,
+        "model": model,
+        "n_recordings": len(table),
+        "n_unknown": int((table["identity"] == UNKNOWN).sum()),
+        "n_rejected": len(errors),
+        "recordings": table[
+            ["file", "identity", "identity_confidence", "activity", "activity_confidence"]
+        ].to_dict(orient="records"),
+        "rejected": [
+            {"file": Path(e.path).name, "error": type(e).__name__, "reason": e.reason}
+            for e in errors
+        ],
+    }
     if log:
         summary.update(log_files(written, cfg, model, flow_run_tags()))
     logger.info("predict: %s", summary)

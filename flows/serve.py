@@ -20,6 +20,7 @@ import argparse
 import os
 from pathlib import Path
 
+
 def serve(config_path: str | os.PathLike) -> None:
     """Register both deployments (ingest-train's with its event trigger) and run their flow runs.
 

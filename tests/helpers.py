@@ -35,7 +35,10 @@ def write_ecg_file(
 def folder_checksums(folder: Path) -> dict[str, tuple[str, int]]:
     """sha256 and mtime (ns) of every file under ``folder``."""
     return {
-        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        str(p.relative_to(folder)): (
+            hashlib.sha256(p.read_bytes()).hexdigest(),
+            p.stat().st_mtime_ns,
+        )
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
@@ -52,12 +55,14 @@ def small_demo_study(root, *, epochs: int):
 
     write_demo_cohort(root / "inbox", n_subjects=4, duration_s=60.0)
     base = StudyConfig()
-    config = base.model_copy(update={
-        "store": base.store.model_copy(update={"root": root / "store"}),
-        "discovery": base.discovery.model_copy(update={"settle_s": 0.0}),
-        "training": base.training.model_copy(
-            update={"epochs": epochs, "cpu_threads": 1, "out_dir": root / "runs"}
-        ),
-    })  # fmt: skip
+    config = base.model_copy(
+        update={
+            "store": base.store.model_copy(update={"root": root / "store"}),
+            "discovery": base.discovery.model_copy(update={"settle_s": 0.0}),
+            "training": base.training.model_copy(
+                update={"epochs": epochs, "cpu_threads": 1, "out_dir": root / "runs"}
+            ),
+        }
+    )
     assert ingest_folder(root / "inbox", config).count("written") == 12
     return config

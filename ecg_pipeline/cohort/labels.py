@@ -105,7 +105,9 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
         raise FormatError(path, f"manifest is not a readable CSV: {exc}") from exc
     missing = {"file", "subject", "condition"} - set(df.columns)
     if missing:
-        raise FormatError(path, f"manifest lacks column(s) {sorted(missing)}; has {list(df.columns)}")
+        raise FormatError(
+            path, f"manifest lacks column(s) {sorted(missing)}; has {list(df.columns)}"
+        )
     for col in MANIFEST_COLUMNS:
         if col not in df.columns:
             df[col] = ""
@@ -134,7 +136,9 @@ def labels_from_name(path: Path, config: StudyConfig) -> Labels:
             name = parse_dp_motion_name(path)
         except IngestError as exc:
             raise MetadataError(path, exc.reason) from exc
-        return Labels(str(path), name.subject, aliases.get(name.activity, name.activity), name.session)
+        return Labels(
+            str(path), name.subject, aliases.get(name.activity, name.activity), name.session
+        )
     if fmt == "wfdb":
         from ecg_pipeline.io.wfdb_records import parse_ecg_id_name
 
@@ -169,8 +173,12 @@ def label_files(
             if manifest is not None:
                 row = by_file.get(str(p.resolve()))
                 if row is None:
-                    raise MetadataError(p, "unknown subject or condition: not listed in the manifest")
-                condition = aliases.get(row.condition, row.condition) if row.condition else row.condition
+                    raise MetadataError(
+                        p, "unknown subject or condition: not listed in the manifest"
+                    )
+                condition = (
+                    aliases.get(row.condition, row.condition) if row.condition else row.condition
+                )
                 labelled.append(Labels(str(p), row.subject, condition, row.session, row.date))
             else:
                 labelled.append(labels_from_name(p, config))
@@ -185,7 +193,9 @@ def label_files(
     return labelled, errors
 
 
-def validate_labels(labels: list[Labels], config: StudyConfig) -> tuple[list[Labels], list[IngestError]]:
+def validate_labels(
+    labels: list[Labels], config: StudyConfig
+) -> tuple[list[Labels], list[IngestError]]:
     """Check the batch's labels against the study's contract, once for the whole batch.
 
     Returns the valid labels and a :class:`MetadataError` per invalid file naming the field.
@@ -212,7 +222,11 @@ def validate_labels(labels: list[Labels], config: StudyConfig) -> tuple[list[Lab
     allowed = ", ".join(config.dataset.conditions)
     for i, lab in enumerate(labels):
         if i in failures:
-            hint = f" (allowed conditions: {allowed})" if any("condition" in m for m in failures[i]) else ""
+            hint = (
+                f" (allowed conditions: {allowed})"
+                if any("condition" in m for m in failures[i])
+                else ""
+            )
             errors.append(MetadataError(lab.source_path, "; ".join(failures[i]) + hint))
         else:
             ok.append(lab)

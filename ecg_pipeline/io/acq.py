@@ -229,7 +229,12 @@ def read_acq(path: str | os.PathLike, channel: ChannelSettings | None = None) ->
             raise TruncatedFileError(
                 path, f"data block unreadable ({type(exc).__name__}: {exc}); truncated or corrupt"
             ) from exc
-    name, units, fs_hz, revision = ch.name, ch.units, float(ch.samples_per_second), reader.file_revision
+    name, units, fs_hz, revision = (
+        ch.name,
+        ch.units,
+        float(ch.samples_per_second),
+        reader.file_revision,
+    )
     _release(reader)
     if samples.shape[0] != infos[index].n_samples:
         raise TruncatedFileError(
@@ -259,8 +264,13 @@ def _read_interleaved_channel(path: Path, reader, index: int) -> np.ndarray:
     channels = reader.datafile.channels
     period = chunk_byte_pattern(channels, 1).astype(np.int64)
     remaining = np.array([c.point_count * c.sample_size for c in channels], dtype=np.int64)
-    data = np.memmap(path, dtype=np.uint8, mode="r", offset=reader.data_start_offset,
-                     shape=(int(remaining.sum()),))  # fmt: skip
+    data = np.memmap(
+        path,
+        dtype=np.uint8,
+        mode="r",
+        offset=reader.data_start_offset,
+        shape=(int(remaining.sum()),),
+    )
     pieces, pos = [], 0
     while remaining[index] > 0:
         pattern = period[remaining[period] > 0]  # exhausted channels drop out

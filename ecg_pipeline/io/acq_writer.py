@@ -295,8 +295,8 @@ def _pack_channel_header(
     # lChanHeaderLen is the stride to the next header; readers use the first one for all.
     struct.pack_into(bo + "i", buf, 0, CHANNEL_HEADER_LEN)
     struct.pack_into(bo + "h", buf, 4, index + 1)  # nNum, 1-based like AcqKnowledge
-    buf[6:6 + NAME_FIELD_LEN] = ch.name.encode("utf-8").ljust(NAME_FIELD_LEN, b"\0")
-    buf[68:68 + UNITS_FIELD_LEN] = ch.units.encode("utf-8").ljust(UNITS_FIELD_LEN, b"\0")
+    buf[6 : 6 + NAME_FIELD_LEN] = ch.name.encode("utf-8").ljust(NAME_FIELD_LEN, b"\0")
+    buf[68 : 68 + UNITS_FIELD_LEN] = ch.units.encode("utf-8").ljust(UNITS_FIELD_LEN, b"\0")
     struct.pack_into(bo + "i", buf, 88, n_points)  # lBufLength
     struct.pack_into(bo + "d", buf, 92, scale)  # dAmplScale
     struct.pack_into(bo + "d", buf, 100, offset)  # dAmplOffset

@@ -64,4 +64,3 @@ def sha256_files(paths: list[Path]) -> str:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
     return digest.hexdigest()
-

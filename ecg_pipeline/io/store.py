@@ -118,10 +118,21 @@ class WindowStore:
             row["file"] = str(f)
             rows.append(row)
         columns = [
-            "recording_id", "source_path", "subject", "condition", "session", "date", "sha256",
-            "channel", "native_fs_hz", "duration_s", "n_windows", "config_hash", "warnings",
+            "recording_id",
+            "source_path",
+            "subject",
+            "condition",
+            "session",
+            "date",
+            "sha256",
+            "channel",
+            "native_fs_hz",
+            "duration_s",
+            "n_windows",
+            "config_hash",
+            "warnings",
             "file",
-        ]  # fmt: skip
+        ]
         return pd.DataFrame(rows, columns=columns)
 
     # Writing --------------------------------------------------------------------------------

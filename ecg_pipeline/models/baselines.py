@@ -289,8 +289,13 @@ class EfficientNet1d(_InvertedResidualNet):
     """
 
     # (expand, kernel, out channels, blocks, first stride), B0's pattern scaled down.
-    STAGES = ((1, 3, 16, 1, 1), (4, 5, 24, 2, 2), (4, 5, 40, 2, 2), (4, 3, 64, 2, 2),
-              (4, 5, 96, 1, 1))
+    STAGES = (
+        (1, 3, 16, 1, 1),
+        (4, 5, 24, 2, 2),
+        (4, 5, 40, 2, 2),
+        (4, 3, 64, 2, 2),
+        (4, 5, 96, 1, 1),
+    )
 
     def __init__(self, in_channels: int = 1, head_channels: int = 128) -> None:
         super().__init__(in_channels, 16, self.STAGES, head_channels, se=True, act=nn.SiLU)
@@ -372,10 +377,14 @@ class DenseNet1d(nn.Module):
             width += n * growth_rate
             if i < len(block_layers) - 1:
                 out = int(width * compression)
-                stages.append(nn.Sequential(
-                    nn.BatchNorm1d(width), nn.ReLU(), nn.Conv1d(width, out, 1, bias=False),
-                    nn.AvgPool1d(2, ceil_mode=True),
-                ))
+                stages.append(
+                    nn.Sequential(
+                        nn.BatchNorm1d(width),
+                        nn.ReLU(),
+                        nn.Conv1d(width, out, 1, bias=False),
+                        nn.AvgPool1d(2, ceil_mode=True),
+                    )
+                )
                 width = out
         self.stages = nn.Sequential(*stages)
         # Pre-activation layers end un-normalised; the final BN-ReLU is DenseNet's usual close.

@@ -136,9 +136,7 @@ class MultiTaskNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled shared features, (B, C_in, T) -> (B, F): the input of every head."""
         if x.dim() != 3 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"expected input (B, {self.in_channels}, T), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"expected input (B, {self.in_channels}, T), got {tuple(x.shape)}")
         z = self.backbone(x)  # (B, C, T') for conv backbones, (B, F) for LSTM/MLP
         if z.dim() == 3:
             z = self.attention(z)  # (B, C, T')

@@ -142,10 +142,15 @@ def calibrate_identity_threshold(
     n = len(c)
     if n == 0:
         return IdentityThreshold(
-            0.0, known_reject_rate, 0.0, 0, int(n_windows), NO_VALIDATION,
+            0.0,
+            known_reject_rate,
+            0.0,
+            0,
+            int(n_windows),
+            NO_VALIDATION,
             "no validation recordings to calibrate on: threshold 0, every recording is "
             "called a known subject",
-        )  # fmt: skip
+        )
     # The epsilon absorbs float noise such as 0.57 * 100 = 56.99999999999999.
     k = math.floor(known_reject_rate * n + 1e-9)
     warning = ""

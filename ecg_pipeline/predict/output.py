@@ -21,12 +21,21 @@ from ecg_pipeline.io.atomic import atomic_write_text
 __all__ = ["PredictionFiles", "prediction_table", "rejections_of", "write_predictions"]
 
 _TYPES = {
-    "file": "string", "sha256": "string", "duration_s": "float64", "n_windows": "int64",
-    "identity": "string", "identity_best": "string", "identity_confidence": "float64",
-    "identity_threshold": "float64", "activity": "string", "activity_confidence": "float64",
-    "model_name": "string", "model_version": "string", "ingest_hash": "string",
+    "file": "string",
+    "sha256": "string",
+    "duration_s": "float64",
+    "n_windows": "int64",
+    "identity": "string",
+    "identity_best": "string",
+    "identity_confidence": "float64",
+    "identity_threshold": "float64",
+    "activity": "string",
+    "activity_confidence": "float64",
+    "model_name": "string",
+    "model_version": "string",
+    "ingest_hash": "string",
     "notes": "string",
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -72,8 +81,10 @@ def rejections_of(errors: list[IngestError]) -> pd.DataFrame:
 
     table = rejections_table(errors)
     paths = [e.path for e in errors]
-    table["reason"] = [reason.replace(path, PurePath(path).name) if path else reason
-                       for reason, path in zip(table["reason"], paths, strict=True)]  # fmt: skip
+    table["reason"] = [
+        reason.replace(path, PurePath(path).name) if path else reason
+        for reason, path in zip(table["reason"], paths, strict=True)
+    ]
     table["file"] = [PurePath(path).name if path else path for path in paths]
     return table
 

@@ -38,11 +38,22 @@ __all__ = [
 
 # One row per recording, in this order (output.py writes them with these types).
 PREDICTION_COLUMNS = (
-    "file", "sha256", "duration_s", "n_windows",
-    "identity", "identity_best", "identity_confidence", "identity_threshold",
-    "activity", "activity_confidence",
-    "model_name", "model_version", "ingest_hash", "predicted_at", "notes",
-)  # fmt: skip
+    "file",
+    "sha256",
+    "duration_s",
+    "n_windows",
+    "identity",
+    "identity_best",
+    "identity_confidence",
+    "identity_threshold",
+    "activity",
+    "activity_confidence",
+    "model_name",
+    "model_version",
+    "ingest_hash",
+    "predicted_at",
+    "notes",
+)
 NO_THRESHOLD_NOTE = (
     "the model has no calibrated identity threshold (logged before thresholds existed): "
     "every recording is called a known subject"
@@ -111,16 +122,18 @@ def check_model_fits(model, config: StudyConfig, config_source: str | None = Non
         notes.append("the model records no [ingest] hash: its preprocessing was not checked")
     elif model_hash != config.ingest_hash():
         raise ModelMismatchError(
-            _describe(model), where,
+            _describe(model),
+            where,
             f"it was trained on windows made with [ingest] hash {model_hash}; predict with the "
             "configuration it was trained with, or train a model on this one",
-        )  # fmt: skip
+        )
     n_model, n_config = getattr(model, "n_samples", None), config.ingest.windows.window_samples
     if n_model is not None and int(n_model) != n_config:
         raise ModelMismatchError(
-            _describe(model), where,
+            _describe(model),
+            where,
             f"it takes windows of {n_model} samples; the configuration cuts {n_config}",
-        )  # fmt: skip
+        )
     return notes
 
 
@@ -214,8 +227,12 @@ def window_logits(model, x: np.ndarray, batch_size: int = _BATCH) -> dict[str, n
 
 def _predict_one(rec: RecordingWindows, model, threshold: float | None) -> dict:
     logits = window_logits(model, rec.x)
-    row: dict = {"file": Path(rec.path).name, "sha256": rec.sha256,
-                 "duration_s": rec.duration_s, "n_windows": len(rec.x)}  # fmt: skip
+    row: dict = {
+        "file": Path(rec.path).name,
+        "sha256": rec.sha256,
+        "duration_s": rec.duration_s,
+        "n_windows": len(rec.x),
+    }
     for task in ("identity", "activity"):
         if task not in logits:
             continue

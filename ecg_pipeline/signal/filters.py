@@ -62,8 +62,13 @@ def design_ecg_filter(
         above the Nyquist frequency (it would then alias rather than remove anything). Designs are
         cached per argument set: a batch at one rate designs its filter once.
     """
-    return _design(float(fs_hz), float(highpass_hz), int(highpass_order),
-                   None if mains_hz is None else float(mains_hz), float(notch_quality))  # fmt: skip
+    return _design(
+        float(fs_hz),
+        float(highpass_hz),
+        int(highpass_order),
+        None if mains_hz is None else float(mains_hz),
+        float(notch_quality),
+    )
 
 
 @lru_cache(maxsize=64)

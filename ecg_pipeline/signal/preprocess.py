@@ -94,15 +94,22 @@ def segments_to_windows(segments: Sequence[Segment], settings: IngestSettings) -
                 notch_quality=f.notch_quality,
             )
             warnings.extend(designs[seg.fs_hz].warnings)
-        resampled = resample_to(zero_phase_filter(seg.samples, designs[seg.fs_hz]), seg.fs_hz, target_fs)
+        resampled = resample_to(
+            zero_phase_filter(seg.samples, designs[seg.fs_hz]), seg.fs_hz, target_fs
+        )
         windows = sliding_windows(resampled, window_n, hop_n)
         hop_s = hop_n / target_fs
         flat.append(
             flat_raw_windows(
-                seg.samples, seg.fs_hz, win.window_s, hop_s, len(windows),
-                settings.quality.min_window_std, settings.quality.max_extreme_fraction,
+                seg.samples,
+                seg.fs_hz,
+                win.window_s,
+                hop_s,
+                len(windows),
+                settings.quality.min_window_std,
+                settings.quality.max_extreme_fraction,
             )
-        )  # fmt: skip
+        )
         chunks.append(windows.astype(np.float32))
         starts.append(seg.start_s + np.arange(len(windows)) * hop_s)
 

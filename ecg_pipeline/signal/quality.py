@@ -66,7 +66,11 @@ def flat_raw_windows(
     """
     length = max(int(round(window_s * fs_hz)), 1)
     hop = hop_s * fs_hz
-    if n_windows and abs(hop - round(hop)) < 1e-9 and (n_windows - 1) * round(hop) + length <= len(x):
+    if (
+        n_windows
+        and abs(hop - round(hop)) < 1e-9
+        and (n_windows - 1) * round(hop) + length <= len(x)
+    ):
         # Whole-sample windows: one strided view, reductions in C, no copy of the signal.
         view = np.lib.stride_tricks.sliding_window_view(x, length)[:: int(round(hop))][:n_windows]
         mean = view.mean(axis=1)
@@ -74,7 +78,9 @@ def flat_raw_windows(
         var = np.einsum("ij,ij->i", view, view) / length - mean**2
         lo, hi = view.min(axis=1), view.max(axis=1)
         at_extremes = (view == lo[:, None]).sum(axis=1) + (view == hi[:, None]).sum(axis=1)
-        return (np.sqrt(np.maximum(var, 0.0)) < min_std) | (at_extremes > max_extreme_fraction * length)
+        return (np.sqrt(np.maximum(var, 0.0)) < min_std) | (
+            at_extremes > max_extreme_fraction * length
+        )
     out = np.zeros(n_windows, dtype=bool)
     for k in range(n_windows):
         start = int(round(k * hop_s * fs_hz))
@@ -82,6 +88,8 @@ def flat_raw_windows(
         if chunk.size == 0 or chunk.std() < min_std:
             out[k] = True
             continue
-        at_extremes = np.count_nonzero(chunk == chunk.min()) + np.count_nonzero(chunk == chunk.max())
+        at_extremes = np.count_nonzero(chunk == chunk.min()) + np.count_nonzero(
+            chunk == chunk.max()
+        )
         out[k] = at_extremes > max_extreme_fraction * chunk.size
     return out

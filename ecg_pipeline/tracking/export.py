@@ -55,8 +55,9 @@ def model_signature(heads: Mapping[str, int], n_samples: int, in_channels: int =
 
 def pip_requirements() -> list[str]:
     """The pinned packages that serving the model needs (torch without its ``+cpu`` tag)."""
-    import mlflow
     import torch
+
+    import mlflow
 
     return [
         f"torch=={torch.__version__.split('+')[0]}",
@@ -98,7 +99,6 @@ def log_checkpoint_model(
     Needs an active MLflow run (``mlflow.start_run``) and the tracking/registry URIs set.
     """
     import mlflow
-
     from ecg_pipeline.models import TupleOutput
     from ecg_pipeline.training.checkpoint import load_checkpoint
 

@@ -30,9 +30,25 @@ RECORDING_COLUMNS = ("recording_id", "subject", "condition", "session", "sha256"
 
 # Columns that can hold personal data (header-derived or dates); never published.
 _PERSONAL_COLUMNS = frozenset(
-    {"date", "datetime", "recorded_at", "age", "sex", "gender", "birth", "birth_date", "dob",
-     "birthday", "name", "first_name", "last_name", "height", "weight", "bmi"}
-)  # fmt: skip
+    {
+        "date",
+        "datetime",
+        "recorded_at",
+        "age",
+        "sex",
+        "gender",
+        "birth",
+        "birth_date",
+        "dob",
+        "birthday",
+        "name",
+        "first_name",
+        "last_name",
+        "height",
+        "weight",
+        "bmi",
+    }
+)
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -115,7 +131,9 @@ def shareable_rejections(path: str | Path) -> pd.DataFrame:
     if "reason" in table.columns and "file" in table.columns:
         # A reason may quote the file's whole path (an OS error message): keep its name only.
         table["reason"] = [
-            reason.replace(f"{PurePath(f).parent}/", "") if f and PurePath(f).parent.name else reason
+            reason.replace(f"{PurePath(f).parent}/", "")
+            if f and PurePath(f).parent.name
+            else reason
             for f, reason in zip(table["file"], table["reason"], strict=True)
         ]
     for column in ("file", "source_path", "path"):

@@ -63,9 +63,15 @@ __all__ = [
 
 # The test metrics of each task logged per run (classification_report's keys).
 FINAL_METRICS = (
-    "accuracy", "precision_macro", "recall_macro", "f1_macro",
-    "precision_weighted", "recall_weighted", "f1_weighted", "recording_accuracy",
-)  # fmt: skip
+    "accuracy",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "precision_weighted",
+    "recall_weighted",
+    "f1_weighted",
+    "recording_accuracy",
+)
 # The identity confidence below which a recording is "unknown" (training.run calibrates it).
 THRESHOLD_METRIC = "identity_unknown_threshold"
 _MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
@@ -200,8 +206,10 @@ def _write_plots(folder: Path, folds: list[dict], example_x, example_meta, fs_hz
     for suffix, fold in zip(suffixes, folds, strict=True):
         history = fold["history"]
         if history:
-            _save(plots.training_curves(history, best_epoch=fold.get("best_epoch")),
-                  folder / f"training_curves{suffix}.png")  # fmt: skip
+            _save(
+                plots.training_curves(history, best_epoch=fold.get("best_epoch")),
+                folder / f"training_curves{suffix}.png",
+            )
             if any(k.endswith("_weight") for k in history[0]):
                 _save(plots.gradnorm_weights(history), folder / f"gradnorm_weights{suffix}.png")
     for task, first in folds[0]["metrics"].items():
@@ -231,10 +239,16 @@ def _run_tags(config: StudyConfig, published, folds, fold, extra) -> dict[str, s
     """The caller's tags plus lineage: code, data and what was logged."""
     tags = {str(k): str(v) for k, v in (extra or {}).items()}
     tags |= {
-        "git_commit": git_commit(), "git_dirty": git_dirty(), "ingest_hash": config.ingest_hash(),
-        "data_hash": "unknown", "n_recordings": "0", "dataset": config.dataset.name,
-        "model": config.model.name, "n_folds": str(len(folds)), "model_fold": str(fold["name"]),
-    }  # fmt: skip
+        "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
+        "ingest_hash": config.ingest_hash(),
+        "data_hash": "unknown",
+        "n_recordings": "0",
+        "dataset": config.dataset.name,
+        "model": config.model.name,
+        "n_folds": str(len(folds)),
+        "model_fold": str(fold["name"]),
+    }
     if published is not None:
         tags["data_hash"] = data_hash(published["sha256"], config.ingest_hash())
         tags["n_recordings"] = str(len(published))
@@ -402,7 +416,6 @@ def log_training_run(
         When the server refuses a request; the run is then marked FAILED.
     """
     import mlflow
-
     from ecg_pipeline.tracking.export import log_checkpoint_model
 
     folds = run_result.folds
@@ -442,18 +455,20 @@ def log_training_run(
             _write_files(out, run_result, config, published, rejections, ckpt)
             client.log_artifacts(run_id, str(out))
             info = log_checkpoint_model(
-                ckpt, registered_model_name=registered_name,
+                ckpt,
+                registered_model_name=registered_name,
                 metadata={"fs_hz": fs_hz, "fold": str(fold["name"]), "heldout_score": score},
                 tags={"data_hash": all_tags["data_hash"]},
-            )  # fmt: skip
+            )
             version, is_champion = None, False
             if registered_name is not None:
                 version = str(info.registered_model_version)
                 client.set_model_version_tag(
                     registered_name, version, "data_hash", all_tags["data_hash"]
                 )
-                promotion = promote_if_better(client, registered_name, version, score,
-                                              protocol=heldout_protocol(config))  # fmt: skip
+                promotion = promote_if_better(
+                    client, registered_name, version, score, protocol=heldout_protocol(config)
+                )
                 is_champion = promotion.is_champion
                 # What the registry decided when this run was logged (the alias may move on).
                 client.set_tag(run_id, "became_champion", str(is_champion).lower())

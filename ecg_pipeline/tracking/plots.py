@@ -186,8 +186,15 @@ def confusion_matrix_figure(
     if n <= _MAX_ANNOTATED_CLASSES:
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize="small",
-                        color="white" if fractions[i, j] > 0.5 else "black")  # fmt: skip
+                ax.text(
+                    j,
+                    i,
+                    f"{int(cm[i, j])}",
+                    ha="center",
+                    va="center",
+                    fontsize="small",
+                    color="white" if fractions[i, j] > 0.5 else "black",
+                )
     return fig
 
 

@@ -101,18 +101,22 @@ def log_predictions(
     mlflow.exceptions.MlflowException
         When the server refuses a request; a run already created is then marked FAILED.
     """
-    import mlflow
     from mlflow.entities import Metric, RunTag
 
+    import mlflow
     from ecg_pipeline.tracking.mlflow_log import discard_unfinished_attempts, experiment_id
 
     uri = tracking_uri or config.servers.mlflow_uri
     name = run_name or f"predict-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     all_tags = {str(k): str(v) for k, v in (tags or {}).items()} | {
-        "kind": "predict", "model_name": model_name, "model_version": str(model_version),
-        "model_uri": f"models:/{model_name}/{model_version}", "ingest_hash": config.ingest_hash(),
-        "git_commit": git_commit(), "dataset": config.dataset.name,
-    }  # fmt: skip
+        "kind": "predict",
+        "model_name": model_name,
+        "model_version": str(model_version),
+        "model_uri": f"models:/{model_name}/{model_version}",
+        "ingest_hash": config.ingest_hash(),
+        "git_commit": git_commit(),
+        "dataset": config.dataset.name,
+    }
     with using_tracking_uri(uri):
         client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
         exp_id = experiment_id(client, config.dataset.name)

@@ -223,8 +223,9 @@ def load_champion(
         When the server fails or the artefact is not pickle-free.
     """
     disallow_pickle()
-    import mlflow
     from mlflow.models import Model
+
+    import mlflow
 
     with using_tracking_uri(tracking_uri), tempfile.TemporaryDirectory() as tmp:
         client = mlflow.MlflowClient()

@@ -24,7 +24,9 @@ def _uniform(shape, low: float, high: float, generator: torch.Generator, like: t
     return (low + (high - low) * draw).to(like.device)
 
 
-def random_gain_offset(x: torch.Tensor, gain: float, offset: float, generator: torch.Generator) -> torch.Tensor:
+def random_gain_offset(
+    x: torch.Tensor, gain: float, offset: float, generator: torch.Generator
+) -> torch.Tensor:
     """Scale each window by a factor in ``[1 - gain, 1 + gain]`` and add an offset in ``±offset``."""
     b, c, _ = x.shape
     scale = _uniform((b, c, 1), 1.0 - gain, 1.0 + gain, generator, x)
@@ -39,9 +41,12 @@ def gaussian_noise(x: torch.Tensor, std: float, generator: torch.Generator) -> t
 
 
 def baseline_wander(
-    x: torch.Tensor, amplitude: float, fs_hz: float, generator: torch.Generator,
+    x: torch.Tensor,
+    amplitude: float,
+    fs_hz: float,
+    generator: torch.Generator,
     max_hz: float = 0.5,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """Add a sinusoid of random frequency (0.05 to ``max_hz`` Hz), phase and amplitude (≤ ``amplitude``)."""
     b, c, t = x.shape
     freq = _uniform((b, c, 1), 0.05, max_hz, generator, x)

@@ -33,7 +33,9 @@ def save_checkpoint(folder: str | os.PathLike, model: nn.Module, spec: dict) -> 
     return folder
 
 
-def load_checkpoint(folder: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+def load_checkpoint(
+    folder: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict]:
     """Rebuild the model from ``model.json`` and load ``model.pt`` with ``weights_only=True``."""
     from ecg_pipeline.models import build_model
 

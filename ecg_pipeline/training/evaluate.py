@@ -10,7 +10,9 @@ from ecg_pipeline.config import StudyConfig
 from ecg_pipeline.io.store import WindowStore
 
 
-def evaluate_checkpoint(checkpoint: str | Path, config: StudyConfig, store_root: str | Path) -> dict:
+def evaluate_checkpoint(
+    checkpoint: str | Path, config: StudyConfig, store_root: str | Path
+) -> dict:
     """Metrics per task of a checkpoint on every window whose label the model knows.
 
     Windows of subjects or conditions the model never saw cannot be scored and are left out.
@@ -38,6 +40,8 @@ def evaluate_checkpoint(checkpoint: str | Path, config: StudyConfig, store_root:
         scores = logits[task].numpy()[known]
         y = codes[known].astype(np.int64)
         m = classification_report(y, scores.argmax(1), classes)
-        m["recording_accuracy"] = recording_accuracy(y, scores, meta["recording_id"].to_numpy()[known])
+        m["recording_accuracy"] = recording_accuracy(
+            y, scores, meta["recording_id"].to_numpy()[known]
+        )
         report[task] = m
     return report

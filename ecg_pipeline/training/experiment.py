@@ -26,8 +26,15 @@ METRICS = ("accuracy", "f1_macro", "f1_weighted", "recording_accuracy")
 def recipe_departures(config: StudyConfig) -> list[str]:
     """The training settings in which ``config`` departs from the paper's recipe (empty: the paper's)."""
     t, paper = config.training, type(config.training)()
-    keys = ("epochs", "batch_size", "learning_rate", "weight_decay", "label_smoothing",
-            "schedule", "group_validation")  # fmt: skip
+    keys = (
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "weight_decay",
+        "label_smoothing",
+        "schedule",
+        "group_validation",
+    )
     out = [f"{key}={getattr(t, key)}" for key in keys if getattr(t, key) != getattr(paper, key)]
     if t.augment.enabled:
         out.append("augment")
@@ -153,10 +160,15 @@ def run_seeds(
             update={"training": config.training.model_copy(update={"seed": seed})}
         )
         run = train_and_evaluate(
-            seeded, store_root=store_root, out_dir=out, run_name=f"seed{seed}",
+            seeded,
+            store_root=store_root,
+            out_dir=out,
+            run_name=f"seed{seed}",
             max_windows_per_recording=max_windows_per_recording,
-            on_epoch=(lambda fold, row, s=seed: on_epoch(f"seed {s} {fold}", row)) if on_epoch else None,
-        )  # fmt: skip
+            on_epoch=(lambda fold, row, s=seed: on_epoch(f"seed {s} {fold}", row))
+            if on_epoch
+            else None,
+        )
         runs.append((seed, run))
     summary = {
         "name": name,

@@ -49,7 +49,9 @@ def _batches(n: int, batch_size: int, generator: torch.Generator | None):
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
+def predict_logits(
+    model: nn.Module, x: torch.Tensor, batch_size: int = 256
+) -> dict[str, torch.Tensor]:
     """Per-task logits for every row of ``x`` (evaluation mode, no gradient)."""
     model.eval()
     outs: dict[str, list[torch.Tensor]] = {}
@@ -144,10 +146,12 @@ def fit(
                 continue  # BatchNorm cannot train on a single window
             idx = train[batch.to(device)]
             out = model(augment_batch(xt[idx], settings.augment, fs_hz, augment_generator))
-            losses = torch.stack([
-                nn.functional.cross_entropy(out[t], yt[t][idx], label_smoothing=smoothing)
-                for t in tasks
-            ])  # fmt: skip
+            losses = torch.stack(
+                [
+                    nn.functional.cross_entropy(out[t], yt[t][idx], label_smoothing=smoothing)
+                    for t in tasks
+                ]
+            )
             total = weighting.step(losses, model.shared_layer())
             optimiser.zero_grad(set_to_none=True)
             total.backward()
@@ -171,7 +175,9 @@ def fit(
         if row["val_score"] > best_score:
             best_score = row["val_score"]
             result.best_epoch = epoch
-            result.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            result.best_state = copy.deepcopy(
+                {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            )
         if on_epoch is not None:
             on_epoch(row)
     result.weighting_state = weighting.state_dict()

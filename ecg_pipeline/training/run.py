@@ -58,9 +58,14 @@ def configured_splits(meta, settings) -> list:
             "group_validation": settings.group_validation,
         }
     return split_windows(
-        meta, kind=settings.split, seed=settings.seed, test_fraction=settings.test_fraction,
-        val_fraction=settings.val_fraction, gap_windows=settings.gap_windows, **group_options,
-    )  # fmt: skip
+        meta,
+        kind=settings.split,
+        seed=settings.seed,
+        test_fraction=settings.test_fraction,
+        val_fraction=settings.val_fraction,
+        gap_windows=settings.gap_windows,
+        **group_options,
+    )
 
 
 def model_spec(
@@ -79,17 +84,26 @@ def model_spec(
     m = config.model
     options = {}
     if m.name in ("dt4ecg", "resnet1d"):
-        options = {"channels": list(m.channels), "kernel_size": m.kernel_size, "strides": list(m.strides)}
+        options = {
+            "channels": list(m.channels),
+            "kernel_size": m.kernel_size,
+            "strides": list(m.strides),
+        }
     if m.shared_param:
         options["shared_param"] = m.shared_param
     return {
-        "name": m.name, "attention": m.attention, "in_channels": 1, "n_samples": n_samples,
-        "heads": heads, "options": options, "classes": classes,
+        "name": m.name,
+        "attention": m.attention,
+        "in_channels": 1,
+        "n_samples": n_samples,
+        "heads": heads,
+        "options": options,
+        "classes": classes,
         # The model only understands windows scaled the way it was trained on.
         "normalisation": config.store.normalisation,
         "ingest_hash": config.ingest_hash(),
         "fs_hz": float(fs_hz if fs_hz is not None else config.ingest.windows.target_fs_hz),
-    }  # fmt: skip
+    }
 
 
 def identity_threshold(model, data, val_idx: np.ndarray, known_reject_rate: float) -> dict:
@@ -137,10 +151,14 @@ def _data_signature(data) -> str:
 
 def _write_results(run: RunResult, config: StudyConfig, **extra) -> None:
     payload = {
-        "config": config.model_dump(mode="json"), "config_hash": config.ingest_hash(),
-        "seed": config.training.seed, "split": config.training.split, **extra,
-        "summary": run.summary() if run.evaluated else None, "folds": run.folds,
-    }  # fmt: skip
+        "config": config.model_dump(mode="json"),
+        "config_hash": config.ingest_hash(),
+        "seed": config.training.seed,
+        "split": config.training.split,
+        **extra,
+        "summary": run.summary() if run.evaluated else None,
+        "folds": run.folds,
+    }
     atomic_write_text(run.run_dir / "results.json", json.dumps(payload, indent=1, default=float))
 
 
@@ -162,16 +180,30 @@ def _train_folds(config, data, splits, run_dir: Path, on_epoch) -> list[dict]:
     for split in splits:
         split.check_disjoint()
         torch.manual_seed(t.seed)
-        model = build_model(spec["name"], in_channels=1, n_samples=spec["n_samples"],
-                            heads=spec["heads"], attention=spec["attention"], **spec["options"])  # fmt: skip
+        model = build_model(
+            spec["name"],
+            in_channels=1,
+            n_samples=spec["n_samples"],
+            heads=spec["heads"],
+            attention=spec["attention"],
+            **spec["options"],
+        )
         result = fit(
-            model, data.x, data.labels, split.train, split.val, t, fs_hz=fs_hz,
+            model,
+            data.x,
+            data.labels,
+            split.train,
+            split.val,
+            t,
+            fs_hz=fs_hz,
             on_epoch=(lambda row, name=split.name: on_epoch(name, row)) if on_epoch else None,
-        )  # fmt: skip
+        )
         fold = {
-            "name": split.name, "best_epoch": result.best_epoch, "history": result.history,
+            "name": split.name,
+            "best_epoch": result.best_epoch,
+            "history": result.history,
             "sizes": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
-        }  # fmt: skip
+        }
         fold_spec = dict(spec)
         if "identity" in data.labels:
             threshold = identity_threshold(model, data, split.val, config.predict.known_reject_rate)
@@ -210,7 +242,9 @@ def _evaluate_folds(data, splits, folds: list[dict], run_dir: Path) -> None:
 def _train(config, data, splits, out_dir, run_name, on_epoch) -> RunResult:
     t = config.training
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_name = run_name or f"{config.dataset.name}-{config.model.name}-{t.split}-seed{t.seed}-{stamp}"
+    run_name = (
+        run_name or f"{config.dataset.name}-{config.model.name}-{t.split}-seed{t.seed}-{stamp}"
+    )
     run_dir = Path(out_dir or t.out_dir) / run_name
     return RunResult(run_dir, _train_folds(config, data, splits, run_dir, on_epoch))
 
@@ -236,8 +270,12 @@ def train_run(
     run = _train(config, data, splits, out_dir, run_name, on_epoch)
     if evaluate:
         _evaluate_folds(data, splits, run.folds, run.run_dir)
-    _write_results(run, config, max_windows_per_recording=max_windows_per_recording,
-                   data_signature=_data_signature(data))  # fmt: skip
+    _write_results(
+        run,
+        config,
+        max_windows_per_recording=max_windows_per_recording,
+        data_signature=_data_signature(data),
+    )
     return run
 
 

@@ -146,9 +146,7 @@ def shared_grad_norms(losses: torch.Tensor, shared: torch.nn.Parameter) -> torch
         raise ValueError("the shared parameter must require grad")
     norms = []
     for i in range(losses.shape[0]):
-        (grad,) = torch.autograd.grad(
-            losses[i], shared, retain_graph=True, allow_unused=True
-        )
+        (grad,) = torch.autograd.grad(losses[i], shared, retain_graph=True, allow_unused=True)
         if grad is None:  # this task's loss never touches W
             norms.append(torch.zeros((), dtype=losses.dtype, device=losses.device))
         else:

@@ -29,9 +29,11 @@ def stack(tmp_path_factory):
     """Both servers, a small study config and the served deployments; all stopped by pid."""
     root = tmp_path_factory.mktemp("e2e")
     settings = ServerSettings(
-        prefect_port=free_port(), mlflow_port=free_port(),
-        state_dir=root / "state", mlflow_dir=root / "mlflow",
-    )  # fmt: skip
+        prefect_port=free_port(),
+        mlflow_port=free_port(),
+        state_dir=root / "state",
+        mlflow_dir=root / "mlflow",
+    )
     prefect, mlflow = start_both(settings)
     config = root / "study.toml"
     config.write_text(f"""
@@ -40,17 +42,17 @@ name = "demo"
 [discovery]
 settle_s = 1.0
 [store]
-root = "{root / 'store'}"
+root = "{root / "store"}"
 [demo]
 n_subjects = 3
 duration_s = 20.0
-inbox = "{root / 'inbox'}"
+inbox = "{root / "inbox"}"
 [training]
 epochs = 1
 cpu_threads = 1
-out_dir = "{root / 'runs'}"
+out_dir = "{root / "runs"}"
 [predict]
-out_dir = "{root / 'predictions'}"
+out_dir = "{root / "predictions"}"
 [watch]
 debounce_s = 1.0
 [servers]
@@ -60,19 +62,29 @@ state_dir = "{settings.state_dir}"
 mlflow_dir = "{settings.mlflow_dir}"
 """)
     env = dict(
-        os.environ, PREFECT_API_URL=prefect.url, PREFECT_HOME=str(root / "client"),
+        os.environ,
+        PREFECT_API_URL=prefect.url,
+        PREFECT_HOME=str(root / "client"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        MLFLOW_DISABLE_TELEMETRY="true", PYTHONUNBUFFERED="1",
-    )  # fmt: skip
+        MLFLOW_DISABLE_TELEMETRY="true",
+        PYTHONUNBUFFERED="1",
+    )
     try:
         # What `make serve` runs: the deployment server in the background, by pid file.
         serving = start_deployment_server(config, settings)
         dep = call(f"{prefect.url}/deployments/name/{DEPLOYMENT}")
         yield {
-            "root": root, "config": config, "settings": settings, "env": env,
-            "api": prefect.url, "mlflow": mlflow.url, "prefect_ui": prefect.ui_url,
-            "mlflow_ui": mlflow.ui_url, "deployment_id": dep["id"], "serve_log": serving.log_path,
-        }  # fmt: skip
+            "root": root,
+            "config": config,
+            "settings": settings,
+            "env": env,
+            "api": prefect.url,
+            "mlflow": mlflow.url,
+            "prefect_ui": prefect.ui_url,
+            "mlflow_ui": mlflow.ui_url,
+            "deployment_id": dep["id"],
+            "serve_log": serving.log_path,
+        }
     finally:
         stop_servers(settings.state_dir)  # the watcher, the deployment server, both servers
 
@@ -87,15 +99,31 @@ def trained_run(stack):
     write_demo_cohort(stack["root"] / "inbox", n_subjects=3, duration_s=20.0)
     time.sleep(1.5)  # past settle_s: the files were written in place just now
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "prefect"), "deployment", "run", DEPLOYMENT,
-         "-p", "epochs=1", "--watch", "--watch-timeout", str(int(RUN_TIMEOUT_S))],
-        env=stack["env"], capture_output=True, text=True, timeout=RUN_TIMEOUT_S + 60,
-    )  # fmt: skip
+        [
+            str(Path(sys.executable).parent / "prefect"),
+            "deployment",
+            "run",
+            DEPLOYMENT,
+            "-p",
+            "epochs=1",
+            "--watch",
+            "--watch-timeout",
+            str(int(RUN_TIMEOUT_S)),
+        ],
+        env=stack["env"],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S + 60,
+    )
     runs = flow_runs(stack["api"], stack["deployment_id"])
     assert done.returncode == 0, done.stdout + done.stderr + stack["serve_log"].read_text()[-4000:]
     assert len(runs) == 1, runs
     logged = mlflow_runs_of(stack["mlflow"], runs[0]["id"])
     # training.run names the run folder after the flow run (its id's first 8 characters).
     run_dirs = list((stack["root"] / "runs").glob(f"*-{runs[0]['id'][:8]}"))
-    return {"command": done, "flow_run": runs[0], "mlflow_runs": logged,
-            "run_dir": run_dirs[0] if run_dirs else None}  # fmt: skip
+    return {
+        "command": done,
+        "flow_run": runs[0],
+        "mlflow_runs": logged,
+        "run_dir": run_dirs[0] if run_dirs else None,
+    }

@@ -19,9 +19,8 @@ import urllib.parse
 from contextlib import contextmanager
 from pathlib import Path
 
-from e2e_support import call
-
 import pytest
+from e2e_support import call
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "dt4ecg-demo"
@@ -34,10 +33,16 @@ RENDER_MS = 60_000
 # are on loopback: nothing may go elsewhere or through a proxy. A small /dev/shm (containers)
 # must not crash the renderer.
 CHROMIUM_ARGS = (
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--no-proxy-server", "--disable-dev-shm-usage",
-)  # fmt: skip
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-proxy-server",
+    "--disable-dev-shm-usage",
+)
 
 
 def find_chromium(env: dict[str, str] | None = None) -> tuple[str | None, str]:
@@ -83,8 +88,12 @@ def launch_chromium(executable: str):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, headless=True,
-                                     args=list(CHROMIUM_ARGS), timeout=FIRST_RENDER_MS)  # fmt: skip
+        browser = pw.chromium.launch(
+            executable_path=executable,
+            headless=True,
+            args=list(CHROMIUM_ARGS),
+            timeout=FIRST_RENDER_MS,
+        )
         try:
             yield browser
         finally:
@@ -174,12 +183,21 @@ def test_mlflow_run_page_shows_the_metrics_and_the_model(stack, trained_run, pag
     shot = screenshot_dir / "mlflow-run.png"
     page.goto(f"{stack['mlflow_ui']}/#/experiments/{info['experiment_id']}/runs/{info['run_id']}")
 
-    shown(page, page.get_by_text(info["run_name"], exact=True), "the run's name", shot,
-          FIRST_RENDER_MS)  # fmt: skip
+    shown(
+        page,
+        page.get_by_text(info["run_name"], exact=True),
+        "the run's name",
+        shot,
+        FIRST_RENDER_MS,
+    )
     for key in METRICS:
         # The metrics table: one row per metric, cells name | value | models.
-        row = shown(page, page.get_by_role("row").filter(
-            has=page.get_by_text(key, exact=True)), f"the metrics row of {key}", shot)  # fmt: skip
+        row = shown(
+            page,
+            page.get_by_role("row").filter(has=page.get_by_text(key, exact=True)),
+            f"the metrics row of {key}",
+            shot,
+        )
         cells = row.get_by_role("cell").all_inner_texts()
         value = number_in(cells[1]) if len(cells) > 1 else None
         assert value == pytest.approx(metrics[key], abs=1e-3), (
@@ -194,8 +212,12 @@ def test_mlflow_run_page_shows_the_metrics_and_the_model(stack, trained_run, pag
     versions = [v for v in versions.get("model_versions", []) if v["name"] == MODEL]
     assert len(versions) == 1, versions
     version = versions[0]["version"]
-    link = shown(page, page.get_by_role("link", name=MODEL, exact=True),
-                 f"the link to the registered model {MODEL}", shot)  # fmt: skip
+    link = shown(
+        page,
+        page.get_by_role("link", name=MODEL, exact=True),
+        f"the link to the registered model {MODEL}",
+        shot,
+    )
     href = link.get_attribute("href") or ""
     assert href.endswith(f"/models/{MODEL}/versions/{version}"), href
     shown(page, page.get_by_text("Registered models", exact=True), "'Registered models'", shot)
@@ -207,13 +229,26 @@ def test_mlflow_run_page_shows_the_metrics_and_the_model(stack, trained_run, pag
     # The registered version's own page: its source run and its held-out score tag.
     shot = screenshot_dir / "mlflow-model-version.png"
     page.goto(f"{stack['mlflow_ui']}/#/models/{MODEL}/versions/{version}")
-    shown(page, page.get_by_text(f"Version {version}", exact=True), f"{MODEL} version {version}",
-          shot, FIRST_RENDER_MS)  # fmt: skip
-    shown(page, page.get_by_role("link", name=info["run_name"], exact=True),
-          "the version's source run", shot)  # fmt: skip
+    shown(
+        page,
+        page.get_by_text(f"Version {version}", exact=True),
+        f"{MODEL} version {version}",
+        shot,
+        FIRST_RENDER_MS,
+    )
+    shown(
+        page,
+        page.get_by_role("link", name=info["run_name"], exact=True),
+        "the version's source run",
+        shot,
+    )
     # The version's tags table: the score it was registered with (tracking/registry.py).
-    tag = shown(page, page.get_by_role("row").filter(has=page.get_by_text(
-        "heldout_score", exact=True)), "the version's heldout_score tag", shot)  # fmt: skip
+    tag = shown(
+        page,
+        page.get_by_role("row").filter(has=page.get_by_text("heldout_score", exact=True)),
+        "the version's heldout_score tag",
+        shot,
+    )
     text = tag.inner_text()
     assert number_in(text.replace("heldout_score", "")) == pytest.approx(
         metrics["heldout_score"], abs=1e-3
@@ -233,11 +268,17 @@ def test_prefect_flow_run_page_shows_the_completed_run(stack, trained_run, page,
     )
     page.goto(f"{stack['prefect_ui']}/runs/flow-run/{flow_run['id']}")
 
-    shown(page, page.get_by_text(flow_run["name"], exact=True), "the flow run's name", shot,
-          FIRST_RENDER_MS)  # fmt: skip
+    shown(
+        page,
+        page.get_by_text(flow_run["name"], exact=True),
+        "the flow run's name",
+        shot,
+        FIRST_RENDER_MS,
+    )
     shown(page, page.get_by_text("Completed", exact=True), "the state 'Completed'", shot)
     shown(page, page.get_by_text("ingest-train", exact=True), "the flow's name", shot)
     # Task runs are named <task>-<3 hex>; the logs tab (open by default) names each one.
-    shown(page, page.get_by_text(re.compile(r"^evaluate-[0-9a-f]{3}$")),
-          "the evaluate task run", shot)  # fmt: skip
+    shown(
+        page, page.get_by_text(re.compile(r"^evaluate-[0-9a-f]{3}$")), "the evaluate task run", shot
+    )
     screenshot(page, shot)

@@ -33,7 +33,11 @@ def test_demo_run_end_to_end_then_nothing_new(tmp_path):
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         assert "wrote 9 synthetic .acq recordings" in out.stdout
         assert "files: {'written': 9}" in out.stdout
-        flow_line = [x for x in out.stdout.splitlines() if x.startswith("Prefect flow run: http://127.0.0.1:")]
+        flow_line = [
+            x
+            for x in out.stdout.splitlines()
+            if x.startswith("Prefect flow run: http://127.0.0.1:")
+        ]
         run_line = [x for x in out.stdout.splitlines() if x.startswith("MLflow run:")]
         assert flow_line and run_line and "identity   test accuracy" in out.stdout
         run_id = run_line[0].rsplit("/", 1)[1]
@@ -45,6 +49,10 @@ def test_demo_run_end_to_end_then_nothing_new(tmp_path):
         assert again.returncode == 0, again.stderr[-3000:]
         assert "already running" in again.stdout and "training skipped" in again.stdout
     finally:
-        subprocess.run([sys.executable, "-m", "ecg_pipeline", "servers", "stop", "--config", str(cfg)],
-                       cwd=REPO, capture_output=True, timeout=60)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "ecg_pipeline", "servers", "stop", "--config", str(cfg)],
+            cwd=REPO,
+            capture_output=True,
+            timeout=60,
+        )
     assert not list((tmp_path / "state").glob("*.pid"))

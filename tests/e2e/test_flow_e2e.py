@@ -15,9 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from e2e_support import RUN_TIMEOUT_S, TERMINAL, call, flow_runs, logs_of, mlflow_runs_of, wait_for
-
 import pytest
+from e2e_support import RUN_TIMEOUT_S, TERMINAL, call, flow_runs, logs_of, mlflow_runs_of, wait_for
 
 from ecg_pipeline.cohort.demo import write_demo_recording
 from ecg_pipeline.config import load_config
@@ -63,8 +62,12 @@ def test_the_run_s_artifacts_and_champion_read_back_over_rest(stack, trained_run
         return {f["path"] for f in call(f"{mlflow}/api/2.0/mlflow/artifacts/list?{query}")["files"]}
 
     assert listing() >= {"plots", "data", "checkpoint", "results.json"}
-    assert {"plots/confusion_identity.png", "plots/training_curves.png",
-            "plots/gradnorm_weights.png", "plots/example_windows.png"} <= listing("plots")  # fmt: skip
+    assert {
+        "plots/confusion_identity.png",
+        "plots/training_curves.png",
+        "plots/gradnorm_weights.png",
+        "plots/example_windows.png",
+    } <= listing("plots")
     assert "data/recordings.csv" in listing("data")
     alias = call(f"{mlflow}/api/2.0/mlflow/registered-models/alias?name=dt4ecg-demo&alias=champion")
     assert alias["model_version"]["run_id"] == run_id
@@ -125,8 +128,10 @@ def test_a_run_over_stored_bytes_skips_training(stack, trained_run):
     made = call(f"{api}/deployments/{dep}/create_flow_run", {"parameters": {}})
     run = wait_for(
         lambda: (r := call(f"{api}/flow_runs/{made['id']}"))["state_type"] in TERMINAL and r,
-        RUN_TIMEOUT_S, "the run over unchanged files", 2.0,
-    )  # fmt: skip
+        RUN_TIMEOUT_S,
+        "the run over unchanged files",
+        2.0,
+    )
     assert run["state_type"] == "COMPLETED"
     assert {r["id"] for r in flow_runs(api, dep)} - before == {made["id"]}
     logs = wait_for(lambda: "ingest-train:" in (t := logs_of(api, made["id"])) and t, 30, "logs")
@@ -142,8 +147,10 @@ def test_force_trains_again_over_stored_bytes(stack, trained_run):
     made = call(f"{api}/deployments/{dep}/create_flow_run", {"parameters": {"force": True}})
     run = wait_for(
         lambda: (r := call(f"{api}/flow_runs/{made['id']}"))["state_type"] in TERMINAL and r,
-        RUN_TIMEOUT_S, "the forced run", 2.0,
-    )  # fmt: skip
+        RUN_TIMEOUT_S,
+        "the forced run",
+        2.0,
+    )
     assert run["state_type"] == "COMPLETED", stack["serve_log"].read_text()[-4000:]
     assert len(mlflow_runs_of(stack["mlflow"], made["id"])) == 1
 
@@ -161,17 +168,23 @@ from flows.ingest_train import log_mlflow
 @flow
 def probe():
     cfg = load_config({str(config)!r}, overrides=[{closed!r}])
-    for run_dir in ({str(run_dir)!r}, {str(stack['root'] / 'no-such-run')!r}):
+    for run_dir in ({str(run_dir)!r}, {str(stack["root"] / "no-such-run")!r}):
         state = log_mlflow.with_options(retry_delay_seconds=0)(
-            run_dir, cfg, {str(stack['root'] / 'store')!r}, None, {{}}, return_state=True)
+            run_dir, cfg, {str(stack["root"] / "store")!r}, None, {{}}, return_state=True)
         print("STATE", state.type.value, flush=True)
 
 probe()
 """
     # No retries inside MLflow's client, so that the task's own retries are what is counted.
     env = dict(stack["env"], MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5")
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=180)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     out = done.stdout + done.stderr
     assert out.count("STATE FAILED") == 2, out[-4000:]
     assert out.count("Retry 1/2") == 1 and out.count("Retry 2/2") == 1, out[-4000:]
@@ -183,15 +196,29 @@ def test_predict_deployment_labels_new_recordings_with_the_champion(stack, train
     import pandas as pd
 
     new = stack["root"] / "new-recordings"
-    written = [write_demo_recording(new, 2, "rest", duration_s=20.0, seed=7),
-               write_demo_recording(new, 9, "exercise", duration_s=20.0, seed=7)]  # fmt: skip
+    written = [
+        write_demo_recording(new, 2, "rest", duration_s=20.0, seed=7),
+        write_demo_recording(new, 9, "exercise", duration_s=20.0, seed=7),
+    ]
     (new / "broken.acq").write_bytes(b"not an AcqKnowledge file")
     time.sleep(1.5)  # past settle_s
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "prefect"), "deployment", "run", "predict/default",
-         "-p", f"recordings={new}", "--watch", "--watch-timeout", str(int(RUN_TIMEOUT_S))],
-        env=stack["env"], capture_output=True, text=True, timeout=RUN_TIMEOUT_S + 60,
-    )  # fmt: skip
+        [
+            str(Path(sys.executable).parent / "prefect"),
+            "deployment",
+            "run",
+            "predict/default",
+            "-p",
+            f"recordings={new}",
+            "--watch",
+            "--watch-timeout",
+            str(int(RUN_TIMEOUT_S)),
+        ],
+        env=stack["env"],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S + 60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr + stack["serve_log"].read_text()[-4000:]
     out = next((stack["root"] / "predictions" / "demo").glob("predictions-*.parquet"))
     table = pd.read_parquet(out)
@@ -227,8 +254,13 @@ if __name__ == "__main__":
         broken.write_bytes(b"not an AcqKnowledge file")
         time.sleep(1.5)  # past settle_s
     (stack["root"] / f"run_{runner}.py").write_text(script)
-    done = subprocess.run([sys.executable, str(stack["root"] / f"run_{runner}.py")], cwd=REPO,
-                          env=dict(stack["env"], PYTHONPATH=str(REPO)), capture_output=True,
-                          text=True, timeout=240)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(stack["root"] / f"run_{runner}.py")],
+        cwd=REPO,
+        env=dict(stack["env"], PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "COUNTS {'written': 11, 'rejected': 1}" in done.stdout, done.stdout[-3000:]

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+from helpers import demo_ecg, write_ecg_file
 
 from ecg_pipeline.config import ChannelSettings
 from ecg_pipeline.errors import AmbiguousChannelError, ChannelSelectionError, NoEcgChannelError
 from ecg_pipeline.io.acq import list_channels, read_acq
-from helpers import demo_ecg, write_ecg_file
 
 pytestmark = pytest.mark.integration
 
@@ -92,9 +92,11 @@ def test_float_channels_of_either_byte_order_come_back_native(tmp_path, byte_ord
 
     ecg, _ = demo_ecg(duration_s=4.0)
     f = write_acq(
-        tmp_path / "f.acq", [AcqChannel("ECG", "mV", ecg, encoding="float64")], 1000.0,
+        tmp_path / "f.acq",
+        [AcqChannel("ECG", "mV", ecg, encoding="float64")],
+        1000.0,
         byte_order=byte_order,
-    )  # fmt: skip
+    )
     samples = read_acq(f).segments[0].samples
     assert samples.dtype.isnative
     np.testing.assert_array_equal(samples, ecg)

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import demo_ecg, write_ecg_file
 
 pytestmark = pytest.mark.integration
@@ -17,8 +16,11 @@ REPO = Path(__file__).resolve().parents[2]
 def run(*args, cwd=REPO, timeout=120):
     return subprocess.run(
         [sys.executable, "-m", "ecg_pipeline", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_help_imports_nothing_heavy():
@@ -100,10 +102,25 @@ def test_train_with_seeds_recipe_and_overrides_then_the_table(tmp_path):
     )
     assert run("demo", "--config", str(cfg), "--no-progress").returncode == 0
     out = run(
-        "train", "--config", str(cfg), "--recipe", str(REPO / "configs/recipes/tuned.toml"),
-        "--set", "training.epochs=1", "--set", "model.name=resnet1d", "--seeds", "0", "1",
-        "--name", "row", "--out", str(tmp_path / "results"), "--no-progress", timeout=300,
-    )  # fmt: skip
+        "train",
+        "--config",
+        str(cfg),
+        "--recipe",
+        str(REPO / "configs/recipes/tuned.toml"),
+        "--set",
+        "training.epochs=1",
+        "--set",
+        "model.name=resnet1d",
+        "--seeds",
+        "0",
+        "1",
+        "--name",
+        "row",
+        "--out",
+        str(tmp_path / "results"),
+        "--no-progress",
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert "over 2 seeds x 1 fold(s):" in out.stdout and "identity" in out.stdout
     assert (tmp_path / "results/row/seed1/time_block/model.json").is_file()

@@ -11,9 +11,9 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import demo_ecg, folder_checksums, write_ecg_file
 
 from ecg_pipeline.ingest import ingest_folder
-from helpers import demo_ecg, folder_checksums, write_ecg_file
 
 pytestmark = pytest.mark.integration
 
@@ -97,7 +97,9 @@ def test_every_bad_input_is_named_and_the_batch_goes_on(bad_batch, config):
     assert written == ["S01_rest.acq", "S02_rest.acq"]
     assert sorted(summary.catalog["subject"]) == ["S01", "S02"]
 
-    table = summary.rejections.assign(file=lambda d: d["file"].map(lambda f: os.path.relpath(f, bad_batch)))
+    table = summary.rejections.assign(
+        file=lambda d: d["file"].map(lambda f: os.path.relpath(f, bad_batch))
+    )
     got = {row.file: (row.stage, row.error, row.reason) for row in table.itertuples()}
     assert set(got) == set(EXPECTED)
     for name, (stage, error, words) in EXPECTED.items():

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 import pytest
+from helpers import folder_checksums
 
 from ecg_pipeline.config import load_config
 from ecg_pipeline.ingest import ingest_folder
-from helpers import folder_checksums
 
 pytestmark = pytest.mark.integration
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

@@ -5,11 +5,11 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import demo_ecg, write_ecg_file
 
 from ecg_pipeline.config import StudyConfig
 from ecg_pipeline.ingest import ingest_folder
 from ecg_pipeline.io import store as store_module
-from helpers import demo_ecg, write_ecg_file
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +62,9 @@ def test_new_bytes_at_the_same_path_replace_only_that_recording(inbox, config):
     assert len(after) == 4  # the old file is gone, not kept beside the new one
     changed = set(before) ^ set(after)
     assert all("subject=S01/condition=rest" in str(p) for p in changed)
-    assert {p: after[p] for p in after if p in before} == {p: before[p] for p in after if p in before}
+    assert {p: after[p] for p in after if p in before} == {
+        p: before[p] for p in after if p in before
+    }
     counts = summary.window_counts()
     assert counts.loc["S01", "rest"] == 5 and counts.loc["S02", "rest"] == 3
 
@@ -75,7 +77,10 @@ def test_another_file_for_a_stored_pair_is_a_duplicate(inbox, config, tmp_path):
     summary = ingest_folder(other, config)
     (result,) = summary.results
     assert result.status == "rejected"
-    assert "already stored from" in result.error.reason and str(inbox / "S01_rest.acq") in result.error.reason
+    assert (
+        "already stored from" in result.error.reason
+        and str(inbox / "S01_rest.acq") in result.error.reason
+    )
     assert len(summary.catalog) == 4
 
 
@@ -160,7 +165,9 @@ def test_same_bytes_under_other_labels_in_a_later_batch_is_a_conflict(inbox, con
     settle(other)
     (result,) = ingest_folder(other, config).results
     assert result.status == "rejected"
-    assert "identical bytes are already stored as subject S01 x condition rest" in result.error.reason
+    assert (
+        "identical bytes are already stored as subject S01 x condition rest" in result.error.reason
+    )
 
 
 def test_a_run_stopped_between_writing_and_removing_heals_on_the_next(inbox, config):
@@ -191,7 +198,9 @@ def test_a_changed_wfdb_signal_file_is_a_new_recording(acq_dir, tmp_path):
     for suffix in (".hea", ".dat"):
         shutil.copy(source / f"rec_1{suffix}", person / f"rec_1{suffix}")
     config = load_config(Path(__file__).resolve().parents[2] / "configs" / "ecg-id.toml")
-    config = config.model_copy(update={"store": config.store.model_copy(update={"root": tmp_path / "s"})})
+    config = config.model_copy(
+        update={"store": config.store.model_copy(update={"root": tmp_path / "s"})}
+    )
     assert ingest_folder(person.parent, config).count("written") == 1
     data = bytearray((person / "rec_1.dat").read_bytes())
     data[1000:9000] = bytes(8000)

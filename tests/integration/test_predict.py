@@ -20,7 +20,6 @@ import pandas as pd
 import pyarrow.compute as pc
 import pytest
 import torch
-
 from helpers import demo_ecg, folder_checksums, small_demo_study, write_ecg_file
 
 from ecg_pipeline.cli import main
@@ -100,9 +99,14 @@ def recordings(tmp_path_factory) -> Path:
 
 def _config_file(tmp_path: Path, mlflow_server: str) -> Path:
     # The recordings were written a moment ago: no settle time for folders.
-    lines = ["[servers]", f'tracking_uri = "{mlflow_server}"',
-             "[predict]", f'out_dir = "{tmp_path / "predictions"}"',
-             "[discovery]", "settle_s = 0.0"]  # fmt: skip
+    lines = [
+        "[servers]",
+        f'tracking_uri = "{mlflow_server}"',
+        "[predict]",
+        f'out_dir = "{tmp_path / "predictions"}"',
+        "[discovery]",
+        "settle_s = 0.0",
+    ]
     path = tmp_path / "study.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -154,10 +158,14 @@ def test_cli_predicts_new_recordings_refuses_bad_files_and_logs_a_run(
         assert name in printed
     assert str(parquet) in printed
 
-    found = _get(mlflow_server, "/api/2.0/mlflow/runs/search", {
-        "experiment_ids": [_experiment_id(mlflow_server)],
-        "filter": "tags.kind = 'predict'",
-    })["runs"]  # fmt: skip
+    found = _get(
+        mlflow_server,
+        "/api/2.0/mlflow/runs/search",
+        {
+            "experiment_ids": [_experiment_id(mlflow_server)],
+            "filter": "tags.kind = 'predict'",
+        },
+    )["runs"]
     assert len(found) == 1
     run = found[0]
     assert run["info"]["status"] == "FINISHED" and run["info"]["run_name"].startswith("predict-")
@@ -168,8 +176,12 @@ def test_cli_predicts_new_recordings_refuses_bad_files_and_logs_a_run(
     assert metrics["n_deferred"] == 0
     assert metrics["n_unknown"] == (table["identity"] == "unknown").sum()
     assert metrics["identity_unknown_threshold"] == pytest.approx(threshold)
-    listed = _get(mlflow_server, "/api/2.0/mlflow/artifacts/list",
-                  run_id=run["info"]["run_id"], path="predictions")["files"]  # fmt: skip
+    listed = _get(
+        mlflow_server,
+        "/api/2.0/mlflow/artifacts/list",
+        run_id=run["info"]["run_id"],
+        path="predictions",
+    )["files"]
     assert {f["path"] for f in listed} == {f"predictions/{f.name}" for f in (parquet, rejections)}
 
 
@@ -220,8 +232,9 @@ def test_a_model_logged_before_thresholds_calls_every_recording_known(
     spec_file.write_text(json.dumps(spec))
     (old_dir / "results.json").unlink()
     folds = [{k: v for k, v in f.items() if k != "identity_threshold"} for f in run.folds]
-    logged = log_training_run(RunResult(old_dir, folds), config, tracking_uri=mlflow_server,
-                              heldout_score=-1.0)  # fmt: skip
+    logged = log_training_run(
+        RunResult(old_dir, folds), config, tracking_uri=mlflow_server, heldout_score=-1.0
+    )
     assert not logged.is_champion
     old = load_champion(mlflow_server, MODEL_NAME, version=logged.registered_version)
     assert old.identity_threshold is None and old.ingest_hash == config.ingest_hash()
@@ -234,16 +247,19 @@ def test_a_model_logged_before_thresholds_calls_every_recording_known(
 
 def test_other_ingest_settings_are_refused_before_reading_a_file(study, champion, recordings):
     _, config, _ = study
-    sixty = config.model_copy(update={"ingest": config.ingest.model_copy(update={
-        "filters": config.ingest.filters.model_copy(update={"mains_hz": 60.0})})})  # fmt: skip
+    sixty = config.model_copy(
+        update={
+            "ingest": config.ingest.model_copy(
+                update={"filters": config.ingest.filters.model_copy(update={"mains_hz": 60.0})}
+            )
+        }
+    )
     with pytest.raises(ModelMismatchError, match=r"'dt4ecg-demo' version 1 .*us\.toml") as err:
         predict_recordings([recordings], sixty, champion, config_source="us.toml")
     assert champion.ingest_hash in str(err.value) and sixty.ingest_hash() in str(err.value)
 
 
-def test_a_missing_version_is_a_clear_error(
-    champion, mlflow_server, recordings, tmp_path, capsys
-):
+def test_a_missing_version_is_a_clear_error(champion, mlflow_server, recordings, tmp_path, capsys):
     with pytest.raises(ModelNotFoundError, match="dt4ecg-demo.*version 99"):
         load_champion(mlflow_server, MODEL_NAME, version=99)
     config = str(_config_file(tmp_path, mlflow_server))
@@ -285,8 +301,10 @@ def test_a_one_window_recording_is_predicted_like_the_checkpoint(study, champion
 
 def test_no_log_writes_the_files_only(champion, mlflow_server, recordings, tmp_path, capsys):
     def predict_runs() -> int:
-        body = {"experiment_ids": [_experiment_id(mlflow_server)],
-                "filter": "tags.kind = 'predict'"}  # fmt: skip
+        body = {
+            "experiment_ids": [_experiment_id(mlflow_server)],
+            "filter": "tags.kind = 'predict'",
+        }
         return len(_get(mlflow_server, "/api/2.0/mlflow/runs/search", body).get("runs", []))
 
     before = predict_runs()

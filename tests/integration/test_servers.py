@@ -20,8 +20,8 @@ from ecg_pipeline.config import ServerSettings
 from ecg_pipeline.servers import (
     ServerError,
     free_port,
-    start_mlflow,
     start_both,
+    start_mlflow,
     start_prefect,
     start_watcher,
     stop,
@@ -149,13 +149,17 @@ def test_watcher_starts_once_refuses_another_config_and_stops_first(servers, tmp
     refused for another configuration while it runs, stopped before the servers."""
     settings, h = servers
     config = tmp_path / "study.toml"
-    config.write_text(f'[demo]\ninbox = "{tmp_path / "inbox"}"\n[servers]\n'
-                      f"prefect_port = {settings.prefect_port}\n")  # fmt: skip
+    config.write_text(
+        f'[demo]\ninbox = "{tmp_path / "inbox"}"\n[servers]\n'
+        f"prefect_port = {settings.prefect_port}\n"
+    )
     (tmp_path / "inbox").mkdir()
     watcher = start_watcher(config, settings)
     assert watcher.started and "watching" in watcher.log_path.read_text()
     record = json.loads(watcher.pid_path.read_text())
-    assert record["config"] == str(config.resolve()) and record["prefect_api"] == settings.prefect_api
+    assert (
+        record["config"] == str(config.resolve()) and record["prefect_api"] == settings.prefect_api
+    )
     again = start_watcher(config, settings)
     assert (again.started, again.pid) == (False, watcher.pid)
     other = tmp_path / "other.toml"

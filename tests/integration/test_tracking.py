@@ -17,7 +17,6 @@ import urllib.request
 
 import pytest
 import torch
-
 from helpers import small_demo_study
 
 from ecg_pipeline.config import StudyConfig
@@ -75,10 +74,16 @@ def logged(mlflow_server, trained):
     config, run, data, catalog, rejections = trained
     before = os.environ.get("MLFLOW_TRACKING_URI")
     result = log_training_run(
-        run, config, tracking_uri=mlflow_server, recordings=catalog, rejections=rejections,
+        run,
+        config,
+        tracking_uri=mlflow_server,
+        recordings=catalog,
+        rejections=rejections,
         tags={"prefect_flow_run_id": "flow-run-123"},
-        example_x=data.x, example_meta=data.meta, fs_hz=100.0,
-    )  # fmt: skip
+        example_x=data.x,
+        example_meta=data.meta,
+        fs_hz=100.0,
+    )
     assert os.environ.get("MLFLOW_TRACKING_URI") == before  # global state put back
     return result
 
@@ -117,8 +122,12 @@ def test_run_holds_params_final_metrics_and_lineage_tags(mlflow_server, trained,
 def test_per_epoch_history_is_logged_with_epoch_steps(mlflow_server, trained, logged):
     history = trained[1].folds[0]["history"]
     for key in ("identity_train_loss", "activity_val_acc", "identity_weight"):
-        got = _get(mlflow_server, "/api/2.0/mlflow/metrics/get-history",
-                   run_id=logged.run_id, metric_key=key)["metrics"]  # fmt: skip
+        got = _get(
+            mlflow_server,
+            "/api/2.0/mlflow/metrics/get-history",
+            run_id=logged.run_id,
+            metric_key=key,
+        )["metrics"]
         got = sorted(got, key=lambda m: m["step"])
         assert [m["step"] for m in got] == [1, 2]
         assert [m["value"] for m in got] == pytest.approx([row[key] for row in history])
@@ -132,10 +141,17 @@ def test_artifacts_hold_plots_checkpoint_and_a_recordings_list_without_dates(mlf
 
     assert listing() >= {"plots", "data", "checkpoint", "results.json"}
     assert listing("plots") == {
-        f"plots/{n}.png" for n in ("training_curves", "gradnorm_weights", "confusion_identity",
-                                   "confusion_activity", "example_windows")
-    }  # fmt: skip
+        f"plots/{n}.png"
+        for n in (
+            "training_curves",
+            "gradnorm_weights",
+            "confusion_identity",
+            "confusion_activity",
+            "example_windows",
+        )
+    }
     assert listing("checkpoint") == {"checkpoint/model.pt", "checkpoint/model.json"}
+
     def artifact(path):
         return _get_text(mlflow_server, "/get-artifact", run_id=logged.run_id, path=path)
 
@@ -150,18 +166,24 @@ def test_champion_moves_only_to_a_better_version(mlflow_server, trained, logged)
     config, run, *_ = trained
 
     def champion() -> str:
-        alias = _get(mlflow_server, "/api/2.0/mlflow/registered-models/alias",
-                     name=MODEL_NAME, alias="champion")  # fmt: skip
+        alias = _get(
+            mlflow_server,
+            "/api/2.0/mlflow/registered-models/alias",
+            name=MODEL_NAME,
+            alias="champion",
+        )
         return alias["model_version"]["version"]
 
     assert logged.registered_version == "1" and logged.is_champion
     assert champion() == "1"
-    worse = log_training_run(run, config, tracking_uri=mlflow_server,
-                             heldout_score=logged.heldout_score - 0.1)  # fmt: skip
+    worse = log_training_run(
+        run, config, tracking_uri=mlflow_server, heldout_score=logged.heldout_score - 0.1
+    )
     assert (worse.registered_version, worse.is_champion) == ("2", False)
     assert champion() == "1"
-    better = log_training_run(run, config, tracking_uri=mlflow_server,
-                              heldout_score=logged.heldout_score + 0.1)  # fmt: skip
+    better = log_training_run(
+        run, config, tracking_uri=mlflow_server, heldout_score=logged.heldout_score + 0.1
+    )
     assert (better.registered_version, better.is_champion) == ("3", True)
     assert champion() == "3"
     endpoint = "/api/2.0/mlflow/model-versions/get"
@@ -176,15 +198,21 @@ def test_a_score_measured_on_another_split_never_takes_the_champion(mlflow_serve
     window = config.model_copy(
         update={"training": config.training.model_copy(update={"split": "window"})}
     )
-    before = _get(mlflow_server, "/api/2.0/mlflow/registered-models/alias",
-                  name=MODEL_NAME, alias="champion")["model_version"]["version"]  # fmt: skip
+    before = _get(
+        mlflow_server, "/api/2.0/mlflow/registered-models/alias", name=MODEL_NAME, alias="champion"
+    )["model_version"]["version"]
     leaky = log_training_run(run, window, tracking_uri=mlflow_server, heldout_score=0.999)
     assert leaky.is_champion is False
-    after = _get(mlflow_server, "/api/2.0/mlflow/registered-models/alias",
-                 name=MODEL_NAME, alias="champion")["model_version"]["version"]  # fmt: skip
+    after = _get(
+        mlflow_server, "/api/2.0/mlflow/registered-models/alias", name=MODEL_NAME, alias="champion"
+    )["model_version"]["version"]
     assert after == before
-    version = _get(mlflow_server, "/api/2.0/mlflow/model-versions/get", name=MODEL_NAME,
-                   version=leaky.registered_version)["model_version"]  # fmt: skip
+    version = _get(
+        mlflow_server,
+        "/api/2.0/mlflow/model-versions/get",
+        name=MODEL_NAME,
+        version=leaky.registered_version,
+    )["model_version"]
     tags = {t["key"]: t["value"] for t in version["tags"]}
     assert tags["heldout_protocol"] == "window"
 
@@ -233,14 +261,30 @@ def test_champion_loads_without_pickle_and_predicts_like_the_trained_model(
 
 # --- names and numbers, without a server ------------------------------------------------------
 def _fold(name, acc, epochs=2):
-    report = {k: acc for k in ("accuracy", "precision_macro", "recall_macro", "f1_macro",
-                               "precision_weighted", "recall_weighted", "f1_weighted",
-                               "recording_accuracy")}  # fmt: skip
-    history = [{"epoch": e, "identity_train_loss": 1.0 / e, "identity_weight": 1.0, "lr": 1e-3}
-               for e in range(1, epochs + 1)]  # fmt: skip
-    return {"name": name, "best_epoch": 1, "history": history,
-            "metrics": {"identity": dict(report), "activity": dict(report, accuracy=acc / 2)},
-            "sizes": {"train": 10, "val": 2, "test": 3}}  # fmt: skip
+    report = {
+        k: acc
+        for k in (
+            "accuracy",
+            "precision_macro",
+            "recall_macro",
+            "f1_macro",
+            "precision_weighted",
+            "recall_weighted",
+            "f1_weighted",
+            "recording_accuracy",
+        )
+    }
+    history = [
+        {"epoch": e, "identity_train_loss": 1.0 / e, "identity_weight": 1.0, "lr": 1e-3}
+        for e in range(1, epochs + 1)
+    ]
+    return {
+        "name": name,
+        "best_epoch": 1,
+        "history": history,
+        "metrics": {"identity": dict(report), "activity": dict(report, accuracy=acc / 2)},
+        "sizes": {"train": 10, "val": 2, "test": 3},
+    }
 
 
 def test_params_are_the_whole_config_as_dotted_keys():

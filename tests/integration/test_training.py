@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from helpers import small_demo_study
 
 from ecg_pipeline.training.checkpoint import load_checkpoint
@@ -65,9 +64,14 @@ def test_learning_happens_and_results_are_written(small_store):
     assert saved["seed"] == 0 and saved["split"] == "time_block"
     assert saved["config"]["training"]["epochs"] == 6
     assert set(saved["folds"][0]["metrics"]["identity"]) >= {
-        "accuracy", "precision_macro", "recall_weighted", "f1_macro", "f1_weighted",
-        "confusion_matrix", "recording_accuracy",
-    }  # fmt: skip
+        "accuracy",
+        "precision_macro",
+        "recall_weighted",
+        "f1_macro",
+        "f1_weighted",
+        "confusion_matrix",
+        "recording_accuracy",
+    }
 
 
 def test_same_seed_same_history_on_cpu(small_store):
@@ -83,7 +87,9 @@ def test_checkpoint_loads_without_pickle_and_predicts_the_same(small_store):
     from ecg_pipeline.io.store import WindowStore
 
     run = train_and_evaluate(
-        small_store.model_copy(update={"training": small_store.training.model_copy(update={"epochs": 1})}),
+        small_store.model_copy(
+            update={"training": small_store.training.model_copy(update={"epochs": 1})}
+        ),
         run_name="ckpt",
     )
     folder = run.run_dir / "time_block"
@@ -117,18 +123,30 @@ def test_every_split_trains(small_store, kind):
     update = {"epochs": 1, "split": kind}
     if kind == "group":
         update.update(group_column="subject", test_groups=("S04",), tasks=("activity",))
-    config = small_store.model_copy(update={"training": small_store.training.model_copy(update=update)})
+    config = small_store.model_copy(
+        update={"training": small_store.training.model_copy(update=update)}
+    )
     run = train_and_evaluate(config, run_name=f"split-{kind}")
-    assert run.folds and all(np.isfinite(f["metrics"][t]["accuracy"]) for f in run.folds for t in f["metrics"])
+    assert run.folds and all(
+        np.isfinite(f["metrics"][t]["accuracy"]) for f in run.folds for t in f["metrics"]
+    )
 
 
 def test_seeds_are_summarised_with_mean_and_spread(small_store, tmp_path):
     from ecg_pipeline.training.experiment import run_seeds
 
-    config = small_store.model_copy(update={"training": small_store.training.model_copy(update={"epochs": 1})})
-    runs, summary = run_seeds(config, [0, 1], name="two-seeds", out_dir=tmp_path, command="ecg-pipeline train ...")
+    config = small_store.model_copy(
+        update={"training": small_store.training.model_copy(update={"epochs": 1})}
+    )
+    runs, summary = run_seeds(
+        config, [0, 1], name="two-seeds", out_dir=tmp_path, command="ecg-pipeline train ..."
+    )
     saved = json.loads((tmp_path / "two-seeds" / "summary.json").read_text())
-    assert saved["seeds"] == [0, 1] and saved["n_folds"] == 1 and saved["command"] == "ecg-pipeline train ..."
+    assert (
+        saved["seeds"] == [0, 1]
+        and saved["n_folds"] == 1
+        and saved["command"] == "ecg-pipeline train ..."
+    )
     accuracies = [run.folds[0]["metrics"]["identity"]["accuracy"] for _, run in runs]
     assert saved["tasks"]["identity"]["accuracy"] == pytest.approx(np.mean(accuracies))
     assert saved["tasks"]["identity"]["accuracy_std"] == pytest.approx(np.std(accuracies, ddof=1))
@@ -142,23 +160,33 @@ def test_tuned_recipe_trains_with_augmentation_and_a_cosine_schedule(small_store
 
     from ecg_pipeline.config import load_config
 
-    recipe = load_config(recipes=[Path(__file__).resolve().parents[2] / "configs/recipes/tuned.toml"])
-    training = recipe.training.model_copy(update={"epochs": 4, "cpu_threads": 1, "out_dir": tmp_path})
+    recipe = load_config(
+        recipes=[Path(__file__).resolve().parents[2] / "configs/recipes/tuned.toml"]
+    )
+    training = recipe.training.model_copy(
+        update={"epochs": 4, "cpu_threads": 1, "out_dir": tmp_path}
+    )
     config = small_store.model_copy(update={"training": training})
     assert config.training.augment.enabled
     history = train_and_evaluate(config, run_name="tuned").folds[0]["history"]
     rates = [row["lr"] for row in history]
-    assert rates[0] == pytest.approx(1e-3) and rates == sorted(rates, reverse=True) and rates[-1] < 2e-4
+    assert (
+        rates[0] == pytest.approx(1e-3)
+        and rates == sorted(rates, reverse=True)
+        and rates[-1] < 2e-4
+    )
     assert history[-1]["identity_train_loss"] < history[0]["identity_train_loss"]
 
 
 def test_evaluate_reads_windows_as_the_checkpoint_was_trained(small_store):
     from ecg_pipeline.training.evaluate import evaluate_checkpoint
 
-    zscored = small_store.model_copy(update={
-        "store": small_store.store.model_copy(update={"normalisation": "window_zscore"}),
-        "training": small_store.training.model_copy(update={"epochs": 1}),
-    })  # fmt: skip
+    zscored = small_store.model_copy(
+        update={
+            "store": small_store.store.model_copy(update={"normalisation": "window_zscore"}),
+            "training": small_store.training.model_copy(update={"epochs": 1}),
+        }
+    )
     run = train_and_evaluate(zscored, run_name="zscore")
     folder = run.run_dir / "time_block"
     assert json.loads((folder / "model.json").read_text())["normalisation"] == "window_zscore"

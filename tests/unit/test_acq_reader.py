@@ -25,7 +25,9 @@ def test_every_channel_matches_bioread(tmp_path, byte_order, dividers, lengths, 
 
     rng = np.random.default_rng(sum(lengths))
     channels = [
-        AcqChannel(f"ECG {i}" if i == 0 else f"CH{i}", "mV", rng.normal(0, 1, n), divider=d, encoding=e)
+        AcqChannel(
+            f"ECG {i}" if i == 0 else f"CH{i}", "mV", rng.normal(0, 1, n), divider=d, encoding=e
+        )
         for i, (d, n, e) in enumerate(zip(dividers, lengths, encodings))
     ]
     f = write_acq(tmp_path / "layout.acq", channels, 2000.0, byte_order=byte_order)

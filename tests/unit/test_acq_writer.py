@@ -49,8 +49,9 @@ def _mixed_channels(encoding: str, ticks: int = 3001) -> list[AcqChannel]:
         ("RESP — RSP100C", "V", 10, 0.5),
     ]
     return [
-        AcqChannel(name, units, _signal(ticks // div, seed=i, amplitude=amp), divider=div,
-                   encoding=enc)
+        AcqChannel(
+            name, units, _signal(ticks // div, seed=i, amplitude=amp), divider=div, encoding=enc
+        )
         for i, ((name, units, div, amp), enc) in enumerate(zip(specs, encodings))
     ]
 
@@ -101,7 +102,7 @@ def _reference_interleave(channels: list[AcqChannel], dtypes: list[np.dtype]) ->
     while any(w < len(r) for w, r in zip(written, raws)):
         for c, ch in enumerate(channels):
             if t % ch.divider == 0 and written[c] < len(raws[c]):
-                out += raws[c][written[c]:written[c] + 1].tobytes()  # slice keeps byte order
+                out += raws[c][written[c] : written[c] + 1].tobytes()  # slice keeps byte order
                 written[c] += 1
         t += 1
     return bytes(out)
@@ -171,22 +172,29 @@ def test_interleaving_matches_tick_loop(tmp_path, byte_order):
     for trial in range(25):
         n_channels = int(rng.integers(1, 5))
         channels = [
-            AcqChannel(f"ch{c}", "u", rng.standard_normal(int(rng.integers(1, 60))),
-                       divider=int(rng.choice([1, 2, 3, 4, 5, 8, 10, 512])),
-                       encoding=str(rng.choice(["int16", "float64"])))
+            AcqChannel(
+                f"ch{c}",
+                "u",
+                rng.standard_normal(int(rng.integers(1, 60))),
+                divider=int(rng.choice([1, 2, 3, 4, 5, 8, 10, 512])),
+                encoding=str(rng.choice(["int16", "float64"])),
+            )
             for c in range(n_channels)
         ]
         path = write_acq(tmp_path / f"r{trial}.acq", channels, 1000.0, byte_order=byte_order)
         full = bioread.read(path)
         dtypes = [got.raw_data.dtype for got in full.channels]
         raw_in_file = [
-            np.rint((ch.data - got.raw_offset) / got.raw_scale_factor) if ch.encoding == "int16"
+            np.rint((ch.data - got.raw_offset) / got.raw_scale_factor)
+            if ch.encoding == "int16"
             else ch.data
             for ch, got in zip(channels, full.channels)
         ]
         expected = _reference_interleave(
-            [AcqChannel(c.name, c.units, r, c.divider, c.encoding)
-             for c, r in zip(channels, raw_in_file)],
+            [
+                AcqChannel(c.name, c.units, r, c.divider, c.encoding)
+                for c, r in zip(channels, raw_in_file)
+            ],
             dtypes,
         )
         assert _data_block(path) == expected
@@ -254,13 +262,24 @@ def test_real_acqknowledge_data_blocks_are_reproduced(tmp_path):
         src = Reader.read(str(SHARED_ACQ / name))
         channels = [
             AcqChannel(c.name, c.units, c.data, divider=c.frequency_divider, encoding="float64")
-            if c.dtype.kind == "f" else
-            AcqChannel(c.name, c.units, c.data, divider=c.frequency_divider,
-                       scale=c.raw_scale_factor, offset=c.raw_offset)
+            if c.dtype.kind == "f"
+            else AcqChannel(
+                c.name,
+                c.units,
+                c.data,
+                divider=c.frequency_divider,
+                scale=c.raw_scale_factor,
+                offset=c.raw_offset,
+            )
             for c in src.datafile.channels
         ]
-        out = write_acq(tmp_path / name, channels, src.samples_per_second,
-                        revision=src.file_revision, byte_order=src.byte_order_char)
+        out = write_acq(
+            tmp_path / name,
+            channels,
+            src.samples_per_second,
+            revision=src.file_revision,
+            byte_order=src.byte_order_char,
+        )
         with open(SHARED_ACQ / name, "rb") as f:
             f.seek(src.data_start_offset)
             assert _data_block(out) == f.read(src.data_length), name
@@ -319,7 +338,7 @@ def test_temporary_file_is_hidden_in_target_folder(tmp_path, monkeypatch):
 
     monkeypatch.setattr(acq_writer.os, "replace", spy)
     write_acq(tmp_path / "rec.acq", _mixed_channels("int16"), 1000.0)
-    (src, dst), = seen
+    ((src, dst),) = seen
     assert src.parent == dst.parent == tmp_path
     # Hidden, and named like ecg_pipeline.io.atomic's temp files so that leftovers get cleaned.
     assert src.name.startswith(f".rec.acq.tmp-{os.getpid()}.")

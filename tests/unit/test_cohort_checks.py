@@ -12,7 +12,11 @@ def catalog(rows):
 def test_missing_pairs_over_every_subject_seen():
     cat = catalog([("S01", "rest", None), ("S01", "exercise", None), ("S02", "rest", None)])
     report = cohort_report(cat, CONDITIONS)
-    assert report.missing == [("S01", "deep_breathing"), ("S02", "exercise"), ("S02", "deep_breathing")]
+    assert report.missing == [
+        ("S01", "deep_breathing"),
+        ("S02", "exercise"),
+        ("S02", "deep_breathing"),
+    ]
     assert "missing subject/condition pairs (3)" in report.lines()[0]
 
 

@@ -90,9 +90,14 @@ def test_recipe_and_overrides_lay_over_the_dataset_file(tmp_path):
     ablation = load_config(
         CONFIGS / "dp-motion.toml",
         recipes=[CONFIGS / "recipes" / "tuned.toml"],
-        overrides=["model.attention=none", "training.weighting=equal", "training.epochs=3",
-                   "training.augment.enabled=false", 'training.test_groups=["02"]'],
-    )  # fmt: skip
+        overrides=[
+            "model.attention=none",
+            "training.weighting=equal",
+            "training.epochs=3",
+            "training.augment.enabled=false",
+            'training.test_groups=["02"]',
+        ],
+    )
     assert ablation.model.attention == "none" and ablation.training.weighting == "equal"
     assert ablation.training.epochs == 3 and not ablation.training.augment.enabled
     assert ablation.training.test_groups == ("02",)

@@ -2,7 +2,7 @@
 
 import pandas as pd
 import pytest
-from pandera.errors import SchemaErrors
+from pandera.errors import SchemaError, SchemaErrors
 
 from data_contracts._report import failures_by_row
 from data_contracts.recordings import manifest_schema
@@ -14,10 +14,17 @@ CONDITIONS = ["rest", "exercise", "deep_breathing"]
 
 def manifest_row(**over):
     row = {
-        "source_path": "/in/S01_rest.acq", "subject": "S01", "condition": "rest",
-        "session": None, "date": None, "sha256": "0" * 64, "channel": "ECG",
-        "native_fs_hz": 1000.0, "duration_s": 180.0, "n_windows": 60,
-    }  # fmt: skip
+        "source_path": "/in/S01_rest.acq",
+        "subject": "S01",
+        "condition": "rest",
+        "session": None,
+        "date": None,
+        "sha256": "0" * 64,
+        "channel": "ECG",
+        "native_fs_hz": 1000.0,
+        "duration_s": 180.0,
+        "n_windows": 60,
+    }
     row.update(over)
     return row
 
@@ -57,13 +64,19 @@ def test_unknown_columns_are_refused():
 def windows_meta(n=3):
     return pd.DataFrame(
         {
-            "dataset": "demo", "recording_id": "0123456789abcdef", "subject": "S01",
-            "condition": "rest", "session": None, "window_index": range(n),
-            "start_s": [3.0 * i for i in range(n)], "fs_hz": 100.0,
-            "source_path": "/in/S01_rest.acq", "source_sha256": "f" * 64,
+            "dataset": "demo",
+            "recording_id": "0123456789abcdef",
+            "subject": "S01",
+            "condition": "rest",
+            "session": None,
+            "window_index": range(n),
+            "start_s": [3.0 * i for i in range(n)],
+            "fs_hz": 100.0,
+            "source_path": "/in/S01_rest.acq",
+            "source_sha256": "f" * 64,
             "config_hash": "0123456789abcdef",
         }
-    )  # fmt: skip
+    )
 
 
 def test_windows_table_one_row_per_window():
@@ -81,7 +94,9 @@ def test_windows_table_negative_start_refused():
 
 
 def test_rejections_table_stages_and_statuses():
-    good = pd.DataFrame([{"file": "a", "stage": "read", "status": "rejected", "error": "E", "reason": "r"}])
+    good = pd.DataFrame(
+        [{"file": "a", "stage": "read", "status": "rejected", "error": "E", "reason": "r"}]
+    )
     RejectionsTable.validate(good)
-    with pytest.raises(Exception):
+    with pytest.raises(SchemaError):
         RejectionsTable.validate(good.assign(stage="dreaming"))

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import bioread
 import numpy as np
 import pytest
 
-bioread = pytest.importorskip("bioread")
-
-if not (Path(__file__).resolve().parents[2] / "ecg_pipeline" / "io" / "acq_writer.py").exists():
-    pytest.skip(
-        "ecg_pipeline/io/acq_writer.py is not there yet: the demo cohort cannot be written",
-        allow_module_level=True,
-    )
-
-from ecg_pipeline.cohort.demo import (  # after the skips
+from ecg_pipeline.cohort.demo import (
     ECG_CHANNEL_NAME,
     ECG_MV_PER_COUNT,
     RESP_CHANNEL_NAME,

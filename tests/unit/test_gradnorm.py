@@ -91,7 +91,7 @@ def fixed_losses(scale0: float = 1.0, seed: int = 0):
 def grad_norms(losses: torch.Tensor, shared: nn.Parameter) -> torch.Tensor:
     """Independent reference for ||dL_i/dW||."""
     return torch.stack(
-        [torch.autograd.grad(l, shared, retain_graph=True)[0].norm() for l in losses]
+        [torch.autograd.grad(loss, shared, retain_graph=True)[0].norm() for loss in losses]
     ).detach()
 
 
@@ -440,10 +440,15 @@ def test_gradnorm_on_a_conv_net_with_batchnorm():
     # training mode still takes its single backward afterwards.
     torch.manual_seed(0)
     backbone = nn.Sequential(
-        nn.Conv1d(3, 8, 7, padding=3), nn.BatchNorm1d(8), nn.ReLU(),
-        nn.Conv1d(8, 8, 5, padding=2), nn.BatchNorm1d(8), nn.ReLU(),
-        nn.AdaptiveAvgPool1d(1), nn.Flatten(),
-    )  # fmt: skip
+        nn.Conv1d(3, 8, 7, padding=3),
+        nn.BatchNorm1d(8),
+        nn.ReLU(),
+        nn.Conv1d(8, 8, 5, padding=2),
+        nn.BatchNorm1d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool1d(1),
+        nn.Flatten(),
+    )
     heads = nn.ModuleList([nn.Linear(8, 15), nn.Linear(8, 3)])
     params = [*backbone.parameters(), *heads.parameters()]
     opt = torch.optim.Adam(params, lr=1e-3)
@@ -452,9 +457,7 @@ def test_gradnorm_on_a_conv_net_with_batchnorm():
     y = [torch.randint(0, 15, (16,)), torch.randint(0, 3, (16,))]
     for _ in range(3):
         h = backbone(x)
-        losses = torch.stack(
-            [nn.functional.cross_entropy(head(h), t) for head, t in zip(heads, y)]
-        )
+        losses = torch.stack([nn.functional.cross_entropy(head(h), t) for head, t in zip(heads, y)])
         total = weighting.step(losses, backbone[3].weight)
         opt.zero_grad()
         total.backward()

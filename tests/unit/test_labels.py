@@ -36,8 +36,10 @@ def test_name_without_both_parts_is_unknown_subject_or_condition(tmp_path, confi
 
 
 def test_unknown_condition_names_file_and_field(tmp_path, config):
-    labels = [Labels(str(tmp_path / "S01_rest.acq"), "S01", "rest"),
-              Labels(str(tmp_path / "S01_jogging.acq"), "S01", "jogging")]  # fmt: skip
+    labels = [
+        Labels(str(tmp_path / "S01_rest.acq"), "S01", "rest"),
+        Labels(str(tmp_path / "S01_jogging.acq"), "S01", "jogging"),
+    ]
     ok, errors = validate_labels(labels, config)
     assert [lab.condition for lab in ok] == ["rest"]
     (err,) = errors
@@ -69,7 +71,12 @@ def test_manifest_labels_win_and_keep_leading_zeros(tmp_path, config):
     manifest = read_manifest(tmp_path / "in" / "manifest.csv")
     (lab,), errors = label_files([rec], config, manifest)
     assert not errors
-    assert (lab.subject, lab.condition, lab.session, lab.date) == ("007", "exercise", "2", "2026-01-05")
+    assert (lab.subject, lab.condition, lab.session, lab.date) == (
+        "007",
+        "exercise",
+        "2",
+        "2026-01-05",
+    )
 
 
 def test_file_missing_from_manifest_is_refused(tmp_path, config):
@@ -142,6 +149,8 @@ def test_missing_folder_is_a_clear_error(tmp_path, config):
 
 def test_aliases_map_raw_tokens(tmp_path, config):
     config = config.model_copy(
-        update={"dataset": config.dataset.model_copy(update={"condition_aliases": {"ex": "exercise"}})}
+        update={
+            "dataset": config.dataset.model_copy(update={"condition_aliases": {"ex": "exercise"}})
+        }
     )
     assert labels_from_name(tmp_path / "S01_ex.acq", config).condition == "exercise"

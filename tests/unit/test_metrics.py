@@ -38,7 +38,10 @@ def test_confusion_matrix_by_hand():
     assert cm.tolist() == CM
     # A class absent from both gets a zero row and column.
     assert confusion_matrix(Y_TRUE, Y_PRED, 4).tolist() == [
-        [2, 1, 0, 0], [0, 1, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0]
+        [2, 1, 0, 0],
+        [0, 1, 1, 0],
+        [0, 1, 0, 0],
+        [0, 0, 0, 0],
     ]
 
 

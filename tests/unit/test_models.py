@@ -48,7 +48,13 @@ def _n_params(model: nn.Module) -> int:
 
 def test_names_cover_the_papers_tables():
     assert set(MODEL_NAMES) == {
-        "dt4ecg", "lstm", "mlp", "cnn1d", "mobilenet1d", "efficientnet1d", "densenet1d",
+        "dt4ecg",
+        "lstm",
+        "mlp",
+        "cnn1d",
+        "mobilenet1d",
+        "efficientnet1d",
+        "densenet1d",
         "resnet1d",
     }
     assert set(ATTENTION_NAMES) == {"none", "se", "cbam", "mha", "sca"}
@@ -239,8 +245,14 @@ def test_unknown_names_raise_helpfully():
 
 
 def test_options_reach_the_backbone_and_attention():
-    model = _build("resnet1d", attention="se", channels=(8, 16), strides=(1, 2), kernel_size=5,
-                   attention_options={"reduction": 4})
+    model = _build(
+        "resnet1d",
+        attention="se",
+        channels=(8, 16),
+        strides=(1, 2),
+        kernel_size=5,
+        attention_options={"reduction": 4},
+    )
     assert model.backbone.out_channels == 16 and len(model.backbone.blocks) == 2
     assert model.attention.fc1.out_features == 4
     assert model(torch.rand(2, 1, T))["identity"].shape == (2, 15)

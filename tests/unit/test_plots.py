@@ -16,10 +16,12 @@ def _history(n_epochs=4, tasks=("identity", "activity")):
         row = {"epoch": e, "lr": 1e-3}
         for i, t in enumerate(tasks):
             row |= {
-                f"{t}_train_loss": 2.0 / (e + 1), f"{t}_train_acc": 0.2 * e,
-                f"{t}_val_loss": 2.2 / (e + 1), f"{t}_val_acc": 0.15 * e,
+                f"{t}_train_loss": 2.0 / (e + 1),
+                f"{t}_train_acc": 0.2 * e,
+                f"{t}_val_loss": 2.2 / (e + 1),
+                f"{t}_val_acc": 0.15 * e,
                 f"{t}_weight": 1.0 + (0.1 * e if i == 0 else -0.1 * e),
-            }  # fmt: skip
+            }
         row["val_score"] = 0.15 * e
         rows.append(row)
     return rows
@@ -93,8 +95,10 @@ def test_large_confusion_matrix_leaves_out_the_counts(tmp_path):
 def _windows(conditions=("rest", "exercise", "deep_breathing"), subjects=4, per_recording=5):
     rows = [
         {"subject": f"S{s:02d}", "condition": c, "recording_id": f"{s}-{c}", "window_index": w}
-        for c in conditions for s in range(1, subjects + 1) for w in range(per_recording)
-    ]  # fmt: skip
+        for c in conditions
+        for s in range(1, subjects + 1)
+        for w in range(per_recording)
+    ]
     meta = pd.DataFrame(rows)
     t = np.arange(300) / 100.0
     x = np.stack([np.sin(2 * np.pi * (1 + i % 7) * t) for i in range(len(meta))]).astype(np.float32)

@@ -27,8 +27,9 @@ def test_threshold_is_the_k_plus_first_lowest_confidence():
     assert (t.n_recordings, t.method, t.warning) == (20, "recording_quantile", "")
 
 
-@pytest.mark.parametrize(("n", "rate", "k"), [(20, 0.05, 1), (40, 0.05, 2), (39, 0.05, 1),
-                                               (100, 0.57, 57), (7, 0.5, 3)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("n", "rate", "k"), [(20, 0.05, 1), (40, 0.05, 2), (39, 0.05, 1), (100, 0.57, 57), (7, 0.5, 3)]
+)
 def test_never_more_than_the_rate_is_refused_and_exactly_it_when_whole(n, rate, k):
     confidences = np.linspace(0.2, 0.99, n)
     t = calibrate_identity_threshold(confidences, rate)

@@ -14,10 +14,23 @@ STAMP = pd.Timestamp("2026-11-03T10:15:02.5", tz="UTC")
 
 def _row(**values) -> dict:
     row = dict.fromkeys(PREDICTION_COLUMNS)
-    row.update(file="a.acq", sha256="ab" * 32, duration_s=30.0, n_windows=10, identity="unknown",
-               identity_best="S01", identity_confidence=0.4, identity_threshold=0.5,
-               activity="rest", activity_confidence=0.9, model_name="dt4ecg-demo",
-               model_version="1", ingest_hash="0" * 16, predicted_at=STAMP, notes="")  # fmt: skip
+    row.update(
+        file="a.acq",
+        sha256="ab" * 32,
+        duration_s=30.0,
+        n_windows=10,
+        identity="unknown",
+        identity_best="S01",
+        identity_confidence=0.4,
+        identity_threshold=0.5,
+        activity="rest",
+        activity_confidence=0.9,
+        model_name="dt4ecg-demo",
+        model_version="1",
+        ingest_hash="0" * 16,
+        predicted_at=STAMP,
+        notes="",
+    )
     return row | values
 
 
@@ -29,7 +42,7 @@ def test_predictions_and_rejections_are_written_with_names_only(tmp_path):
             "cannot read file: [Errno 2] No such file: '/home/jane.doe/visits/gone.acq'",
         ),
         StillBeingWrittenError("/home/jane.doe/visits/new.acq", "modified 0.1 s ago"),
-    ]  # fmt: skip
+    ]
     table = pd.DataFrame([_row(), _row(file="b.acq", identity="S02", activity=None)])
     files = write_predictions(table, errors, tmp_path, "demo")
     assert files.predictions == tmp_path / "demo" / "predictions-20261103T101502Z.parquet"

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
+from helpers import demo_ecg
 
 from ecg_pipeline.config import IngestSettings
 from ecg_pipeline.errors import SamplingRateError, SignalQualityError, TooShortError
 from ecg_pipeline.io.recording import Segment
 from ecg_pipeline.signal.preprocess import segments_to_windows
-from helpers import demo_ecg
 
 
 def test_one_recording_becomes_paper_windows():

@@ -152,7 +152,9 @@ def test_in_place_filter_equals_sosfiltfilt(n):
 
     x = np.random.default_rng(n).normal(size=n).cumsum()
     design = design_ecg_filter(FS)
-    expected = sps.sosfiltfilt(design.sos, x, padtype="odd", padlen=min(design.settle_samples, n - 1))
+    expected = sps.sosfiltfilt(
+        design.sos, x, padtype="odd", padlen=min(design.settle_samples, n - 1)
+    )
     np.testing.assert_allclose(zero_phase_filter(x, design), expected, rtol=0, atol=1e-9)
 
 

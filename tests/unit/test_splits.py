@@ -333,7 +333,9 @@ def test_group_explicit_test_groups_make_one_fold():
     (same,) = split_windows(meta, kind="group", group_column="session", test_groups="03")
     np.testing.assert_array_equal(split.test, same.test)
     (two,) = split_windows(
-        meta, kind="group", group_column="recording_id",
+        meta,
+        kind="group",
+        group_column="recording_id",
         test_groups=sorted(meta["recording_id"].unique())[:2],
     )
     assert len(_values(meta, "recording_id", two.test)) == 2
@@ -407,15 +409,25 @@ def test_group_time_block_validation_trains_on_every_training_group():
 def _ecg_id_like() -> pd.DataFrame:
     """Person 01: records 1, 2, 10 on two dates; 02: records 1, 2 on one date; 03: one record."""
     records = [
-        ("01", "1", "2004-01-01"), ("01", "2", "2004-01-01"), ("01", "10", "2004-03-01"),
-        ("02", "1", "2004-02-01"), ("02", "2", "2004-02-01"),
+        ("01", "1", "2004-01-01"),
+        ("01", "2", "2004-01-01"),
+        ("01", "10", "2004-03-01"),
+        ("02", "1", "2004-02-01"),
+        ("02", "2", "2004-02-01"),
         ("03", "1", "2004-02-02"),
-    ]  # fmt: skip
+    ]
     rows = [
-        {"recording_id": _recording_id(s, r), "subject": s, "condition": "unknown", "session": r,
-         "date": d, "window_index": w}
-        for s, r, d in records for w in range(6)
-    ]  # fmt: skip
+        {
+            "recording_id": _recording_id(s, r),
+            "subject": s,
+            "condition": "unknown",
+            "session": r,
+            "date": d,
+            "window_index": w,
+        }
+        for s, r, d in records
+        for w in range(6)
+    ]
     return _frame(rows)
 
 
@@ -424,8 +436,14 @@ def test_holdout_columns_mark_the_last_record_and_the_latest_date():
     per_record = meta.drop_duplicates("recording_id").set_index(["subject", "session"])
     last = per_record["last_record"].to_dict()
     # "10" is after "2" as a number; a person with one record keeps it for training.
-    assert last == {("01", "1"): "no", ("01", "2"): "no", ("01", "10"): "yes",
-                    ("02", "1"): "no", ("02", "2"): "yes", ("03", "1"): "no"}  # fmt: skip
+    assert last == {
+        ("01", "1"): "no",
+        ("01", "2"): "no",
+        ("01", "10"): "yes",
+        ("02", "1"): "no",
+        ("02", "2"): "yes",
+        ("03", "1"): "no",
+    }
     later = per_record["later_date"].to_dict()
     assert [k for k, v in later.items() if v == "yes"] == [("01", "10")]
     # Both become ordinary one-fold group splits; the one training group validates on time blocks.

@@ -14,10 +14,17 @@ SHA_B = "b" * 64
 
 def make_row(sha, subject="S01", condition="rest", path="/in/S01_rest.acq"):
     return {
-        "source_path": path, "subject": subject, "condition": condition, "session": None,
-        "date": None, "sha256": sha, "channel": "ECG - ECG100C", "native_fs_hz": 1000.0,
-        "duration_s": 9.0, "n_windows": 3,
-    }  # fmt: skip
+        "source_path": path,
+        "subject": subject,
+        "condition": condition,
+        "session": None,
+        "date": None,
+        "sha256": sha,
+        "channel": "ECG - ECG100C",
+        "native_fs_hz": 1000.0,
+        "duration_s": 9.0,
+        "n_windows": 3,
+    }
 
 
 def make_windows(n=3, offset=0.0):
@@ -44,7 +51,9 @@ def test_write_then_read_back(tmp_path):
 def test_catalog_comes_from_footers(tmp_path):
     store = WindowStore(tmp_path, "demo")
     store.write_recording(make_row(SHA_A), make_windows(), "0" * 16)
-    store.write_recording(make_row(SHA_B, "S02", "exercise", "/in/S02_exercise.acq"), make_windows(2), "0" * 16)
+    store.write_recording(
+        make_row(SHA_B, "S02", "exercise", "/in/S02_exercise.acq"), make_windows(2), "0" * 16
+    )
     cat = store.catalog()
     assert sorted(cat["subject"]) == ["S01", "S02"]
     assert set(cat["recording_id"]) == {SHA_A[:16], SHA_B[:16]}
@@ -54,7 +63,9 @@ def test_catalog_comes_from_footers(tmp_path):
 def test_hive_partitions_filter_reads(tmp_path):
     store = WindowStore(tmp_path, "demo")
     store.write_recording(make_row(SHA_A), make_windows(), "0" * 16)
-    store.write_recording(make_row(SHA_B, "S02", "rest", "/in/S02_rest.acq"), make_windows(), "0" * 16)
+    store.write_recording(
+        make_row(SHA_B, "S02", "rest", "/in/S02_rest.acq"), make_windows(), "0" * 16
+    )
     t = store.read_table(columns=["subject", "window_index"], filter=pc.field("subject") == "S02")
     assert t.num_rows == 3 and set(t.column("subject").to_pylist()) == {"S02"}
 

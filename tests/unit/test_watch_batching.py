@@ -27,8 +27,12 @@ def _old_file(path: Path, size: int = 10, age_s: float = 60.0) -> str:
 
 def test_candidates_skip_dot_files_dot_folders_and_other_suffixes(tmp_path):
     ok = [tmp_path / "S01_rest.acq", tmp_path / "sub" / "S02_rest.ACQ"]
-    bad = [tmp_path / ".S01_rest.acq", tmp_path / ".partial" / "S01_rest.acq",
-           tmp_path / "notes.txt", tmp_path.parent / "S01_rest.acq"]  # fmt: skip
+    bad = [
+        tmp_path / ".S01_rest.acq",
+        tmp_path / ".partial" / "S01_rest.acq",
+        tmp_path / "notes.txt",
+        tmp_path.parent / "S01_rest.acq",
+    ]
     assert all(is_candidate(p, tmp_path, (".acq",)) for p in ok)
     assert not any(is_candidate(p, tmp_path, (".acq",)) for p in bad)
 
@@ -79,11 +83,21 @@ def test_watch_emits_one_event_for_files_renamed_in_and_the_startup_scan(tmp_pat
     waiting = _old_file(inbox / "S01_rest.acq")  # arrived while the watcher was down
     events: list[list[str]] = []
     stop = threading.Event()
-    thread = threading.Thread(target=watch_inbox, args=(inbox,), kwargs=dict(
-        settle_s=0.5, debounce_s=0.5, tick_s=0.1, startup_files=lambda: [waiting],
-        force_polling=force_polling or None, poll_delay_ms=100,
-        emit=lambda folder, files: events.append(files), stop_event=stop, log=lambda _: None,
-    ))  # fmt: skip
+    thread = threading.Thread(
+        target=watch_inbox,
+        args=(inbox,),
+        kwargs=dict(
+            settle_s=0.5,
+            debounce_s=0.5,
+            tick_s=0.1,
+            startup_files=lambda: [waiting],
+            force_polling=force_polling or None,
+            poll_delay_ms=100,
+            emit=lambda folder, files: events.append(files),
+            stop_event=stop,
+            log=lambda _: None,
+        ),
+    )
     thread.start()
     try:
         time.sleep(0.3)
@@ -115,10 +129,19 @@ def test_a_burst_the_api_could_not_take_is_offered_again(tmp_path):
             raise ConnectionError("the Prefect API at http://127.0.0.1:9 does not answer")
 
     stop = threading.Event()
-    thread = threading.Thread(target=watch_inbox, args=(inbox,), kwargs=dict(
-        settle_s=0.2, debounce_s=0.3, tick_s=0.1, startup_files=lambda: [waiting],
-        emit=flaky_emit, stop_event=stop, log=lines.append,
-    ))  # fmt: skip
+    thread = threading.Thread(
+        target=watch_inbox,
+        args=(inbox,),
+        kwargs=dict(
+            settle_s=0.2,
+            debounce_s=0.3,
+            tick_s=0.1,
+            startup_files=lambda: [waiting],
+            emit=flaky_emit,
+            stop_event=stop,
+            log=lines.append,
+        ),
+    )
     thread.start()
     try:
         deadline = time.monotonic() + 15
@@ -136,7 +159,9 @@ def test_watch_settings_come_from_the_config(tmp_path):
     from ecg_pipeline.config import load_config
 
     share = tmp_path / "share.toml"
-    share.write_text('[watch]\nfolder = "/mnt/lab-share/inbox"\nforce_polling = true\ndebounce_s = 10\n')
+    share.write_text(
+        '[watch]\nfolder = "/mnt/lab-share/inbox"\nforce_polling = true\ndebounce_s = 10\n'
+    )
     w = load_config(share).watch
     assert w.force_polling and w.debounce_s == 10 and str(w.folder) == "/mnt/lab-share/inbox"
     assert not load_config().watch.force_polling and load_config().watch.folder is None
