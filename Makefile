@@ -28,10 +28,9 @@ install-dev: $(DEV_STAMP)
 
 # The product end to end: embedded servers and the served deployment, demo cohort into the inbox,
 # one run of ingest-train/default, its Prefect and MLflow addresses and metrics; everything stays
-# up for the UIs (`make stop`). EPOCHS=50 is the paper's schedule.
-EPOCHS ?= 10
+# up for the UIs (`make stop`). EPOCHS=50 is the paper's schedule (unset: [demo] epochs).
 run: install
-	$(PY) -m flows.demo --config $(CONFIG) --epochs $(EPOCHS) $(if $(FORCE),--force)
+	$(PY) -m flows.demo --config $(CONFIG) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(FORCE),--force)
 
 # The embedded Prefect and MLflow servers on 127.0.0.1 ([servers] in the config); `make serve`
 # adds the deployment ingest-train/default (python -m flows.serve) in the background, `make watch`

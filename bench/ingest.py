@@ -23,7 +23,6 @@ Run: ``.venv/bin/python bench/ingest.py [--quick] [--json PATH]`` (see bench/REA
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import os
@@ -35,7 +34,6 @@ import tempfile
 import time
 import tracemalloc
 import warnings
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +45,7 @@ import ecg_pipeline.ingest as ingest_mod
 from ecg_pipeline.cohort.demo import write_demo_cohort, write_demo_recording
 from ecg_pipeline.cohort.labels import Labels
 from ecg_pipeline.config import StudyConfig
+from ecg_pipeline.instrument import Recorder, recording
 from ecg_pipeline.io.acq import choose_ecg_channel, list_channels
 from ecg_pipeline.signal import design_ecg_filter, resample_to, zero_phase_filter
 
@@ -191,86 +190,29 @@ def check_full(summary, row: Row) -> None:
         raise RuntimeError(f"full path wrote {written} of {len(row.files)} files: {bad[:3]}")
 
 
-# --- per-stage breakdown: wrap the functions ingest_folder calls, by their names there ----------
-STAGE_FUNCS = [
-    "remove_dead_temp_files",
-    "discover",
-    "read_manifest",
-    "label_files",
-    "validate_labels",
-    "plan_batch",
-    "sha256_files",
-    "process_file",
-    "read_recording",
-    "segments_to_windows",
-    "validate_batch",
-    "write_batch",
-    "rejections_table",
-    "atomic_write_text",
-    "cohort_report",
-]
-
-
-class StageTimer:
-    def __init__(self):
-        self.s: dict[str, float] = defaultdict(float)
-
-    def wrap(self, name, fn):
-        def timed(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.s[name] += time.perf_counter() - t0
-
-        return timed
-
-
-@contextlib.contextmanager
-def instrumented(timer: StageTimer):
-    saved = {n: getattr(ingest_mod, n) for n in STAGE_FUNCS if hasattr(ingest_mod, n)}
-    store_cls = ingest_mod.WindowStore
-    saved_catalog = store_cls.catalog
-    try:
-        for n, fn in saved.items():
-            setattr(ingest_mod, n, timer.wrap(n, fn))
-        store_cls.catalog = timer.wrap("catalog", saved_catalog)
-        yield
-    finally:
-        for n, fn in saved.items():
-            setattr(ingest_mod, n, fn)
-        store_cls.catalog = saved_catalog
-
-
+# --- per-stage breakdown: the stages the library marks (ecg_pipeline.instrument) -------------
 def stages_of(raw: dict[str, float], total: float) -> dict[str, float]:
     """Exclusive seconds per stage, in the order ingest_folder runs them."""
     g = raw.get
     out = {
-        "discover + label + validate labels": sum(
-            g(n, 0.0)
-            for n in (
-                "remove_dead_temp_files",
-                "discover",
-                "read_manifest",
-                "label_files",
-                "validate_labels",
-            )
-        ),
-        "store catalog (footers, x2)": g("catalog", 0.0),
-        "plan: sha256 of each file": g("sha256_files", 0.0),
-        "plan: decisions (excl. hash)": g("plan_batch", 0.0) - g("sha256_files", 0.0),
-        "process: read ECG (read_recording)": g("read_recording", 0.0),
-        "process: filter+resample+window": g("segments_to_windows", 0.0),
-        "process: rest of process_file": g("process_file", 0.0)
-        - g("read_recording", 0.0)
-        - g("segments_to_windows", 0.0),
-        "validate_batch (pandera, once)": g("validate_batch", 0.0),
-        "write_batch (atomic Parquet)": g("write_batch", 0.0),
-        "finish: CSVs + cohort report": sum(
-            g(n, 0.0) for n in ("rejections_table", "atomic_write_text", "cohort_report")
-        ),
+        "discover + label": g("discover", 0.0),
+        "validate labels (pandera)": g("validate labels", 0.0),
+        "plan: store catalog (footers)": g("plan: store catalog", 0.0),
+        "plan: sha256 of each file": g("plan: sha256", 0.0),
+        "plan: decisions (excl. hash, catalog)": g("plan", 0.0)
+        - g("plan: sha256", 0.0)
+        - g("plan: store catalog", 0.0),
+        "process: read ECG": g("process: read ECG", 0.0),
+        "process: filter+resample+window": g("process: filter + resample + window", 0.0),
+        "process: rest": g("process", 0.0)
+        - g("process: read ECG", 0.0)
+        - g("process: filter + resample + window", 0.0),
+        "validate contracts (pandera, once)": g("validate contracts", 0.0),
+        "write (atomic Parquet)": g("write", 0.0),
+        "finish: store catalog (cached footers)": g("finish: store catalog", 0.0),
+        "finish: CSVs + cohort report": g("finish", 0.0) - g("finish: store catalog", 0.0),
     }
-    out["unaccounted (to_csv, glue)"] = total - sum(out.values())
+    out["unaccounted (glue)"] = total - sum(out.values())
     return out
 
 
@@ -291,7 +233,7 @@ def bench_row(row: Row, config: StudyConfig, reps: int, stores: StoreDirs) -> di
         for f in row.files:
             nk_one(f, config)
 
-    def b_once(timer: StageTimer | None = None) -> float:
+    def b_once(timer: Recorder | None = None) -> float:
         root = stores.fresh()
         try:
             gc.collect()
@@ -300,10 +242,11 @@ def bench_row(row: Row, config: StudyConfig, reps: int, stores: StoreDirs) -> di
                 summary = run_full(row, config, root)
                 dt = time.perf_counter() - t0
             else:
-                with instrumented(timer):
+                with recording() as recorded:
                     t0 = time.perf_counter()
                     summary = run_full(row, config, root)
                     dt = time.perf_counter() - t0
+                timer.seconds.update(recorded.seconds)
             check_full(summary, row)
             return dt
         finally:
@@ -327,10 +270,10 @@ def bench_row(row: Row, config: StudyConfig, reps: int, stores: StoreDirs) -> di
             elif job == "b":
                 times["b"].append(b_once())
             else:
-                timer = StageTimer()
+                timer = Recorder()
                 total = b_once(timer)
                 stage_totals.append(total)
-                stage_runs.append(stages_of(timer.s, total))
+                stage_runs.append(stages_of(timer.seconds, total))
 
     n = len(row.files)
     rec_s = row.recording_s

@@ -5,7 +5,7 @@ free loopback ports with temp state (every process the script starts is stopped 
 end, on Ctrl-C and SIGTERM too):
 
 (1) latency   ``python -m flows.serve`` (deployment ``ingest-train/default``, its event trigger)
-              and ``python -m ecg_pipeline.watch``, started as ``make watch`` starts them, over
+              and ``python -m ecg_pipeline.stack.watch``, started as ``make watch`` starts them, over
               a small cohort already in the store. N times, a new demo recording is written in a
               staging folder and moved into the inbox with ``os.replace``; the wall time right
               after the rename is the arrival. From the Prefect API come the event's
@@ -20,11 +20,11 @@ end, on Ctrl-C and SIGTERM too):
 (2) overhead  on the demo cohort (15 subjects x 3 conditions x 180 s by default), each into
               a fresh store with the same configuration file and torch threads:
               (a) plain   the library functions the flow's tasks call, in a plain script:
-                          discover + label + plan, then per file ``process_file`` +
-                          ``validate_batch`` + ``write_batch`` in a thread pool of the flow's
-                          size, ``write_batch_tables``, ``train_and_evaluate``,
-                          ``log_training_run`` to the same MLflow server
-                          (``--plain-ingest folder``: ``ingest_folder``, one file at a time);
+                          ``discover_batch`` + ``check_labels`` + ``plan_files``, then
+                          ``ingest_files`` per file in a thread pool of the flow's size,
+                          ``finish_batch``, ``train_and_evaluate``, ``log_training_run`` to
+                          the same MLflow server (``--plain-ingest folder``: ``ingest_folder``,
+                          the whole batch in one call);
               (b) flow    ``ingest_train(...)`` called in-process against the Prefect server
                           (flow run, task runs, states and logs through its API).
               After one untimed warm-up of each, R repetitions of each (2 by default),
@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import gc
 import os
 import signal
@@ -76,9 +75,7 @@ from orchestration_report import (
     report_overhead,
 )
 
-# Both from the script's folder (on sys.path, as for bench/machine.py); orchestration_support
-# puts the repository on sys.path (``flows`` is not an installed package) before the imports of
-# ecg_pipeline and flows below.
+# Both from the script's folder (on sys.path, as for bench/machine.py).
 from orchestration_support import (
     REPO,
     TERMINAL,
@@ -98,9 +95,12 @@ from orchestration_support import (
 )
 
 from ecg_pipeline.cohort.demo import write_demo_cohort, write_demo_recording
-from ecg_pipeline.config import StudyConfig, load_config
-from ecg_pipeline.processes import alive
-from ecg_pipeline.servers import start_deployment_server, start_watcher, stop, stop_servers
+from ecg_pipeline.config import DemoSettings, StudyConfig, load_config
+from ecg_pipeline.instrument import recording
+from ecg_pipeline.io.store import caching
+from ecg_pipeline.stack.processes import alive
+from ecg_pipeline.stack.servers import start_deployment_server, start_watcher, stop, stop_servers
+from ecg_pipeline.tracking.mlflow_log import LOG_STAGES
 
 DEFAULT_CONFIG = REPO / "configs" / "demo.toml"
 DEPLOYMENT = "ingest-train/default"
@@ -311,108 +311,40 @@ def bench_latency(args, root: Path, base: StudyConfig, settings, prefect, env: d
 
 
 # --- (2) and (3): plain script against the flow ---------------------------------------------------
-MLFLOW_STAGES = (
-    "params + metrics",
-    "plots (matplotlib)",
-    "files (CSV, checkpoint copy)",
-    "artifact upload",
-    "pt2 model (export, upload, register)",
-)
+# log_training_run's parts, as the library marks them (ecg_pipeline.instrument.stage).
+MLFLOW_STAGES = LOG_STAGES
 MLFLOW_REST = "rest (run, experiment, tags, champion)"
-# Inside the pt2 model's time: MLflow loads the saved model back to check the serving example.
-MLFLOW_NESTED = "  of which MLflow's serving-example check"
-
-
-@contextlib.contextmanager
-def mlflow_stage_timer(seconds: dict[str, float]):
-    """Time the parts of ``log_training_run`` by wrapping what it calls, by their names there."""
-    import mlflow.models.utils as model_utils
-
-    import ecg_pipeline.tracking.export as export_mod
-    import ecg_pipeline.tracking.mlflow_log as log_mod
-    import mlflow
-
-    targets = [
-        (log_mod, "_log_numbers", MLFLOW_STAGES[0]),
-        (log_mod, "_write_plots", MLFLOW_STAGES[1]),
-        (log_mod, "_write_files", MLFLOW_STAGES[2]),
-        (mlflow.MlflowClient, "log_artifacts", MLFLOW_STAGES[3]),
-        (export_mod, "log_checkpoint_model", MLFLOW_STAGES[4]),  # imported at call time
-        (model_utils, "_validate_serving_input", MLFLOW_NESTED),  # likewise, in log_model
-    ]
-    # A name the library no longer has is skipped (its time then shows under "rest").
-    targets = [t for t in targets if hasattr(t[0], t[1])]
-    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in targets]
-
-    def wrap(fn, label):
-        @functools.wraps(fn)
-        def timed(*a, **kw):
-            t0 = time.perf_counter()
-            try:
-                return fn(*a, **kw)
-            finally:
-                seconds[label] += time.perf_counter() - t0
-
-        return timed
-
-    try:
-        for (owner, name, label), (_, _, fn) in zip(targets, saved, strict=True):
-            setattr(owner, name, wrap(fn, label))
-        yield
-    finally:
-        for owner, name, fn in saved:
-            setattr(owner, name, fn)
+# What a run must not do twice (ecg_pipeline.instrument counters): footers parsed for the
+# store's catalog, full reads of the windows, loads of the training data served from memory.
+WORK_COUNTERS = ("store.footers_read", "store.catalog_calls", "store.window_reads")
 
 
 def plain_ingest(folder: Path, config: StudyConfig, store_root: Path, workers: int, mode: str):
-    """What the flow's discover, plan, ingest-file and record-batch tasks call, without Prefect."""
-    from ecg_pipeline.ingest import ingest_folder
-    from ecg_pipeline.io.store import WindowStore
+    """The library sequence the flow's tasks call, without Prefect: ``ingest_folder`` (one call
+    for the batch), or its steps with the per-file step in a thread pool as the flow runs it."""
+    from ecg_pipeline.ingest import (
+        check_labels,
+        discover_batch,
+        finish_batch,
+        ingest_files,
+        ingest_folder,
+        open_store,
+        plan_files,
+    )
 
     if mode == "folder":
-        s = ingest_folder(folder, config, store_root=store_root)
-        return s.count("written"), s.rejections_file
-    from ecg_pipeline.cohort.labels import discover, label_files, read_manifest, validate_labels
-    from ecg_pipeline.ingest import (
-        FileResult,
-        plan_batch,
-        process_file,
-        validate_batch,
-        write_batch,
-        write_batch_tables,
-    )
-    from ecg_pipeline.io.atomic import remove_dead_temp_files
-
-    name, config_hash = config.dataset.name, config.ingest_hash()
-    ready, deferred = discover(folder, config)
-    manifest_path = folder / config.discovery.manifest_name
-    table = read_manifest(manifest_path) if manifest_path.exists() else None
-    labels, label_errors = label_files(ready, config, table)
-    labels, invalid = validate_labels(labels, config)
-    store = WindowStore(store_root, name)
-    if store.path.exists():
-        remove_dead_temp_files(store.path)
-    plan = plan_batch(labels, store.catalog(), config_hash, config.dataset.format)
-    store.remove(plan.stale_files)
-
-    def one(planned):
-        from ecg_pipeline.errors import IngestError
-
-        try:
-            processed = process_file(planned, config)
-        except IngestError as exc:
-            return FileResult(planned.labels.source_path, "rejected", error=exc)
-        ok, errors = validate_batch([processed], config, name, config_hash)
-        if errors:
-            return FileResult(planned.labels.source_path, "rejected", error=errors[0])
-        return write_batch(ok, WindowStore(store_root, name), config_hash)[0]
-
+        report = ingest_folder(folder, config, store_root=store_root)
+        return report
+    store = open_store(config, store_root)
+    found = check_labels(discover_batch(folder, config), config)
+    plan = plan_files(found, store, config)
     with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(one, plan.to_process))
-    errors = [*deferred, *label_errors, *invalid, *plan.errors]
-    errors += [r.error for r in results if r.error is not None]
-    _, rejections_file = write_batch_tables(store, errors)
-    return sum(r.status == "written" for r in results), rejections_file
+        written = [
+            r
+            for rs in pool.map(lambda p: ingest_files([p], config, store), plan.to_process)
+            for r in rs
+        ]
+    return finish_batch(store, config, found, plan, written)
 
 
 def run_plain(
@@ -424,28 +356,28 @@ def run_plain(
     mode: str,
     mlflow_parts: dict[str, float],
 ) -> dict:
-    from ecg_pipeline.io.store import WindowStore
     from ecg_pipeline.tracking.mlflow_log import log_training_run
     from ecg_pipeline.training.run import train_and_evaluate
 
     gc.collect()
     t0 = time.perf_counter()
-    written, rejections_file = plain_ingest(cohort, config, store_root, workers, mode)
+    batch = plain_ingest(cohort, config, store_root, workers, mode)
     t1 = time.perf_counter()
     run = train_and_evaluate(config, store_root=store_root, run_name=run_name)
     t2 = time.perf_counter()
-    with mlflow_stage_timer(mlflow_parts):
+    with recording() as rec:
         log_training_run(
             run,
             config,
             tracking_uri=config.servers.mlflow_uri,
             tags={"bench": "plain"},
-            recordings=WindowStore(store_root, config.dataset.name).catalog(),
-            rejections=rejections_file,
+            recordings=batch.catalog,
+            rejections=batch.rejections_file,
         )
+    mlflow_parts.update({k: v for k, v in rec.seconds.items() if k in MLFLOW_STAGES})
     t3 = time.perf_counter()
     return {
-        "written": written,
+        "written": batch.count("written"),
         "ingest": t1 - t0,
         "train": t2 - t1,
         "log": t3 - t2,
@@ -453,15 +385,20 @@ def run_plain(
     }
 
 
-def run_flow(ingest_train, cohort: Path, config_path: Path, api: str) -> dict:
+def run_flow(
+    ingest_train, cohort: Path, config_path: Path, api: str, *, caches: bool = True
+) -> dict:
     gc.collect()
     t0, wall0 = time.perf_counter(), time.time()
-    summary = ingest_train(recordings=str(cohort), config=str(config_path))
+    # The flow runs in this process (its tasks in threads), so the library's counters see it.
+    with recording() as rec, caching(caches):
+        summary = ingest_train(recordings=str(cohort), config=str(config_path))
     wall, wall1 = time.perf_counter() - t0, time.time()
     if not summary["trained"]:
         raise RuntimeError(f"the flow run did not train: {summary.get('note')}")
     flow_run_id = summary["prefect_flow_run_url"].rsplit("/", 1)[1]
     return {
+        "work": {k: rec.counts.get(k, 0) for k in (*WORK_COUNTERS, "training.window_data_reused")},
         "written": summary["counts"].get("written", 0),
         "trained": summary["trained"],
         "total": wall,
@@ -554,10 +491,10 @@ def bench_overhead(args, root: Path, base: StudyConfig, settings, prefect) -> di
             res = run_plain(
                 cohort, config, store_root, f"bench-{tag}", workers, args.plain_ingest, parts
             )
-            parts[MLFLOW_REST] = res["log"] - sum(v for k, v in parts.items() if k != MLFLOW_NESTED)
+            parts[MLFLOW_REST] = res["log"] - sum(parts.values())
             res["mlflow_parts"] = dict(parts)
         else:
-            res = run_flow(ingest_train, cohort, path, api)
+            res = run_flow(ingest_train, cohort, path, api, caches=kind != "flow-nocache")
         if res["written"] != len(files):
             raise RuntimeError(f"{kind}: {res['written']} of {len(files)} files written")
         return res
@@ -577,7 +514,11 @@ def bench_overhead(args, root: Path, base: StudyConfig, settings, prefect) -> di
             f"{timed['plain'][-1]['total']:.2f} s, flow {timed['flow'][-1]['total']:.2f} s",
             flush=True,
         )
-    for res in timed["flow"] + ([warm["flow"]] if "flow" in warm else []):
+    # The same flow with the library's caches off: every catalog call parses every footer and
+    # the evaluate task reads the windows again, as before the caches existed.
+    uncached = once("flow-nocache")
+    print(f"    flow with caches off: {uncached['total']:.2f} s", flush=True)
+    for res in timed["flow"] + ([warm["flow"]] if "flow" in warm else []) + [uncached]:
         flow_details(api, res)
     for res in timed["plain"]:
         mlflow_parts_runs.append(res["mlflow_parts"])
@@ -594,8 +535,7 @@ def bench_overhead(args, root: Path, base: StudyConfig, settings, prefect) -> di
             stages[kind][s] for s in ("ingest", "train", "log")
         )
     parts_median = {
-        k: median(p.get(k, 0.0) for p in mlflow_parts_runs)
-        for k in (*MLFLOW_STAGES, MLFLOW_NESTED, MLFLOW_REST)
+        k: median(p.get(k, 0.0) for p in mlflow_parts_runs) for k in (*MLFLOW_STAGES, MLFLOW_REST)
     }
     flows_ = timed["flow"]
     aall, ball = [r["total"] for r in timed["plain"]], [r["total"] for r in flows_]
@@ -639,6 +579,15 @@ def bench_overhead(args, root: Path, base: StudyConfig, settings, prefect) -> di
         "log_cold_s": warm.get("plain", {}).get("log"),
         "log_cold_parts_s": warm.get("plain", {}).get("mlflow_parts"),
         "flow_log_task_s": median(r["log"] for r in flows_),
+        "work": {
+            "caches_on": flows_[0]["work"] if flows_ else None,
+            "caches_off": uncached["work"],
+            "flow_s_caches_on": median(r["total"] for r in flows_),
+            "flow_s_caches_off": uncached["total"],
+            "train_evaluate_s_caches_on": median(r["train"] for r in flows_),
+            "train_evaluate_s_caches_off": uncached["train"],
+            "files": len(files),
+        },
     }
 
 
@@ -713,9 +662,9 @@ def main(argv: list[str] | None = None) -> int:
     # Epochs: make run's schedule (flows/demo.py); with 2, Prefect's fixed cost is a larger share.
     for name, full, quick in (
         ("trials", 3, 2),
-        ("subjects", 15, 3),
-        ("duration_s", 180.0, 30.0),
-        ("epochs", 10, 1),
+        ("subjects", DemoSettings().n_subjects, 3),
+        ("duration_s", DemoSettings().duration_s, 30.0),
+        ("epochs", DemoSettings().epochs, 1),
         ("reps", 2, 1),
     ):
         if getattr(args, name) is None:

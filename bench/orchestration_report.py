@@ -117,6 +117,23 @@ def report_overhead(ov: dict) -> list[str]:
         f"(runs {spread(ov['flow_to_final_all_s'])}), "
         f"{ov['flow_to_final_s'] / ov['plain_s'] - 1:+.1%} over (a)",
     ]
+    work = ov.get("work")
+    if work:
+        on, off = work["caches_on"] or {}, work["caches_off"] or {}
+        lines += [
+            f"    work in one ingest-train run ({work['files']} files; library counters):"
+            f"{'caches off':>14}{'caches on':>12}",
+            f"      {'footers parsed for the catalog':<44}{off.get('store.footers_read', 0):>8}"
+            f"{on.get('store.footers_read', 0):>12}",
+            f"      {'catalog calls':<44}{off.get('store.catalog_calls', 0):>8}"
+            f"{on.get('store.catalog_calls', 0):>12}",
+            f"      {'full reads of the windows':<44}{off.get('store.window_reads', 0):>8}"
+            f"{on.get('store.window_reads', 0):>12}",
+            f"      {'train + evaluate tasks, s':<44}{work['train_evaluate_s_caches_off']:>8.2f}"
+            f"{work['train_evaluate_s_caches_on']:>12.2f}",
+            f"      {'whole flow run, s':<44}{work['flow_s_caches_off']:>8.2f}"
+            f"{work['flow_s_caches_on']:>12.2f}",
+        ]
     return lines
 
 

@@ -2,9 +2,7 @@
 CPU-load line), study configuration files written as TOML and read back, SIGTERM raised as
 Ctrl-C (so that everything is stopped), the temp Prefect and MLflow servers, and a flow run's
 seconds per task kind from the Prefect API. The REST helpers (``call``, ``wait_for``,
-``flow_runs``) are the e2e tests' (``tests/e2e/e2e_support.py``). Importing it puts the
-repository and that folder on ``sys.path`` (``flows`` is not an installed package) before
-``ecg_pipeline`` or ``flows`` is imported.
+``flow_runs``) are the library's (:mod:`ecg_pipeline.stack.rest`), which the e2e tests use too.
 """
 
 from __future__ import annotations
@@ -13,23 +11,18 @@ import json
 import os
 import re
 import statistics
-import sys
 import time
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
+from machine import cpu_busy  # bench/machine.py: the script's folder is on sys.path
+
+from ecg_pipeline.config import StudyConfig, load_config
+from ecg_pipeline.stack.rest import TERMINAL, call, flow_runs, wait_for  # noqa: F401 (re-exported)
+from ecg_pipeline.stack.servers import free_port, start_both
+
 REPO = Path(__file__).resolve().parents[1]
-# ``flows`` is not an installed package; the Prefect and MLflow REST helpers are the e2e tests'.
-for folder in (REPO, REPO / "tests" / "e2e"):
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
-
-from e2e_support import TERMINAL, call, flow_runs, wait_for  # noqa: E402,F401  (re-exported)
-from machine import cpu_busy  # noqa: E402  (bench/machine.py: the script's folder is on sys.path)
-
-from ecg_pipeline.config import StudyConfig, load_config  # noqa: E402
-from ecg_pipeline.servers import free_port, start_both  # noqa: E402
 
 
 # --- small helpers ------------------------------------------------------------------------------

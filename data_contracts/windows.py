@@ -22,7 +22,7 @@ WINDOW_META_COLUMNS = [
     "fs_hz",
     "source_path",
     "source_sha256",
-    "config_hash",
+    "ingest_hash",
 ]
 
 
@@ -37,7 +37,7 @@ class WindowsTable(pa.DataFrameModel):
     fs_hz: Series[float] = pa.Field(gt=0)
     source_path: Series[str]
     source_sha256: Series[str] = pa.Field(str_matches=SHA256_PATTERN)
-    config_hash: Series[str] = pa.Field(str_matches=r"^[0-9a-f]{16}$")
+    ingest_hash: Series[str] = pa.Field(str_matches=r"^[0-9a-f]{16}$")
 
     class Config:
         strict = "filter"  # the samples column is checked with numpy, not here

@@ -202,8 +202,7 @@ def _ingest(folder, config_path, manifest, out, progress, *, settled: bool = Fal
     config = load_config(config_path)
     if settled:
         # Files we wrote ourselves arrived by atomic rename: complete, nothing to wait for.
-        discovery = config.discovery.model_copy(update={"settle_s": 0.0})
-        config = config.model_copy(update={"discovery": discovery})
+        config = config.with_overrides({"discovery.settle_s": 0.0})
     summary = ingest_folder(
         folder, config, manifest=manifest, store_root=out, progress=progress and sys.stderr.isatty()
     )
@@ -213,7 +212,7 @@ def _ingest(folder, config_path, manifest, out, progress, *, settled: bool = Fal
 
 
 def _demo(args) -> int:
-    from ecg_pipeline.cohort.demo import write_demo_cohort
+    from ecg_pipeline.cohort.demo import write_study_cohort
     from ecg_pipeline.config import load_config
 
     config = load_config(args.config)
@@ -224,17 +223,7 @@ def _demo(args) -> int:
         print(f"inbox {inbox} already holds recordings: ingesting them as they are")
     else:
         wrote = True
-        d = config.demo
-        files = write_demo_cohort(
-            inbox,
-            n_subjects=d.n_subjects,
-            conditions=config.dataset.conditions,
-            duration_s=d.duration_s,
-            fs_hz=d.fs_hz,
-            resp_divider=d.resp_divider,
-            mains_hz=config.ingest.filters.mains_hz or 50.0,
-            seed=d.seed,
-        )
+        files = write_study_cohort(inbox, config)
         print(f"wrote {len(files)} synthetic .acq recordings to {inbox}")
     return _ingest(inbox, args.config, None, args.out, not args.no_progress, settled=wrote)
 
@@ -258,13 +247,10 @@ def _train(args) -> int:
     if args.seed is not None and args.seeds:
         raise ValueError("give --seed or --seeds, not both")
     # The shorthand flags go through the same validated path as --set.
-    flags = {"epochs": args.epochs, "split": args.split, "seed": args.seed}
-    shorthand = [
-        f"training.{k}={v!r}" if isinstance(v, str) else f"training.{k}={v}"
-        for k, v in flags.items()
-        if v is not None
-    ]
-    config = load_config(args.config, recipes=args.recipe, overrides=[*args.overrides, *shorthand])
+    config = load_config(args.config, recipes=args.recipe, overrides=args.overrides)
+    config = config.with_overrides(
+        {"training.epochs": args.epochs, "training.split": args.split, "training.seed": args.seed}
+    )
     seeds = args.seeds or [config.training.seed]
     t = config.training
     name = (
@@ -299,8 +285,8 @@ def _train(args) -> int:
 
 
 def _servers(args) -> int:
-    from ecg_pipeline import servers
     from ecg_pipeline.config import load_config
+    from ecg_pipeline.stack import servers
 
     config = load_config(args.config)
     settings = config.servers
@@ -365,7 +351,6 @@ def _evaluate(args) -> int:
 
 def _predict(args) -> int:
     from ecg_pipeline.config import load_config
-    from ecg_pipeline.errors import StillBeingWrittenError
     from ecg_pipeline.predict.output import write_predictions
     from ecg_pipeline.predict.predict import predict_recordings
     from ecg_pipeline.tracking.registry import load_champion, registered_model_name
@@ -381,7 +366,7 @@ def _predict(args) -> int:
     )
     threshold = model.identity_threshold
     print(
-        f"model {model.registered_name} version {model.registered_version}, identity threshold "
+        f"model {model.name} version {model.version}, identity threshold "
         + (f"{threshold:.3f}" if threshold is not None else "none (every recording known)")
     )
     for row in table.itertuples(index=False):
@@ -395,15 +380,13 @@ def _predict(args) -> int:
         ]
         print(f"{row.file}: {'  '.join(p for p in parts if p)}  [{row.n_windows} windows]")
     for e in errors:
-        what = "deferred" if isinstance(e, StillBeingWrittenError) else "refused"
+        what = "deferred" if e.status == "deferred" else "refused"
         print(f"{e.path}: {what} ({type(e).__name__}): {e.reason}")
     print(f"predictions: {files.predictions}\nrejections: {files.rejections}")
     if not args.no_log:
         from ecg_pipeline.tracking.predict_log import log_predictions
 
-        run = log_predictions(
-            files, config, model_name=model.registered_name, model_version=model.registered_version
-        )
+        run = log_predictions(files, config, model_name=model.name, model_version=model.version)
         print(f"mlflow run: {run.run_url}")
     # 1 only when nothing could be predicted: a partial batch is a success with refusals.
     return 1 if errors and table.empty else 0

@@ -13,6 +13,9 @@ class IngestError(Exception):
     """Base class: a recording that cannot be ingested, with the file and the reason."""
 
     stage = "ingest"
+    # What the batch makes of the file: "rejected" (fix the file or its labels), or "deferred"
+    # (nothing wrong with it yet; a later run takes it).
+    status = "rejected"
 
     def __init__(self, path: str | Path | None, reason: str):
         self.path = str(path) if path is not None else ""
@@ -102,6 +105,7 @@ class StillBeingWrittenError(IngestError):
     """Modified within the settle time: deferred to a later run, not waited for."""
 
     stage = "discover"
+    status = "deferred"
 
 
 class FormatError(IngestError):

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 def render_summary(summary: IngestSummary) -> str:
     lines = [
-        f"dataset {summary.dataset}: windows in {summary.store_path} (config hash {summary.config_hash})",
+        f"dataset {summary.dataset}: windows in {summary.store_path} ([ingest] hash {summary.ingest_hash})",
         "files: "
         + ", ".join(
             f"{summary.count(s)} {s}"
@@ -44,13 +44,16 @@ def render_training(run: RunResult, config) -> str:
     lines = [
         f"{config.dataset.name}: {config.model.name}, split {t.split}, seed {t.seed}, "
         f"{t.epochs} epochs, weighting {t.weighting}; results in {run.run_dir}",
-        f"{'fold':<16} {'task':<10} {'best ep':>7} {'acc':>7} {'F1 mac':>7} {'F1 wt':>7} {'rec acc':>7}",
+        f"{'fold':<16} {'task':<10} {'best ep':>7} {'acc':>7} {'F1 mac':>7} {'F1 wt':>7} "
+        f"{'rec acc':>7} {'rec vote':>8}",
     ]
     for fold in run.folds:
-        for task, m in fold["metrics"].items():
+        for task, m in (fold.metrics or {}).items():
             lines.append(
-                f"{fold['name']:<16} {task:<10} {fold['best_epoch']:>7} {m['accuracy']:>7.4f} "
-                f"{m['f1_macro']:>7.4f} {m['f1_weighted']:>7.4f} {m['recording_accuracy']:>7.4f}"
+                f"{fold.name:<16} {task:<10} {fold.best_epoch:>7} {m['accuracy']:>7.4f} "
+                f"{m['f1_macro']:>7.4f} {m['f1_weighted']:>7.4f} "
+                f"{m.get('recording_accuracy', float('nan')):>7.4f} "
+                f"{m.get('recording_accuracy_vote', float('nan')):>8.4f}"
             )
     if len(run.folds) > 1:
         for task, s in run.summary().items():
@@ -65,9 +68,7 @@ def render_experiment(runs, summary: dict, config) -> str:
     parts = [
         render_training(
             run,
-            config.model_copy(
-                update={"training": config.training.model_copy(update={"seed": seed})}
-            ),
+            config.with_overrides({"training.seed": seed}),
         )
         for seed, run in runs
     ]
@@ -77,14 +78,15 @@ def render_experiment(runs, summary: dict, config) -> str:
             lines.append(
                 f"  {task:<10} accuracy {m['accuracy']:.4f} +- {m['accuracy_std']:.4f}   "
                 f"F1 macro {m['f1_macro']:.4f} +- {m['f1_macro_std']:.4f}   "
-                f"recording accuracy {m['recording_accuracy']:.4f} +- {m['recording_accuracy_std']:.4f}"
+                f"recording accuracy {m['recording_accuracy']:.4f} +- {m['recording_accuracy_std']:.4f} "
+                f"(majority vote {m['recording_accuracy_vote']:.4f})"
             )
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
 
 
 def _pct(task: dict | None, key: str) -> str:
-    if task is None:
+    if task is None or key not in task:
         return "–"
     return f"{100 * task[key]:.1f} ± {100 * task[key + '_std']:.1f}"
 
@@ -92,16 +94,18 @@ def _pct(task: dict | None, key: str) -> str:
 def render_results_table(summaries: list[dict]) -> str:
     """A Markdown table of experiment summaries (``summary.json``), one row per experiment.
 
-    Window accuracy, macro F1 and recording-level accuracy (majority vote over a recording's
-    windows) per task, each as mean ± sample sd over every (seed, fold) pair. The recipe is
+    Window accuracy, macro F1 and two recording-level accuracies per task: by the rule
+    ``predict`` answers with (highest mean probability over a recording's windows; "–" for
+    results stored before it was measured) and by majority vote; each as mean ± sample sd over
+    every (seed, fold) pair. The recipe is
     "paper" when no training setting departs from the paper's, else the departures are listed
     under the table.
     """
     header = (
         "| row | dataset | split (folds) | model | weighting | recipe | seeds | "
-        "identity acc | identity F1 macro | identity rec. acc | "
-        "activity acc | activity F1 macro | activity rec. acc |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "identity acc | identity F1 macro | identity rec. acc | identity rec. vote | "
+        "activity acc | activity F1 macro | activity rec. acc | activity rec. vote |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     rows = []
     for s in summaries:
@@ -114,7 +118,12 @@ def render_results_table(summaries: list[dict]) -> str:
         cells = []
         for task in ("identity", "activity"):
             m = s["tasks"].get(task)
-            cells += [_pct(m, "accuracy"), _pct(m, "f1_macro"), _pct(m, "recording_accuracy")]
+            cells += [
+                _pct(m, "accuracy"),
+                _pct(m, "f1_macro"),
+                _pct(m, "recording_accuracy"),
+                _pct(m, "recording_accuracy_vote"),
+            ]
         rows.append(
             f"| {s['name']} | {s['dataset']} | {split} ({s['n_folds']}) | {model} | "
             f"{s['weighting']} | {recipe} | {s['n_seeds']} | " + " | ".join(cells) + " |"

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from ecg_pipeline.config import FlowSettings
+
+# The decorators' defaults, from the configuration (a run's own [flow] table replaces them with
+# with_options): the one source of these numbers.
+FLOW_DEFAULTS = FlowSettings()
+
 # Names of exceptions (requests, urllib3, http.client) that mean "the server was not reachable".
 _CONNECTION_ERRORS = {
     "ConnectionError",

@@ -16,23 +16,21 @@ import argparse
 import time
 from pathlib import Path
 
-# A shorter schedule than the paper's 50 epochs keeps the demo within minutes on two cores;
-# `--epochs 50` (make run EPOCHS=50) is the paper's.
-DEMO_EPOCHS = 10
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m flows.demo", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--config", type=Path, default=Path("configs/demo.toml"))
-    parser.add_argument("--epochs", type=int, default=DEMO_EPOCHS)
+    parser.add_argument(
+        "--epochs", type=int, help="training epochs (default: [demo] epochs, make run's schedule)"
+    )
     parser.add_argument("--force", action="store_true", help="train even if nothing new arrived")
     args = parser.parse_args(argv)
 
-    from ecg_pipeline.cohort.demo import write_demo_cohort
+    from ecg_pipeline.cohort.demo import write_study_cohort
     from ecg_pipeline.config import load_config
-    from ecg_pipeline.servers import (
+    from ecg_pipeline.stack.servers import (
         ServerError,
         start_deployment_server,
         start_embedded,
@@ -55,17 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     inbox.mkdir(parents=True, exist_ok=True)
     wrote_cohort = not any(p.suffix.lower() == ".acq" for p in inbox.iterdir())
     if wrote_cohort:
-        d = config.demo
-        files = write_demo_cohort(
-            inbox,
-            n_subjects=d.n_subjects,
-            conditions=config.dataset.conditions,
-            duration_s=d.duration_s,
-            fs_hz=d.fs_hz,
-            resp_divider=d.resp_divider,
-            mains_hz=config.ingest.filters.mains_hz or 50.0,
-            seed=d.seed,
-        )
+        files = write_study_cohort(inbox, config)
         print(f"wrote {len(files)} synthetic .acq recordings to {inbox}", flush=True)
         # Ingest defers files younger than [discovery] settle_s (they may still be copying);
         # these arrived whole by rename, so waiting that long once is all it costs.
@@ -74,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     # Force when the cohort was just written: a running watcher may have started a run over it
     # first, and this run must still train and report.
     force = args.force or wrote_cohort
-    parameters = {"recordings": str(inbox.resolve()), "epochs": args.epochs, "force": force}
+    epochs = args.epochs or config.demo.epochs
+    parameters = {"recordings": str(inbox.resolve()), "epochs": epochs, "force": force}
     deployment = f"ingest-train/{config.flow.deployment}"
     print(f"running {deployment} with {parameters} ...", flush=True)
     flow_run = _run_and_wait(deployment, parameters, serving)
@@ -111,7 +100,7 @@ def _run_and_wait(deployment: str, parameters: dict, serving, poll_s: float = 2.
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
-    from ecg_pipeline.processes import alive
+    from ecg_pipeline.stack.processes import alive
 
     flow_run = run_deployment(deployment, parameters=parameters, timeout=0)
     with get_client(sync_client=True) as client:

@@ -12,7 +12,7 @@ file is read (``ModelMismatchError``). Logging is retried only when the server c
 reached. Serve it as the deployment ``predict/<name>`` (``predict.serve(...)``); runs take
 ``recordings`` (files or folders) and ``config`` as parameters.
 
-Only this folder and ``ecg_pipeline/watch.py`` import prefect (see ``design.md``).
+Only this folder and ``ecg_pipeline/stack/`` import prefect (see ``design.md``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import flow_run_tags, retry_on_connection_error
+from flows.common import FLOW_DEFAULTS, flow_run_tags, retry_on_connection_error
 
 
 @task(name="find-recordings", cache_policy=NO_CACHE)
@@ -39,8 +39,8 @@ def find_files(recordings: list[str], config) -> tuple[list[str], list]:
 # Loading the champion needs the tracking server: retried when it could not be reached.
 @task(
     name="predict-recordings",
-    retries=2,
-    retry_delay_seconds=5,
+    retries=FLOW_DEFAULTS.log_retries,
+    retry_delay_seconds=FLOW_DEFAULTS.log_retry_delay_s,
     retry_condition_fn=retry_on_connection_error,
     cache_policy=NO_CACHE,
 )
@@ -63,8 +63,8 @@ def predict_files(files: list[str], config, config_path: str, model_version: str
     )
     table, errors = predict_recordings(files, config, model, config_source=config_path)
     info = {
-        "name": model.registered_name,
-        "version": model.registered_version,
+        "name": model.name,
+        "version": model.version,
         "identity_threshold": model.identity_threshold,
     }
     return table, errors, info
@@ -81,8 +81,8 @@ def write_files(table, errors: list, config, out_dir: str) -> dict[str, str]:
 
 @task(
     name="log-predictions",
-    retries=2,
-    retry_delay_seconds=5,
+    retries=FLOW_DEFAULTS.log_retries,
+    retry_delay_seconds=FLOW_DEFAULTS.log_retry_delay_s,
     retry_condition_fn=retry_on_connection_error,
     cache_policy=NO_CACHE,
 )
@@ -126,14 +126,15 @@ def predict(
         files with reasons, and the MLflow run's id and address when logged.
     """
     from ecg_pipeline.config import load_config
-    from ecg_pipeline.predict.aggregate import UNKNOWN
+    from ecg_pipeline.training.aggregate import UNKNOWN
 
     logger = get_run_logger()
     cfg = load_config(config)
     if isinstance(recordings, str):  # a single path given on the command line
         recordings = [recordings]
+    retried = {"retries": cfg.flow.log_retries, "retry_delay_seconds": cfg.flow.log_retry_delay_s}
     files, missing = find_files(recordings, cfg)
-    table, errors, model = predict_files(files, cfg, config, model_version)
+    table, errors, model = predict_files.with_options(**retried)(files, cfg, config, model_version)
     errors = [*missing, *errors]
     written = write_files(table, errors, cfg, str(Path(cfg.predict.out_dir).resolve()))
     summary: dict[str, Any] = {
@@ -151,6 +152,6 @@ def predict(
         ],
     }
     if log:
-        summary.update(log_files(written, cfg, model, flow_run_tags()))
+        summary.update(log_files.with_options(**retried)(written, cfg, model, flow_run_tags()))
     logger.info("predict: %s", summary)
     return summary

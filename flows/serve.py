@@ -4,7 +4,7 @@ Run ``python -m flows.serve --config configs/demo.toml`` from the repository roo
 running, or let ``make serve`` (``ecg-pipeline servers start --serve``) run it in the
 background. With ``PREFECT_API_URL`` set, any shell starts runs:
 ``prefect deployment run ingest-train/default`` trains, and so does the watcher
-(``python -m ecg_pipeline.watch``) when it emits ``ecg.recordings.arrived`` for an inbox;
+(``python -m ecg_pipeline.stack.watch``) when it emits ``ecg.recordings.arrived`` for an inbox;
 ``prefect deployment run predict/default -p recordings=FOLDER`` labels new recordings with the
 champion model.
 
@@ -34,8 +34,8 @@ def serve(config_path: str | os.PathLike) -> None:
         start ``ingest-train``.
     """
     from ecg_pipeline.config import load_config
-    from ecg_pipeline.servers import use_prefect_api
-    from ecg_pipeline.watch import EVENT, inbox_resource_id
+    from ecg_pipeline.stack.servers import use_prefect_api
+    from ecg_pipeline.stack.watch import EVENT, inbox_resource_id
 
     config_path = str(Path(config_path).resolve())
     config = load_config(config_path)

@@ -24,10 +24,6 @@ def acq_dir() -> Path:
 @pytest.fixture
 def config(tmp_path) -> StudyConfig:
     """The demo study's configuration with the store in tmp_path and no settle time."""
-    base = StudyConfig()
-    return base.model_copy(
-        update={
-            "store": base.store.model_copy(update={"root": tmp_path / "store"}),
-            "discovery": base.discovery.model_copy(update={"settle_s": 0.0}),
-        }
+    return StudyConfig().with_overrides(
+        {"store.root": tmp_path / "store", "discovery.settle_s": 0.0}
     )

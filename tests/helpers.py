@@ -54,14 +54,13 @@ def small_demo_study(root, *, epochs: int):
     from ecg_pipeline.ingest import ingest_folder
 
     write_demo_cohort(root / "inbox", n_subjects=4, duration_s=60.0)
-    base = StudyConfig()
-    config = base.model_copy(
-        update={
-            "store": base.store.model_copy(update={"root": root / "store"}),
-            "discovery": base.discovery.model_copy(update={"settle_s": 0.0}),
-            "training": base.training.model_copy(
-                update={"epochs": epochs, "cpu_threads": 1, "out_dir": root / "runs"}
-            ),
+    config = StudyConfig().with_overrides(
+        {
+            "store.root": root / "store",
+            "discovery.settle_s": 0.0,
+            "training.epochs": epochs,
+            "training.cpu_threads": 1,
+            "training.out_dir": root / "runs",
         }
     )
     assert ingest_folder(root / "inbox", config).count("written") == 12

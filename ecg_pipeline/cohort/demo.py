@@ -25,7 +25,11 @@ from ecg_pipeline.cohort.synthetic import (
     draw_subject_morphology,
     synthesise_components,
 )
+from ecg_pipeline.config import DEFAULT_MAINS_HZ, DemoSettings, StudyConfig
 from ecg_pipeline.io.acq_writer import AcqChannel, write_acq
+
+# The defaults of every demo function: the configuration's (one source of truth).
+_DEMO = DemoSettings()
 
 ECG_CHANNEL_NAME = "ECG - ECG100C"
 RESP_CHANNEL_NAME = "RESP - RSP100C"
@@ -81,9 +85,9 @@ def synthesise_demo_recording(
     subject_index: int,
     condition: str,
     *,
-    duration_s: float = 180.0,
-    fs_hz: float = 1000.0,
-    mains_hz: float = 50.0,
+    duration_s: float = _DEMO.duration_s,
+    fs_hz: float = _DEMO.fs_hz,
+    mains_hz: float = DEFAULT_MAINS_HZ,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The (ecg_mV, respiration_V) that the demo file of this subject and condition holds.
@@ -121,11 +125,11 @@ def write_demo_recording(
     subject_index: int,
     condition: str,
     *,
-    duration_s: float = 180.0,
-    fs_hz: float = 1000.0,
-    resp_divider: int = 10,
-    mains_hz: float = 50.0,
-    seed: int = 0,
+    duration_s: float = _DEMO.duration_s,
+    fs_hz: float = _DEMO.fs_hz,
+    resp_divider: int = _DEMO.resp_divider,
+    mains_hz: float = DEFAULT_MAINS_HZ,
+    seed: int = _DEMO.seed,
 ) -> Path:
     """Write one demo file into ``out_dir`` (atomically) and return its path."""
     _check_divider(resp_divider)
@@ -152,16 +156,34 @@ def write_demo_recording(
     return write_acq(path, channels, fs_hz)
 
 
+def write_study_cohort(out_dir: str | os.PathLike, config: StudyConfig) -> list[Path]:
+    """The demo cohort a study's ``[demo]`` table describes, for its conditions.
+
+    What ``make run``, ``ecg-pipeline demo`` and the benchmarks write.
+    """
+    d = config.demo
+    return write_demo_cohort(
+        out_dir,
+        n_subjects=d.n_subjects,
+        conditions=config.dataset.conditions,
+        duration_s=d.duration_s,
+        fs_hz=d.fs_hz,
+        resp_divider=d.resp_divider,
+        mains_hz=config.demo_mains_hz,
+        seed=d.seed,
+    )
+
+
 def write_demo_cohort(
     out_dir: str | os.PathLike,
     *,
-    n_subjects: int = 15,
+    n_subjects: int = _DEMO.n_subjects,
     conditions: Sequence[str] = CONDITIONS,
-    duration_s: float = 180.0,
-    fs_hz: float = 1000.0,
-    resp_divider: int = 10,
-    mains_hz: float = 50.0,
-    seed: int = 0,
+    duration_s: float = _DEMO.duration_s,
+    fs_hz: float = _DEMO.fs_hz,
+    resp_divider: int = _DEMO.resp_divider,
+    mains_hz: float = DEFAULT_MAINS_HZ,
+    seed: int = _DEMO.seed,
 ) -> list[Path]:
     """Write ``n_subjects x len(conditions)`` demo files into ``out_dir``.
 
@@ -169,17 +191,17 @@ def write_demo_cohort(
     ----------
     out_dir : str or os.PathLike
         Target folder, created if missing. Existing files of the same names are replaced.
-    n_subjects : int, default 15
+    n_subjects : int, default ``[demo] n_subjects``
         Subjects ``S01`` to ``S{n_subjects:02d}``.
     conditions : sequence of str, default ("rest", "exercise", "deep_breathing")
         Conditions to write per subject; repeats are written once.
-    duration_s, fs_hz : float, default 180.0, 1000.0
+    duration_s, fs_hz : float, default ``[demo] duration_s``, ``fs_hz``
         Recording length and ECG (base) sampling rate.
-    resp_divider : int, default 10
+    resp_divider : int, default ``[demo] resp_divider``
         The respiration channel runs at ``fs_hz / resp_divider``.
-    mains_hz : float, default 50.0
+    mains_hz : float, default ``DEFAULT_MAINS_HZ`` (50 Hz)
         Mains interference frequency.
-    seed : int, default 0
+    seed : int, default ``[demo] seed``
         Cohort seed; each file depends only on (seed, subject, condition).
 
     Returns

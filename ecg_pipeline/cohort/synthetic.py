@@ -1,5 +1,8 @@
 """Synthetic single-lead ECG and respiration for the demo cohort.
 
+One module (over 400 lines) because it is one generative model: beat shapes, heart-rate
+dynamics, respiration and noise share their parameters and are tested as a whole.
+
 The beat model is ECGSYN-like (McSharry et al., 2003): every beat is a sum of five Gaussians
 (P, Q, R, S, T). Instead of integrating ECGSYN's ODE, beats are placed at precomputed R-peak
 times and all Gaussians of one wave are added in a single ``np.bincount``, so three minutes at

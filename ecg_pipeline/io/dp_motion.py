@@ -1,5 +1,7 @@
 """Reader for the dp-motion-ecg CSVs (kalouskova/DP): timestamped raw ADC samples, one lead.
 
+One reader per format (about 400 lines, most of them the timing evidence behind each rule).
+
 Each file ``data/ID/ID_ELECTRODE_ACTIVITY.csv`` holds lines ``YYYY-MM-DD HH:MM:SS.ffffff ; ADC``.
 The timestamps are host receive times, not sample times, and what they show shaped this reader
 (measured on all 150 files, 4.68 million intervals):

@@ -13,9 +13,11 @@ readers (pyarrow ignores names starting with ``.`` or ``_``) never see a partial
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +26,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from ecg_pipeline.instrument import count
 from ecg_pipeline.io.atomic import atomic_target
-from ecg_pipeline.signal.preprocess import Windows
-from ecg_pipeline.signal.windows import normalise_windows
+from ecg_pipeline.signal.windows import Windows, normalise_windows
 
 FOOTER_KEY = b"ecg_pipeline.recording"
 PARTITIONING = ds.partitioning(
@@ -49,7 +51,7 @@ def windows_schema(window_samples: int) -> pa.Schema:
             ("samples", pa.list_(pa.float32(), window_samples)),
             ("source_path", pa.string()),
             ("source_sha256", pa.string()),
-            ("config_hash", pa.string()),
+            ("ingest_hash", pa.string()),
         ]
     )
 
@@ -106,37 +108,22 @@ class WindowStore:
         """One row per stored recording, read from the files' footers (no samples read).
 
         Columns: the recordings manifest's (source_path, subject, condition, session, date,
-        sha256, channel, native_fs_hz, duration_s, n_windows) plus recording_id, config_hash,
+        sha256, channel, native_fs_hz, duration_s, n_windows) plus recording_id, ingest_hash,
         warnings and file.
+
+        A footer is parsed once per process: later calls stat the files and parse only those
+        written or replaced since (see :func:`caching`).
         """
         rows = []
         for f in self.recording_files():
-            meta = pq.read_schema(f).metadata or {}
-            if FOOTER_KEY not in meta:
-                continue
-            row = json.loads(meta[FOOTER_KEY])
-            row["file"] = str(f)
-            rows.append(row)
-        columns = [
-            "recording_id",
-            "source_path",
-            "subject",
-            "condition",
-            "session",
-            "date",
-            "sha256",
-            "channel",
-            "native_fs_hz",
-            "duration_s",
-            "n_windows",
-            "config_hash",
-            "warnings",
-            "file",
-        ]
-        return pd.DataFrame(rows, columns=columns)
+            row = _footer_row(f)
+            if row is not None:
+                rows.append(row)
+        count("store.catalog_calls")
+        return pd.DataFrame(rows, columns=CATALOG_COLUMNS)
 
     # Writing --------------------------------------------------------------------------------
-    def write_recording(self, manifest_row: dict, windows: Windows, config_hash: str) -> Path:
+    def write_recording(self, manifest_row: dict, windows: Windows, ingest_hash: str) -> Path:
         """Write one recording's windows atomically; returns the file written.
 
         ``manifest_row`` is the recording's validated manifest row (labels, lineage, rate).
@@ -146,7 +133,7 @@ class WindowStore:
         rid = recording_id_of(sha)
         n = len(windows)
         target = self.file_for(manifest_row["subject"], manifest_row["condition"], rid)
-        footer = dict(manifest_row, recording_id=rid, config_hash=config_hash)
+        footer = dict(manifest_row, recording_id=rid, ingest_hash=ingest_hash)
         footer["warnings"] = list(windows.warnings)
 
         def column(value) -> pa.Array:
@@ -166,13 +153,14 @@ class WindowStore:
                 pa.FixedSizeListArray.from_arrays(pa.array(samples.ravel()), samples.shape[1]),
                 column(manifest_row["source_path"]),
                 column(sha),
-                column(config_hash),
+                column(ingest_hash),
             ],
             schema=windows_schema(samples.shape[1]).with_metadata(
                 {FOOTER_KEY: json.dumps(footer, default=str).encode()}
             ),
         )
         atomic_write_parquet(table, target)
+        _remember_footer(target, {**footer, "file": str(target)})
         return target
 
     def remove(self, files: Sequence[str | os.PathLike]) -> None:
@@ -206,6 +194,7 @@ class WindowStore:
             Which rows to read.
         """
         table = self.read_table(filter=filter)
+        count("store.window_reads")
         samples_col = table.column("samples").combine_chunks()
         width = samples_col.type.list_size
         x = samples_col.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
@@ -213,6 +202,90 @@ class WindowStore:
         groups = meta["recording_id"].to_numpy() if normalisation == "recording" else None
         x = normalise_windows(x, normalisation, groups)
         return x, meta
+
+
+CATALOG_COLUMNS = [
+    "recording_id",
+    "source_path",
+    "subject",
+    "condition",
+    "session",
+    "date",
+    "sha256",
+    "channel",
+    "native_fs_hz",
+    "duration_s",
+    "n_windows",
+    "ingest_hash",
+    "warnings",
+    "file",
+]
+
+# Parsed footers by file, with the (inode, size, mtime) they were parsed at: a file replaced by
+# a rename has a new inode, so a stale entry is never used.
+_footers: dict[str, tuple[tuple[int, int, int], dict]] = {}
+_footers_lock = threading.Lock()
+_caching = True
+
+
+@contextlib.contextmanager
+def caching(enabled: bool) -> Iterator[None]:
+    """Turn the in-process caches of footers and loaded windows on or off (benchmarks compare).
+
+    Off, every :meth:`WindowStore.catalog` parses every footer and every load of a dataset's
+    windows reads the files again, as before the caches existed. A process-wide switch (a
+    flow's tasks run in worker threads), meant for one benchmark at a time.
+    """
+    global _caching
+    saved, _caching = _caching, enabled
+    try:
+        yield
+    finally:
+        _caching = saved
+
+
+def caching_enabled() -> bool:
+    return _caching
+
+
+def _file_key(f: Path) -> tuple[int, int, int]:
+    st = f.stat()
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _footer_row(f: Path) -> dict | None:
+    try:
+        key = _file_key(f)
+        with _footers_lock:
+            hit = _footers.get(str(f)) if _caching else None
+        if hit is not None and hit[0] == key:
+            return dict(hit[1])
+        meta = pq.read_schema(f).metadata or {}
+    except FileNotFoundError:  # removed by a concurrent batch since it was listed
+        return None
+    count("store.footers_read")
+    if FOOTER_KEY not in meta:
+        return None
+    row = json.loads(meta[FOOTER_KEY])
+    if "ingest_hash" not in row:  # footers written before the name was settled
+        row["ingest_hash"] = row.pop("config_hash", None)
+    row["file"] = str(f)
+    if _caching:
+        with _footers_lock:
+            _footers[str(f)] = (key, dict(row))
+    return row
+
+
+def _remember_footer(f: Path, row: dict) -> None:
+    """The footer of a file this process just wrote: a later catalog need not parse it."""
+    if not _caching:
+        return
+    try:
+        key = _file_key(f)
+    except FileNotFoundError:
+        return
+    with _footers_lock:
+        _footers[str(f)] = (key, json.loads(json.dumps(row, default=str)))
 
 
 def atomic_write_parquet(table: pa.Table, target: Path) -> None:

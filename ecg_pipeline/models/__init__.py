@@ -47,6 +47,7 @@ __all__ = [
     "build_attention",
     "build_model",
     "feature_shape",
+    "model_options",
 ]
 
 # name -> backbone class; "dt4ecg" builds ResNet1d with SCA, see build_model.
@@ -69,6 +70,20 @@ _WRAPPER_OPTIONS = ("shared_param", "head_dropout")
 def _backbone_options(cls: Callable[..., nn.Module]) -> list[str]:
     params = inspect.signature(cls).parameters
     return [p for p in params if p not in ("self", "in_channels", "n_samples")]
+
+
+def model_options(name: str) -> list[str]:
+    """The options ``name`` takes besides the input shape, heads and attention.
+
+    Raises
+    ------
+    ValueError
+        Unknown model.
+    """
+    key = str(name).lower()
+    if key not in _BACKBONES:
+        raise ValueError(f"unknown model {name!r}; valid: {', '.join(MODEL_NAMES)}")
+    return [*_backbone_options(_BACKBONES[key]), *_WRAPPER_OPTIONS, "attention_options"]
 
 
 def build_model(

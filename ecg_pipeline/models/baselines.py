@@ -1,5 +1,8 @@
 """Table I's comparison backbones: LSTM, MLP, 1-D CNN, MobileNet, EfficientNet, DenseNet.
 
+One file for the family of baselines, as torchvision keeps one file per family (about 400
+lines: six small networks with a shape comment per line).
+
 The paper names the families but gives no architectures; these are small 1-D versions of each
 (about 30k-250k parameters at C=1, T=300) so that a 2-core CPU trains all of them. Each is a
 backbone only (see :mod:`ecg_pipeline.models.multitask` for the contract); the same

@@ -1,8 +1,8 @@
 """Labelling new recordings with the registered ``champion`` model.
 
-* :mod:`~ecg_pipeline.predict.aggregate`: window probabilities to one answer per recording
+* :mod:`~ecg_pipeline.training.aggregate`: window probabilities to one answer per recording
   (pure numpy).
-* :mod:`~ecg_pipeline.predict.calibration`: the identity confidence threshold below which a
+* :mod:`~ecg_pipeline.training.calibration`: the identity confidence threshold below which a
   recording is "unknown", calibrated on the validation part at training time (pure numpy).
 * :mod:`~ecg_pipeline.predict.predict`: files to windows (the ingest chain, no labels needed),
   windows to predictions, one row per recording.

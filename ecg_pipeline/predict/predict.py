@@ -24,7 +24,8 @@ import pandas as pd
 
 from ecg_pipeline.config import StudyConfig
 from ecg_pipeline.errors import IngestError, ModelMismatchError, UnreadableFileError
-from ecg_pipeline.predict.aggregate import decide, softmax
+from ecg_pipeline.training.aggregate import decide, softmax
+from ecg_pipeline.training.model_handle import Model
 
 __all__ = [
     "PREDICTION_COLUMNS",
@@ -33,7 +34,6 @@ __all__ = [
     "find_recordings",
     "predict_recordings",
     "read_recording_windows",
-    "window_logits",
 ]
 
 # One row per recording, in this order (output.py writes them with these types).
@@ -58,7 +58,6 @@ NO_THRESHOLD_NOTE = (
     "the model has no calibrated identity threshold (logged before thresholds existed): "
     "every recording is called a known subject"
 )
-_BATCH = 256  # windows per forward pass: a few MB, whatever the recording's length
 
 
 @dataclass
@@ -86,19 +85,15 @@ class RecordingWindows:
     warnings: list[str] = field(default_factory=list)
 
 
-def _describe(model) -> str:
-    name = getattr(model, "registered_name", "?")
-    return f"{name!r} version {getattr(model, 'registered_version', '?')}"
-
-
-def check_model_fits(model, config: StudyConfig, config_source: str | None = None) -> list[str]:
+def check_model_fits(
+    model: Model, config: StudyConfig, config_source: str | None = None
+) -> list[str]:
     """Refuse a configuration that would preprocess recordings unlike the model's training.
 
     Parameters
     ----------
-    model
-        What :func:`ecg_pipeline.tracking.registry.load_champion` returns (``ingest_hash``,
-        ``n_samples``, ``registered_name``, ``registered_version`` attributes).
+    model : Model
+        A loaded model (its ``ingest_hash`` and ``n_samples``).
     config : StudyConfig
         The configuration that will read the new recordings.
     config_source : str, optional
@@ -117,20 +112,20 @@ def check_model_fits(model, config: StudyConfig, config_source: str | None = Non
     where = f"{config_source} " if config_source else ""
     where += f"(dataset {config.dataset.name!r}, [ingest] hash {config.ingest_hash()})"
     notes = []
-    model_hash = getattr(model, "ingest_hash", None)
+    model_hash = model.ingest_hash
     if model_hash is None:
         notes.append("the model records no [ingest] hash: its preprocessing was not checked")
     elif model_hash != config.ingest_hash():
         raise ModelMismatchError(
-            _describe(model),
+            model.describe(),
             where,
             f"it was trained on windows made with [ingest] hash {model_hash}; predict with the "
             "configuration it was trained with, or train a model on this one",
         )
-    n_model, n_config = getattr(model, "n_samples", None), config.ingest.windows.window_samples
+    n_model, n_config = model.n_samples, config.ingest.windows.window_samples
     if n_model is not None and int(n_model) != n_config:
         raise ModelMismatchError(
-            _describe(model),
+            model.describe(),
             where,
             f"it takes windows of {n_model} samples; the configuration cuts {n_config}",
         )
@@ -195,38 +190,8 @@ def read_recording_windows(
     return RecordingWindows(str(path), sha, x, float(raw.duration_s), list(windows.warnings))
 
 
-def window_logits(model, x: np.ndarray, batch_size: int = _BATCH) -> dict[str, np.ndarray]:
-    """Every window's logits per task, named by the model's ``head_names``.
-
-    Parameters
-    ----------
-    model : callable
-        ``model(x)`` on a (B, 1, T) float32 tensor returns one (B, n_classes) tensor per head,
-        in ``model.head_names`` order (a loaded champion), or a ``{task: logits}`` dict (a
-        project checkpoint).
-    x : np.ndarray
-        (n_windows, 1, T) float32.
-
-    Returns
-    -------
-    dict of str to np.ndarray
-        (n_windows, n_classes) float32 per task.
-    """
-    import torch
-
-    parts: dict[str, list[np.ndarray]] = {}
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            out = model(torch.as_tensor(np.ascontiguousarray(x[start : start + batch_size])))
-            if not isinstance(out, dict):
-                out = dict(zip(model.head_names, out, strict=True))
-            for task, logits in out.items():
-                parts.setdefault(task, []).append(logits.float().cpu().numpy())
-    return {task: np.concatenate(p) for task, p in parts.items()}
-
-
-def _predict_one(rec: RecordingWindows, model, threshold: float | None) -> dict:
-    logits = window_logits(model, rec.x)
+def _predict_one(rec: RecordingWindows, model: Model) -> dict:
+    logits = model.logits(rec.x)
     row: dict = {
         "file": Path(rec.path).name,
         "sha256": rec.sha256,
@@ -238,7 +203,7 @@ def _predict_one(rec: RecordingWindows, model, threshold: float | None) -> dict:
             continue
         means = softmax(logits[task]).mean(axis=0, keepdims=True)
         labels, best, confidence = decide(
-            means, model.classes[task], threshold if task == "identity" else None
+            means, model.classes[task], model.identity_threshold if task == "identity" else None
         )
         row[task], row[f"{task}_confidence"] = labels[0], float(confidence[0])
         if task == "identity":
@@ -249,7 +214,7 @@ def _predict_one(rec: RecordingWindows, model, threshold: float | None) -> dict:
 def predict_recordings(
     paths: Sequence[str | os.PathLike],
     config: StudyConfig,
-    model,
+    model: Model,
     *,
     config_source: str | None = None,
     now: pd.Timestamp | None = None,
@@ -262,10 +227,10 @@ def predict_recordings(
         Recordings, or folders of them (see :func:`find_recordings`); never modified.
     config : StudyConfig
         Says how to read the files; its ``[ingest]`` hash must be the model's.
-    model
-        A loaded champion (:func:`ecg_pipeline.tracking.registry.load_champion`): callable,
-        with ``head_names``, ``classes``, ``identity_threshold``, ``normalisation``,
-        ``ingest_hash``, ``n_samples``, ``registered_name`` and ``registered_version``.
+    model : Model
+        A loaded model: a checkpoint folder's
+        (:func:`~ecg_pipeline.training.model_handle.load_checkpoint_model`) or a registered
+        one (:func:`ecg_pipeline.tracking.registry.load_champion`).
     config_source : str, optional
         The configuration's file, named in a mismatch error.
     now : pandas.Timestamp, optional
@@ -287,10 +252,10 @@ def predict_recordings(
         Before reading any file, when the configuration does not fit the model.
     """
     notes = check_model_fits(model, config, config_source)
-    threshold = getattr(model, "identity_threshold", None)
-    if threshold is None and "identity" in getattr(model, "classes", {}):
+    threshold = model.identity_threshold
+    if threshold is None and "identity" in model.classes:
         notes.append(NO_THRESHOLD_NOTE)
-    normalisation = getattr(model, "normalisation", None) or config.store.normalisation
+    normalisation = model.normalisation or config.store.normalisation
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
     files, errors = find_recordings(paths, config)
     rows = []
@@ -300,13 +265,13 @@ def predict_recordings(
         except IngestError as exc:
             errors.append(exc)
             continue
-        row = _predict_one(rec, model, threshold)
+        row = _predict_one(rec, model)
         row["notes"] = "; ".join([*rec.warnings, *notes])
         rows.append(row)
     table = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
     table["identity_threshold"] = np.nan if threshold is None else float(threshold)
-    table["model_name"] = getattr(model, "registered_name", None)
-    table["model_version"] = getattr(model, "registered_version", None)
+    table["model_name"] = model.name
+    table["model_version"] = model.version
     table["ingest_hash"] = config.ingest_hash()
     table["predicted_at"] = now
     return table, errors

@@ -2,7 +2,41 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Filtered, resampled windows of one recording, in physical units.
+
+    Attributes
+    ----------
+    samples : np.ndarray
+        (n_windows, window_samples) float32.
+    start_s : np.ndarray
+        (n_windows,) start of each window from the start of the recording.
+    window_index : np.ndarray
+        (n_windows,) position among all whole windows of the recording, flat ones included, so a
+        dropped window leaves a gap in the numbering.
+    fs_hz : float
+        The target rate.
+    n_flat_dropped : int
+        Windows dropped as flat (disconnected lead).
+    warnings : list of str
+        Things a person should know (a notch skipped, a segment too short to use).
+    """
+
+    samples: np.ndarray
+    start_s: np.ndarray
+    window_index: np.ndarray
+    fs_hz: float
+    n_flat_dropped: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.samples)
 
 
 def window_count(n_samples: int, window_samples: int, hop_samples: int) -> int:

@@ -84,7 +84,7 @@ def log_checkpoint_model(
     metadata : mapping, optional
         Extra entries for the MLmodel metadata, next to ``head_names``, ``classes``,
         ``n_samples``, ``normalisation``, ``ingest_hash``, ``fs_hz`` and
-        ``identity_threshold`` (a dict, see ``ecg_pipeline.predict.calibration``) taken from
+        ``identity_threshold`` (a dict, see ``ecg_pipeline.training.calibration``) taken from
         the checkpoint's spec; an entry here wins over the spec's.
     tags : mapping, optional
         Tags of the LoggedModel.

@@ -1,4 +1,8 @@
-"""Log a finished training run to an MLflow tracking server.
+"""Log a finished training run to an MLflow tracking server (the client calls).
+
+What is logged is assembled by the modules beside this one: :mod:`.keys` (metric and param
+names), :mod:`.summaries` (the numbers), :mod:`.artifacts` (plots, tables, checkpoint, tags),
+:mod:`.export` (the pickle-free model) and :mod:`.registry` (the champion alias).
 
 One experiment per dataset, one MLflow run per training run. A run holds:
 
@@ -19,11 +23,6 @@ One experiment per dataset, one MLflow run per training run. A run holds:
 
 from __future__ import annotations
 
-import json
-import math
-import posixpath
-import re
-import shutil
 import tempfile
 import time
 from collections.abc import Mapping
@@ -34,19 +33,30 @@ import numpy as np
 import pandas as pd
 
 from ecg_pipeline.config import StudyConfig
-from ecg_pipeline.tracking.lineage import (
-    data_hash,
-    git_commit,
-    git_dirty,
-    recordings_table,
-    shareable_rejections,
+from ecg_pipeline.instrument import stage
+from ecg_pipeline.tracking.artifacts import (
+    examples_from_store,
+    logged_fold,
+    run_tags,
+    write_files,
+    write_plots,
 )
+from ecg_pipeline.tracking.keys import (
+    FINAL_METRICS,
+    THRESHOLD_METRIC,
+    flatten_params,
+    heldout_protocol,
+    metric_key,
+)
+from ecg_pipeline.tracking.lineage import recordings_table
 from ecg_pipeline.tracking.registry import (
     load_champion,
     promote_if_better,
     registered_model_name,
     using_tracking_uri,
 )
+from ecg_pipeline.tracking.summaries import epoch_metrics, final_metrics, heldout_score_of
+from ecg_pipeline.training.results import RunResult
 
 __all__ = [
     "FINAL_METRICS",
@@ -55,26 +65,21 @@ __all__ = [
     "epoch_metrics",
     "final_metrics",
     "flatten_params",
+    "heldout_protocol",
     "heldout_score_of",
     "load_champion",
     "log_training_run",
     "metric_key",
 ]
 
-# The test metrics of each task logged per run (classification_report's keys).
-FINAL_METRICS = (
-    "accuracy",
-    "precision_macro",
-    "recall_macro",
-    "f1_macro",
-    "precision_weighted",
-    "recall_weighted",
-    "f1_weighted",
-    "recording_accuracy",
+# The parts of log_training_run that instrument.stage times (bench/orchestration.py).
+LOG_STAGES = (
+    "mlflow: params + metrics",
+    "mlflow: plots (matplotlib)",
+    "mlflow: files (CSV, checkpoint copy)",
+    "mlflow: artifact upload",
+    "mlflow: pt2 model (export, upload, register)",
 )
-# The identity confidence below which a recording is "unknown" (training.run calibrates it).
-THRESHOLD_METRIC = "identity_unknown_threshold"
-_MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 _BATCH = 1000  # MLflow's limit on metrics per log_batch (params and tags: 100)
 
 
@@ -90,213 +95,16 @@ class TrackingResult:
     is_champion: bool
     heldout_score: float
 
-
-# --- names and values ------------------------------------------------------------------------
-def metric_key(name: str) -> str:
-    """``name`` made valid as an MLflow metric or param key.
-
-    MLflow takes alphanumerics, ``_ - . /`` and spaces (colons too, but not on Windows, so
-    not here) and refuses keys that change under path normalisation (``a//b``, ``./a``).
-    Anything else becomes ``_``: ``fold_session=01`` gives ``fold_session_01``.
-    """
-    key = re.sub(r"[^A-Za-z0-9_\-. /]", "_", str(name))
-    parts = ["_" if p in (".", "..") else p for p in key.split("/") if p]
-    key = "/".join(parts) or "_"
-    assert posixpath.normpath(key) == key, key
-    return key
-
-
-def _param_value(value) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    if len(text) > _MAX_PARAM_CHARS:
-        text = text[: _MAX_PARAM_CHARS - 15] + "...[truncated]"
-    return text
-
-
-def flatten_params(config: StudyConfig) -> dict[str, str]:
-    """The whole configuration as MLflow params: one dotted key per setting.
-
-    Nested settings objects become dotted keys (``training.augment.gain``); every other value
-    (numbers, lists, mappings such as ``dataset.condition_aliases``, None) is one param
-    holding its JSON text, strings as they are. Values longer than MLflow's 6000 characters
-    are cut and marked ``...[truncated]``.
-    """
-    from pydantic import BaseModel
-
-    dumped = config.model_dump(mode="json")  # Paths and tuples as JSON-ready values
-    out: dict[str, str] = {}
-
-    def walk(model: BaseModel, values: dict, prefix: str) -> None:
-        for field in type(model).model_fields:
-            value = getattr(model, field)
-            if isinstance(value, BaseModel):
-                walk(value, values[field], f"{prefix}{field}.")
-            else:
-                out[metric_key(prefix + field)] = _param_value(values[field])
-
-    walk(config, dumped, "")
-    return out
-
-
-def _fold_prefixes(folds: list[dict]) -> list[str]:
-    """``""`` for a single fold; otherwise ``fold_<name>/``, made unique."""
-    if len(folds) == 1:
-        return [""]
-    prefixes: list[str] = []
-    for i, fold in enumerate(folds):
-        p = metric_key(f"fold_{fold['name']}").replace("/", "_")
-        prefixes.append(f"{p}/" if f"{p}/" not in prefixes else f"{p}_{i}/")
-    return prefixes
-
-
-def heldout_score_of(folds: list[dict]) -> float:
-    """Mean test accuracy over tasks, then over folds: the number champions are chosen by."""
-    return float(np.mean([np.mean([m["accuracy"] for m in f["metrics"].values()]) for f in folds]))
-
-
-def epoch_metrics(folds: list[dict]) -> list[tuple[str, float, int]]:
-    """``(key, value, epoch)`` for every numeric history entry of every fold."""
-    out = []
-    for prefix, fold in zip(_fold_prefixes(folds), folds, strict=True):
-        for i, row in enumerate(fold["history"]):
-            step = int(row.get("epoch", i))
-            for key, value in row.items():
-                numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-                if key != "epoch" and numeric:
-                    out.append((metric_key(prefix + key), float(value), step))
-    return out
-
-
-def final_metrics(folds: list[dict]) -> dict[str, float]:
-    """Test metrics per task (``identity_test_accuracy``): mean over folds, std and per fold.
-
-    Also ``heldout_score``, and per fold ``best_epoch``, the window counts of each side and
-    the calibrated identity threshold (:data:`THRESHOLD_METRIC`).
-    """
-    out: dict[str, float] = {"heldout_score": heldout_score_of(folds)}
-    prefixes = _fold_prefixes(folds)
-    for task in folds[0]["metrics"]:
-        for key in FINAL_METRICS:
-            values = [float(f["metrics"][task].get(key, math.nan)) for f in folds]
-            out[f"{task}_test_{key}"] = float(np.mean(values))
-            if len(folds) > 1:
-                out[f"{task}_test_{key}_std"] = float(np.std(values))
-                for prefix, v in zip(prefixes, values, strict=True):
-                    out[f"{prefix}{task}_test_{key}"] = v
-    for prefix, fold in zip(prefixes, folds, strict=True):
-        out[f"{prefix}best_epoch"] = float(fold.get("best_epoch", math.nan))
-        threshold = fold.get("identity_threshold")
-        if threshold:
-            out[f"{prefix}{THRESHOLD_METRIC}"] = float(threshold["value"])
-        for side, n in fold.get("sizes", {}).items():
-            out[f"{prefix}{side}_windows"] = float(n)
-    return {metric_key(k): v for k, v in out.items()}
-
-
-# --- artifacts -------------------------------------------------------------------------------
-def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-
-
-def _write_plots(folder: Path, folds: list[dict], example_x, example_meta, fs_hz: float) -> None:
-    from ecg_pipeline.tracking import plots
-
-    suffixes = [p.rstrip("/").removeprefix("fold") for p in _fold_prefixes(folds)]
-    for suffix, fold in zip(suffixes, folds, strict=True):
-        history = fold["history"]
-        if history:
-            _save(
-                plots.training_curves(history, best_epoch=fold.get("best_epoch")),
-                folder / f"training_curves{suffix}.png",
-            )
-            if any(k.endswith("_weight") for k in history[0]):
-                _save(plots.gradnorm_weights(history), folder / f"gradnorm_weights{suffix}.png")
-    for task, first in folds[0]["metrics"].items():
-        # Folds test disjoint windows, so their matrices add up to one pooled matrix.
-        matrix = np.sum([np.asarray(f["metrics"][task]["confusion_matrix"]) for f in folds], axis=0)
-        names = first.get("labels") or [str(i) for i in range(len(matrix))]
-        title = f"{task} (test" + (f", {len(folds)} folds pooled)" if len(folds) > 1 else ")")
-        _save(plots.confusion_matrix_figure(matrix, names, title), folder / f"confusion_{task}.png")
-    if example_x is not None and example_meta is not None:
-        _save(plots.example_windows(example_x, example_meta, fs_hz), folder / "example_windows.png")
-
-
-def _write_files(out: Path, run_result, config, published, rejections, ckpt: Path) -> None:
-    """Everything but the plots: data/, results.json and the project checkpoint."""
-    (out / "data").mkdir(parents=True, exist_ok=True)
-    if published is not None:
-        published.to_csv(out / "data" / "recordings.csv", index=False)
-    if rejections is not None and Path(rejections).is_file():
-        shareable_rejections(rejections).to_csv(out / "data" / "rejections.csv", index=False)
-    (out / "results.json").write_text(_results_json(run_result, config), encoding="utf-8")
-    (out / "checkpoint").mkdir()
-    for name in ("model.pt", "model.json"):
-        shutil.copy2(ckpt / name, out / "checkpoint" / name)
-
-
-def _run_tags(config: StudyConfig, published, folds, fold, extra) -> dict[str, str]:
-    """The caller's tags plus lineage: code, data and what was logged."""
-    tags = {str(k): str(v) for k, v in (extra or {}).items()}
-    tags |= {
-        "git_commit": git_commit(),
-        "git_dirty": git_dirty(),
-        "ingest_hash": config.ingest_hash(),
-        "data_hash": "unknown",
-        "n_recordings": "0",
-        "dataset": config.dataset.name,
-        "model": config.model.name,
-        "n_folds": str(len(folds)),
-        "model_fold": str(fold["name"]),
-    }
-    if published is not None:
-        tags["data_hash"] = data_hash(published["sha256"], config.ingest_hash())
-        tags["n_recordings"] = str(len(published))
-    return tags
-
-
-def _results_json(run_result, config: StudyConfig) -> str:
-    saved = Path(run_result.run_dir) / "results.json"
-    if saved.is_file():
-        return saved.read_text(encoding="utf-8")
-    payload = {"config": config.model_dump(mode="json"), "folds": run_result.folds}
-    return json.dumps(payload, indent=1, default=float)
-
-
-def _fold_dir(run_result, fold: int | str) -> tuple[dict, Path]:
-    folds = run_result.folds
-    if isinstance(fold, str):
-        matches = [f for f in folds if f["name"] == fold]
-        if not matches:
-            raise ValueError(f"no fold named {fold!r}; folds: {[f['name'] for f in folds]}")
-        chosen = matches[0]
-    else:
-        chosen = folds[fold]
-    # training.run writes each fold's checkpoint under its name with '/' made '_'.
-    folder = Path(run_result.run_dir) / chosen["name"].replace("/", "_")
-    if not (folder / "model.pt").is_file():
-        raise FileNotFoundError(f"{folder}: no model.pt for fold {chosen['name']!r}")
-    return chosen, folder
-
-
-def _examples_from_store(config: StudyConfig, per_recording: int = 2):
-    """The first windows of every stored recording, as the model sees them (normalised).
-
-    Reads only the rows asked for; the examples page then picks a few per condition.
-    """
-    import pyarrow.compute as pc
-
-    from ecg_pipeline.io.store import WindowStore
-
-    store = WindowStore(config.store.root, config.dataset.name)
-    try:
-        x, meta = store.read_windows(
-            normalisation=config.store.normalisation,
-            filter=pc.field("window_index") < per_recording,
-        )
-    except FileNotFoundError:
-        return None, None
-    return x, meta
+    def summary(self) -> dict:
+        """The JSON-able account a flow returns (ids, addresses, the registry's decision)."""
+        return {
+            "mlflow_run_id": self.run_id,
+            "mlflow_run_url": self.run_url,
+            "model_uri": self.model_uri,
+            "model_version": self.registered_version,
+            "is_champion": self.is_champion,
+            "heldout_score": self.heldout_score,
+        }
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -314,14 +122,6 @@ def experiment_id(client, name: str) -> str:
         if found is None:
             raise
         return found.experiment_id
-
-
-def heldout_protocol(config: StudyConfig) -> str:
-    """How the held-out score was measured: scores of different protocols are not compared."""
-    t = config.training
-    if t.split == "group":
-        return f"group:{t.group_column}:{','.join(t.test_groups or ())}"
-    return t.split
 
 
 def discard_unfinished_attempts(client, exp_id: str, flow_run_id: str | None) -> None:
@@ -352,7 +152,7 @@ def _log_numbers(client, run_id: str, params: dict, metrics: list[tuple[str, flo
 
 
 def log_training_run(
-    run_result,
+    run_result: RunResult,
     config: StudyConfig,
     *,
     tracking_uri: str,
@@ -419,12 +219,12 @@ def log_training_run(
     from ecg_pipeline.tracking.export import log_checkpoint_model
 
     folds = run_result.folds
-    fold, ckpt = _fold_dir(run_result, model_fold)
+    fold, ckpt = logged_fold(run_result, model_fold)
     fs_hz = float(fs_hz if fs_hz is not None else config.ingest.windows.target_fs_hz)
     summary = final_metrics(folds)
-    if fold.get("identity_threshold"):
+    if fold.identity_threshold:
         # The logged model's own threshold, unprefixed whichever fold it is.
-        summary[THRESHOLD_METRIC] = float(fold["identity_threshold"]["value"])
+        summary[THRESHOLD_METRIC] = float(fold.identity_threshold["value"])
     score = summary["heldout_score"]
     if heldout_score is not None:
         summary["heldout_score_computed"], score = score, float(heldout_score)
@@ -435,8 +235,8 @@ def log_training_run(
         recordings = WindowStore(config.store.root, config.dataset.name).catalog()
     published = recordings_table(recordings) if len(recordings) else None
     if example_x is None and len(recordings):
-        example_x, example_meta = _examples_from_store(config)
-    all_tags = _run_tags(config, published, folds, fold, tags)
+        example_x, example_meta = examples_from_store(config)
+    all_tags = run_tags(config, published, folds, fold, tags)
     registered_name = registered_model_name(config) if register else None
 
     with using_tracking_uri(tracking_uri), tempfile.TemporaryDirectory() as tmp:
@@ -449,17 +249,22 @@ def log_training_run(
         with mlflow.start_run(experiment_id=exp_id, run_name=name, tags=all_tags) as run:
             run_id = run.info.run_id
             metrics = epoch_metrics(folds) + [(k, v, 0) for k, v in summary.items()]
-            _log_numbers(client, run_id, flatten_params(config), metrics)
+            with stage(LOG_STAGES[0]):
+                _log_numbers(client, run_id, flatten_params(config), metrics)
             out = Path(tmp)
-            _write_plots(out / "plots", folds, example_x, example_meta, fs_hz)
-            _write_files(out, run_result, config, published, rejections, ckpt)
-            client.log_artifacts(run_id, str(out))
-            info = log_checkpoint_model(
-                ckpt,
-                registered_model_name=registered_name,
-                metadata={"fs_hz": fs_hz, "fold": str(fold["name"]), "heldout_score": score},
-                tags={"data_hash": all_tags["data_hash"]},
-            )
+            with stage(LOG_STAGES[1]):
+                write_plots(out / "plots", folds, example_x, example_meta, fs_hz)
+            with stage(LOG_STAGES[2]):
+                write_files(out, run_result, published, rejections, ckpt)
+            with stage(LOG_STAGES[3]):
+                client.log_artifacts(run_id, str(out))
+            with stage(LOG_STAGES[4]):
+                info = log_checkpoint_model(
+                    ckpt,
+                    registered_model_name=registered_name,
+                    metadata={"fs_hz": fs_hz, "fold": fold.name, "heldout_score": score},
+                    tags={"data_hash": all_tags["data_hash"]},
+                )
             version, is_champion = None, False
             if registered_name is not None:
                 version = str(info.registered_model_version)

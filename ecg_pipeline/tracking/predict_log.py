@@ -47,8 +47,8 @@ def prediction_metrics(predictions: pd.DataFrame, rejections: pd.DataFrame) -> d
     rejections : pandas.DataFrame
         Its rejections table (``status`` "rejected", or "deferred" for files still copying).
     """
-    from ecg_pipeline.predict.aggregate import UNKNOWN
     from ecg_pipeline.tracking.mlflow_log import THRESHOLD_METRIC
+    from ecg_pipeline.training.aggregate import UNKNOWN
 
     out = {
         "n_recordings": float(len(predictions)),

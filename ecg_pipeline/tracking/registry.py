@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from ecg_pipeline.training.model_handle import Model, threshold_value
+
 __all__ = [
     "CHAMPION_ALIAS",
     "ModelNotFoundError",
@@ -186,7 +188,7 @@ def _model_version(client, name: str, alias: str, version, tracking_uri: str):
 
 def load_champion(
     tracking_uri: str, name: str, *, alias: str = CHAMPION_ALIAS, version: str | int | None = None
-):
+) -> Model:
     """Load the version of ``name`` that holds ``alias``, refusing pickled artefacts.
 
     Parameters
@@ -202,18 +204,13 @@ def load_champion(
 
     Returns
     -------
-    torch.nn.Module
-        The exported program as a module: ``model(x)`` with ``x`` a float32 (B, 1, T) tensor
-        returns a tuple of (B, n_classes) logits, one per task. Attributes:
-
-        - ``head_names``: the tuple's entries; ``classes``: class names per task;
-        - ``registered_name``, ``registered_version``: what was loaded;
-        - ``identity_threshold``: the calibrated "unknown" threshold (float), None for a model
-          logged before thresholds were calibrated; ``identity_threshold_info`` its dict;
-        - ``normalisation``, ``n_samples``, ``fs_hz``: how its windows were scaled, long and
-          sampled; ``ingest_hash``: the ``[ingest]`` hash of its training windows (from the
-          training run's tag for older models; None when unknown);
-        - ``metadata``: the whole MLmodel metadata.
+    Model
+        The exported program as the handle's ``network`` (``network(x)`` with ``x`` a float32
+        (B, 1, T) tensor returns a tuple of (B, n_classes) logits in ``head_names`` order), its
+        class names, calibrated identity threshold, normalisation, window length and rate, the
+        ``[ingest]`` hash of its training windows (from the training run's tag for older
+        models; None when unknown), ``name`` and ``version`` as registered, and the MLmodel
+        metadata.
 
     Raises
     ------
@@ -223,7 +220,7 @@ def load_champion(
         When the server fails or the artefact is not pickle-free.
     """
     disallow_pickle()
-    from mlflow.models import Model
+    from mlflow.models import Model as MLmodel
 
     import mlflow
 
@@ -234,22 +231,25 @@ def load_champion(
         # reported must be the one loaded. One download serves the metadata and the weights.
         uri = f"models:/{name}/{found.version}"
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
-        metadata = Model.load(local).metadata or {}
+        metadata = MLmodel.load(local).metadata or {}
         module = mlflow.pytorch.load_model(local)
         ingest_hash = metadata.get("ingest_hash")
         if ingest_hash is None and found.run_id:
             # Models logged before the hash was in their metadata: the training run's tag.
             ingest_hash = client.get_run(found.run_id).data.tags.get("ingest_hash")
     threshold = metadata.get("identity_threshold") or None
-    module.head_names = tuple(metadata.get("head_names", ()))
-    module.classes = dict(metadata.get("classes", {}))
-    module.registered_name = name
-    module.registered_version = str(found.version)
-    module.identity_threshold_info = dict(threshold) if threshold else None
-    module.identity_threshold = float(threshold["value"]) if threshold else None
-    module.normalisation = metadata.get("normalisation")
-    module.n_samples = metadata.get("n_samples")
-    module.fs_hz = metadata.get("fs_hz")
-    module.ingest_hash = ingest_hash
-    module.metadata = dict(metadata)
-    return module
+    return Model(
+        network=module,
+        head_names=tuple(metadata.get("head_names", ())),
+        classes=dict(metadata.get("classes", {})),
+        identity_threshold=threshold_value(threshold),
+        normalisation=metadata.get("normalisation"),
+        ingest_hash=ingest_hash,
+        n_samples=metadata.get("n_samples"),
+        fs_hz=metadata.get("fs_hz"),
+        name=name,
+        version=str(found.version),
+        source=uri,
+        threshold_info=dict(threshold) if threshold else None,
+        metadata=dict(metadata),
+    )

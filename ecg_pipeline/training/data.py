@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from ecg_pipeline.io.store import WindowStore
+from ecg_pipeline.instrument import count
+from ecg_pipeline.io.store import WindowStore, caching_enabled
 from ecg_pipeline.training.splits import add_holdout_columns
 
 TASK_COLUMNS = {"identity": "subject", "activity": "condition"}
@@ -41,17 +43,68 @@ class WindowData:
 
 
 def load_window_data(
-    store: WindowStore, tasks: Sequence[str], normalisation: str = "window"
+    store: WindowStore,
+    tasks: Sequence[str],
+    normalisation: str = "window",
+    catalog: pd.DataFrame | None = None,
 ) -> WindowData:
     """Read every window of a dataset's store and encode the tasks' labels.
 
-    The metadata gains the recording's ``date`` (from the store's catalog) and the derived
+    The metadata gains the recording's ``date`` (from the store's catalog, or ``catalog`` when
+    the caller holds it) and the derived
     ``last_record`` / ``later_date`` hold-out columns (see ``splits.add_holdout_columns``).
     A task whose label takes one value in the data (ECG-ID has no activity) is dropped, so such a
     dataset trains a single head.
+
+    The last dataset loaded is kept for this process: a flow's train and evaluate tasks (or
+    :func:`~ecg_pipeline.training.run.train_run` then ``evaluate_run``) read the windows once.
+    It is used only while every stored file is the one it was read from (path, inode, size,
+    modification time), and never when caching is off (:func:`ecg_pipeline.io.store.caching`).
+    The arrays are shared with that cache: modify copies, never ``x`` or ``meta`` in place.
     """
+    global _last
+    key = (str(store.path.resolve()), tuple(tasks), normalisation, _files_signature(store))
+    with _lock:
+        if caching_enabled() and _last is not None and _last[0] == key:
+            count("training.window_data_reused")
+            return replace(_last[1], labels=dict(_last[1].labels))
+    data = _read_window_data(store, tasks, normalisation, catalog)
+    with _lock:
+        _last = (key, data) if caching_enabled() else None
+    return replace(data, labels=dict(data.labels))
+
+
+def cached_window_data(
+    store: WindowStore, tasks: Sequence[str], normalisation: str = "window"
+) -> WindowData | None:
+    """What :func:`load_window_data` would return without reading anything, or None."""
+    key = (str(store.path.resolve()), tuple(tasks), normalisation, _files_signature(store))
+    with _lock:
+        if caching_enabled() and _last is not None and _last[0] == key:
+            return replace(_last[1], labels=dict(_last[1].labels))
+    return None
+
+
+_last: tuple[tuple, WindowData] | None = None
+_lock = threading.Lock()
+
+
+def _files_signature(store: WindowStore) -> tuple:
+    out = []
+    for f in store.recording_files():
+        try:
+            st = f.stat()
+        except FileNotFoundError:
+            continue
+        out.append((str(f), st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def _read_window_data(
+    store: WindowStore, tasks: Sequence[str], normalisation: str, catalog: pd.DataFrame | None
+) -> WindowData:
     x, meta = store.read_windows(normalisation=normalisation)
-    meta = _with_recording_columns(meta, store)
+    meta = _with_recording_columns(meta, store, catalog)
     order = np.lexsort((meta["window_index"].to_numpy(), meta["recording_id"].to_numpy()))
     x, meta = x[order], meta.iloc[order].reset_index(drop=True)
     labels, classes = {}, {}
@@ -67,10 +120,14 @@ def load_window_data(
     return WindowData(x[:, None, :], labels, classes, meta)
 
 
-def _with_recording_columns(meta: pd.DataFrame, store: WindowStore) -> pd.DataFrame:
+def _with_recording_columns(
+    meta: pd.DataFrame, store: WindowStore, catalog: pd.DataFrame | None
+) -> pd.DataFrame:
     # The windows table carries no date (it is personal data, kept to the manifest in each
-    # file's footer); the catalog has it, one row per recording.
+    # file's footer); the catalog has it, one row per recording (the caller's, when it has
+    # one: a flow's batch report).
     if "date" not in meta.columns:
-        dates = store.catalog().set_index("recording_id")["date"]
+        catalog = store.catalog() if catalog is None else catalog
+        dates = catalog.set_index("recording_id")["date"]
         meta = meta.assign(date=dates.reindex(meta["recording_id"]).to_numpy())
     return add_holdout_columns(meta)

@@ -40,8 +40,8 @@ def evaluate_checkpoint(
         scores = logits[task].numpy()[known]
         y = codes[known].astype(np.int64)
         m = classification_report(y, scores.argmax(1), classes)
-        m["recording_accuracy"] = recording_accuracy(
-            y, scores, meta["recording_id"].to_numpy()[known]
-        )
+        recordings = meta["recording_id"].to_numpy()[known]
+        m["recording_accuracy"] = recording_accuracy(y, scores, recordings)
+        m["recording_accuracy_vote"] = recording_accuracy(y, scores, recordings, rule="vote")
         report[task] = m
     return report

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
 
 from ecg_pipeline.config import StudyConfig
 from ecg_pipeline.io.atomic import atomic_write_text
-from ecg_pipeline.training.run import RunResult, train_and_evaluate
-
-METRICS = ("accuracy", "f1_macro", "f1_weighted", "recording_accuracy")
+from ecg_pipeline.training.metrics import SUMMARY_METRICS, mean_and_sd
+from ecg_pipeline.training.results import RESULTS_FILE, FoldResult, RunResult, fold_statistics
+from ecg_pipeline.training.run import train_and_evaluate
 
 
 def recipe_departures(config: StudyConfig) -> list[str]:
@@ -43,61 +42,61 @@ def recipe_departures(config: StudyConfig) -> list[str]:
     return out
 
 
-def _sd(values: Sequence[float]) -> float:
-    # The sample standard deviation: these are a few draws, not the whole population.
-    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
-def summarise_folds(per_seed: dict[int, list[dict]]) -> dict:
+def summarise_folds(per_seed: dict[int, list[FoldResult]]) -> dict:
     """Mean and spread of each task's test metrics over every (seed, fold) pair.
 
     Precision, recall and F1 are re-computed from each fold's stored confusion matrix with the
     current :func:`report_from_confusion`, so stored results are always summarised by the same
-    rules; recording accuracy is taken as stored.
+    rules; recording accuracies are taken as stored (by rule: the product's mean-probability
+    rule, and the majority vote).
 
     Parameters
     ----------
-    per_seed : dict of int to list of dict
-        Each seed's folds as written to ``results.json`` (``name``, ``metrics`` per task).
+    per_seed : dict of int to list of FoldResult
+        Each seed's evaluated folds.
 
     Returns
     -------
     dict
         ``{"n_seeds", "n_folds", "tasks": {task: {metric: mean, metric_std: sample sd over
         seeds x folds, metric_seed_std: sample sd of the seeds' means}}, "per_seed": {seed:
-        {task: {metric: mean over folds}}}}``.
+        {task: {metric: mean over folds}}}}``. A metric no fold of a task holds (the
+        mean-probability recording accuracy of results written before it was measured) is left
+        out.
     """
     from ecg_pipeline.training.metrics import report_from_confusion
 
-    values: dict[str, dict[str, list[float]]] = {}
-    per_seed_means: dict[str, dict] = {}
+    rescored: dict[int, list[FoldResult]] = {}
     for seed, folds in per_seed.items():
-        seed_means: dict[str, dict[str, float]] = {}
-        for task in folds[0]["metrics"]:
-            fold_values: dict[str, list[float]] = {key: [] for key in METRICS}
-            for fold in folds:
-                stored = fold["metrics"][task]
+        rescored[seed] = []
+        for fold in folds:
+            metrics = {}
+            for task, stored in fold.metrics.items():
                 scores = report_from_confusion(stored["confusion_matrix"], stored["labels"])
-                scores["recording_accuracy"] = stored["recording_accuracy"]
-                for key in METRICS:
-                    fold_values[key].append(float(scores[key]))
-            for key, v in fold_values.items():
-                values.setdefault(task, {}).setdefault(key, []).extend(v)
-                seed_means.setdefault(task, {})[key] = float(np.mean(v))
-        per_seed_means[str(seed)] = seed_means
-    tasks = {}
-    for task, metrics in values.items():
-        tasks[task] = {}
-        for key, v in metrics.items():
-            tasks[task][key] = float(np.mean(v))
-            tasks[task][f"{key}_std"] = _sd(v)
-            tasks[task][f"{key}_seed_std"] = _sd([m[task][key] for m in per_seed_means.values()])
+                for key in ("recording_accuracy", "recording_accuracy_vote"):
+                    if key in stored:
+                        scores[key] = stored[key]
+                metrics[task] = scores
+            rescored[seed].append(replace(fold, metrics=metrics))
+    per_seed_means = {str(seed): fold_statistics(folds) for seed, folds in rescored.items()}
+    pooled = fold_statistics([f for folds in rescored.values() for f in folds])
+    tasks: dict[str, dict[str, float]] = {}
+    for task, stats in pooled.items():
+        tasks[task] = dict(stats)
+        for key in SUMMARY_METRICS:
+            if key not in stats:
+                continue
+            seed_means = [m[task][key] for m in per_seed_means.values() if key in m.get(task, {})]
+            tasks[task][f"{key}_seed_std"] = mean_and_sd(seed_means)[1]
     first = next(iter(per_seed.values()), [])
     return {
         "n_seeds": len(per_seed),
         "n_folds": len(first),
         "tasks": tasks,
-        "per_seed": per_seed_means,
+        "per_seed": {
+            seed: {t: {k: v for k, v in m.items() if not k.endswith("_std")} for t, m in st.items()}
+            for seed, st in per_seed_means.items()
+        },
     }
 
 
@@ -116,10 +115,12 @@ def load_summary(path: str | Path) -> dict:
     summary = json.loads(path.read_text())
     per_seed = {}
     for seed in summary["seeds"]:
-        results = path.parent / f"seed{seed}" / "results.json"
-        if not results.is_file():
-            raise FileNotFoundError(f"{results} is missing: {path} cannot be re-computed")
-        per_seed[seed] = json.loads(results.read_text())["folds"]
+        run_dir = path.parent / f"seed{seed}"
+        if not (run_dir / RESULTS_FILE).is_file():
+            raise FileNotFoundError(
+                f"{run_dir / RESULTS_FILE} is missing: {path} cannot be re-computed"
+            )
+        per_seed[seed] = RunResult.load(run_dir).folds
     return {**summary, **summarise_folds(per_seed)}
 
 
@@ -156,9 +157,7 @@ def run_seeds(
     out = Path(out_dir or config.training.out_dir) / name
     runs = []
     for seed in seeds:
-        seeded = config.model_copy(
-            update={"training": config.training.model_copy(update={"seed": seed})}
-        )
+        seeded = config.with_overrides({"training.seed": seed})
         run = train_and_evaluate(
             seeded,
             store_root=store_root,
@@ -181,7 +180,7 @@ def run_seeds(
         "epochs": config.training.epochs,
         "departures": recipe_departures(config),
         "seeds": list(seeds),
-        "folds": [f["name"] for f in runs[0][1].folds],
+        "folds": [f.name for f in runs[0][1].folds],
         **summarise_runs(runs),
         "config": config.model_dump(mode="json"),
     }

@@ -18,8 +18,8 @@ labels=range(n_classes), zero_division=0)`` without depending on it:
   is defined and is 0 where ``tp == 0``. Macro F1 is the mean of per-class F1, not the F1 of
   macro precision and macro recall.
 
-:func:`recording_accuracy` scores whole recordings: every window votes with its argmax class
-and the recording gets the class with most votes.
+:func:`recording_accuracy` scores whole recordings by the rule ``predict`` answers with (the
+class of highest mean probability over a recording's windows), or by the majority vote.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ __all__ = [
     "report_from_confusion",
     "recording_predictions",
     "recording_accuracy",
+    "mean_and_sd",
+    "SUMMARY_METRICS",
 ]
 
 
@@ -105,26 +107,6 @@ def _per_class(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     # 2tp / (2tp + fp + fn), with fp = predicted - tp and fn = support - tp.
     f1 = _safe_divide(2 * tp, predicted + support)
     return precision, recall, f1, support
-
-
-def _to_probabilities(scores: np.ndarray) -> np.ndarray:
-    """Rows of class probabilities: kept if they already are, softmax of logits otherwise.
-
-    Rows count as probabilities when every value is in [0, 1] and each row sums to 1 (within
-    1e-4). A logits matrix that happens to look like that would be taken as probabilities; that
-    only changes how vote ties are broken.
-    """
-    scores = np.asarray(scores, dtype=float)
-    looks_like_probabilities = (
-        np.all(scores >= 0)
-        and np.all(scores <= 1)
-        and np.allclose(scores.sum(axis=1), 1.0, atol=1e-4)
-    )
-    if looks_like_probabilities:
-        return scores
-    # Subtracting the row maximum keeps exp() from overflowing; softmax is shift-invariant.
-    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,37 +226,32 @@ def report_from_confusion(matrix, labels: Sequence[str] | int) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
-# recording-level vote
+# recording level: the product's rule (highest mean probability) and the majority vote
 
 
-def _vote(probabilities: np.ndarray) -> tuple[int, int, bool]:
-    """One recording's class: most window argmax votes, ties to the highest mean probability.
-
-    Only the tied classes compete in the tie-break, so the vote still decides whenever it can;
-    a tie in mean probability too goes to the lowest class code (``np.argmax``).
-
-    Returns
-    -------
-    (class, votes for it, whether the vote was tied)
-    """
+def _vote(probabilities: np.ndarray) -> int:
+    """One recording's majority-vote class: most window argmax votes, ties to the highest mean
+    probability among the tied classes (then to the lowest class code)."""
     n_classes = probabilities.shape[1]
     counts = np.bincount(probabilities.argmax(axis=1), minlength=n_classes)
     tied = counts == counts.max()
-    mean = np.where(tied, probabilities.mean(axis=0), -np.inf)
-    winner = int(np.argmax(mean))
-    return winner, int(counts[winner]), bool(tied.sum() > 1)
+    return int(np.argmax(np.where(tied, probabilities.mean(axis=0), -np.inf)))
 
 
-def recording_predictions(y_true, y_pred_proba_or_logits, recording_ids) -> pd.DataFrame:
-    """Per-recording majority vote of window predictions, with each recording's true label.
+def recording_predictions(y_true, logits, recording_ids) -> pd.DataFrame:
+    """One decision per recording from its windows' logits, by the rule ``predict`` uses.
+
+    A recording's class is the one with the highest mean softmax probability over its windows
+    (:mod:`ecg_pipeline.training.aggregate`, the same functions ``predict`` calls); its
+    confidence is that mean probability. The majority vote of the windows' argmax classes is
+    given beside it (``y_vote``).
 
     Parameters
     ----------
     y_true : array_like of int, shape (n_windows,)
         Class codes of the windows.
-    y_pred_proba_or_logits : array_like of float, shape (n_windows, n_classes)
-        Per-window class probabilities or logits (softmaxed for the tie-break when they are
-        not probabilities; the argmax votes are the same either way).
+    logits : array_like of float, shape (n_windows, n_classes)
+        Per-window logits (the network's outputs; one softmax is applied here).
     recording_ids : array_like, shape (n_windows,)
         Which recording each window belongs to.
 
@@ -282,10 +259,12 @@ def recording_predictions(y_true, y_pred_proba_or_logits, recording_ids) -> pd.D
     -------
     pandas.DataFrame
         One row per recording, sorted by id: ``recording_id``, ``n_windows``, ``y_true`` (the
-        mode of its windows' labels; ties to the lowest code), ``y_pred`` (the vote),
-        ``votes`` (windows voting for ``y_pred``) and ``tied`` (whether the tie-break decided).
+        mode of its windows' labels; ties to the lowest code), ``y_pred`` (highest mean
+        probability), ``confidence`` and ``y_vote`` (majority vote).
     """
-    scores = np.asarray(y_pred_proba_or_logits, dtype=float)
+    from ecg_pipeline.training.aggregate import mean_probabilities, softmax
+
+    scores = np.asarray(logits, dtype=float)
     if scores.ndim != 2 or scores.shape[0] == 0 or scores.shape[1] == 0:
         raise ValueError(f"scores must be (n_windows, n_classes), got shape {scores.shape}")
     n_windows, n_classes = scores.shape
@@ -297,41 +276,66 @@ def recording_predictions(y_true, y_pred_proba_or_logits, recording_ids) -> pd.D
         )
     if pd.isna(ids).any():
         raise ValueError("recording_ids holds nulls")
-    probabilities = _to_probabilities(scores)
+    probabilities = softmax(scores)
+    keys, means = mean_probabilities(probabilities, ids)
+    positions = pd.Series(ids).groupby(ids, sort=False).indices
     rows = []
-    for rid, positions in sorted(pd.Series(ids).groupby(ids, sort=False).indices.items()):
-        pred, votes, tied = _vote(probabilities[positions])
+    for key, mean in zip(keys, means, strict=True):
+        where = positions[key]
         rows.append(
             {
-                "recording_id": rid,
-                "n_windows": len(positions),
+                "recording_id": key,
+                "n_windows": len(where),
                 # The label is constant within a recording in this pipeline; the mode makes a
                 # stray window label harmless instead of an error.
-                "y_true": int(np.bincount(t[positions], minlength=n_classes).argmax()),
-                "y_pred": pred,
-                "votes": votes,
-                "tied": tied,
+                "y_true": int(np.bincount(t[where], minlength=n_classes).argmax()),
+                "y_pred": int(mean.argmax()),
+                "confidence": float(mean.max()),
+                "y_vote": _vote(probabilities[where]),
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).sort_values("recording_id", ignore_index=True)
 
 
-def recording_accuracy(y_true, y_pred_proba_or_logits, recording_ids) -> float:
-    """Share of recordings whose majority-vote class equals their true label.
-
-    Every recording counts once, however many windows it has. See
-    :func:`recording_predictions` for the vote and the tie-break.
+def recording_accuracy(y_true, logits, recording_ids, *, rule: str = "mean_probability") -> float:
+    """Share of recordings whose decision equals their true label; each counts once.
 
     Parameters
     ----------
-    y_true : array_like of int, shape (n_windows,)
-    y_pred_proba_or_logits : array_like of float, shape (n_windows, n_classes)
-    recording_ids : array_like, shape (n_windows,)
-
-    Returns
-    -------
-    float
-        In [0, 1].
+    y_true, logits, recording_ids
+        As :func:`recording_predictions`.
+    rule : {"mean_probability", "vote"}
+        The product's rule (highest mean probability, what ``predict`` answers) or the
+        majority vote of the windows.
     """
-    per_recording = recording_predictions(y_true, y_pred_proba_or_logits, recording_ids)
-    return float((per_recording["y_true"] == per_recording["y_pred"]).mean())
+    if rule not in ("mean_probability", "vote"):
+        raise ValueError(f"rule must be 'mean_probability' or 'vote', got {rule!r}")
+    per_recording = recording_predictions(y_true, logits, recording_ids)
+    column = "y_pred" if rule == "mean_probability" else "y_vote"
+    return float((per_recording["y_true"] == per_recording[column]).mean())
+
+
+# --------------------------------------------------------------------------------------------
+# statistics over folds and seeds
+
+# The test metrics summarised per task (means and standard deviations over folds and seeds).
+SUMMARY_METRICS = (
+    "accuracy",
+    "f1_macro",
+    "f1_weighted",
+    "recording_accuracy",
+    "recording_accuracy_vote",
+)
+
+
+def mean_and_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and **sample** standard deviation (``ddof=1``; 0 for a single value).
+
+    Folds and seeds are a few draws, not the whole population; this is the one convention of
+    every spread the project reports (``results.json``, ``summary.json``, the README table,
+    MLflow).
+    """
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        raise ValueError("no values")
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0

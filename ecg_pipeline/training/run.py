@@ -4,42 +4,20 @@ Each fold writes ``<out>/<run>/<fold>/`` with ``model.pt`` + ``model.json`` (a p
 checkpoint) and the run writes ``results.json`` (configuration, seed, per-fold metrics and
 per-epoch history), so every figure can be traced to its command and settings. Each fold's
 ``model.json`` and ``results.json`` entry also hold the identity threshold calibrated on that
-fold's validation part (``identity_threshold``, see ``ecg_pipeline.predict.calibration``).
+fold's validation part (``identity_threshold``, see ``ecg_pipeline.training.calibration``).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ecg_pipeline.config import StudyConfig
-from ecg_pipeline.io.atomic import atomic_write_text
 from ecg_pipeline.io.store import WindowStore
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    folds: list[dict]  # name, best_epoch, history, sizes; metrics per task once evaluated
-
-    @property
-    def evaluated(self) -> bool:
-        return bool(self.folds) and all("metrics" in f for f in self.folds)
-
-    def summary(self) -> dict[str, dict[str, float]]:
-        """Mean and sample standard deviation over folds of each task's test accuracy and F1."""
-        out: dict[str, dict[str, float]] = {}
-        for task in self.folds[0]["metrics"]:
-            for key in ("accuracy", "f1_macro", "f1_weighted", "recording_accuracy"):
-                values = [f["metrics"][task][key] for f in self.folds]
-                out.setdefault(task, {})[key] = float(np.mean(values))
-                out[task][f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-        return out
+from ecg_pipeline.training.results import FoldResult, RunResult, fold_dir
 
 
 def configured_splits(meta, settings) -> list:
@@ -68,6 +46,40 @@ def configured_splits(meta, settings) -> list:
     )
 
 
+# The [model] widths that DT4ECG's backbone always takes; other backbones keep their own
+# defaults unless the configuration changes one of these (then they must take it).
+_RESNET_MODELS = ("dt4ecg", "resnet1d")
+_WIDTH_KEYS = ("channels", "kernel_size", "strides")
+
+
+def model_options_of(m) -> dict:
+    """The backbone options that ``[model]`` gives the chosen network.
+
+    Raises
+    ------
+    ValueError
+        A ``[model]`` setting changed from its default that the chosen network does not take
+        (a mistake, not a no-op), naming the key and what the network takes.
+    """
+    from ecg_pipeline.models import model_options
+
+    defaults = type(m)()
+    takes = set(model_options(m.name))
+    options = {}
+    for key in _WIDTH_KEYS:
+        value = getattr(m, key)
+        changed = value != getattr(defaults, key)
+        if m.name in _RESNET_MODELS or (changed and key in takes):
+            options[key] = list(value) if isinstance(value, tuple) else value
+        elif changed:
+            raise ValueError(
+                f"[model] {key} = {value!r}: model {m.name!r} does not take {key!r} (it takes "
+                f"{', '.join(sorted(takes)) or 'no options'}); remove it or choose a model "
+                "that uses it"
+            )
+    return options
+
+
 def model_spec(
     config: StudyConfig,
     heads: dict[str, int],
@@ -82,13 +94,7 @@ def model_spec(
     recordings differently), and the windows' rate.
     """
     m = config.model
-    options = {}
-    if m.name in ("dt4ecg", "resnet1d"):
-        options = {
-            "channels": list(m.channels),
-            "kernel_size": m.kernel_size,
-            "strides": list(m.strides),
-        }
+    options = model_options_of(m)
     if m.shared_param:
         options["shared_param"] = m.shared_param
     return {
@@ -110,11 +116,11 @@ def identity_threshold(model, data, val_idx: np.ndarray, known_reject_rate: floa
     """Calibrate the "unknown" threshold on this fold's validation windows (known subjects).
 
     Called with the best epoch's weights restored, so the threshold belongs to the model that
-    is saved. See :mod:`ecg_pipeline.predict.calibration` for the rule and its limits.
+    is saved. See :mod:`ecg_pipeline.training.calibration` for the rule and its limits.
     """
     import torch
 
-    from ecg_pipeline.predict.calibration import threshold_from_validation
+    from ecg_pipeline.training.calibration import threshold_from_validation
     from ecg_pipeline.training.loop import predict_logits
 
     logits = np.empty((0, data.heads["identity"]), dtype=np.float32)
@@ -126,13 +132,14 @@ def identity_threshold(model, data, val_idx: np.ndarray, known_reject_rate: floa
     return threshold_from_validation(logits, recordings, known_reject_rate).as_dict()
 
 
-def _load(config: StudyConfig, store_root, max_windows_per_recording: int | None):
+def _load(config: StudyConfig, store_root, max_windows_per_recording: int | None, catalog=None):
     """The dataset's windows (optionally the first few of each recording) and its splits."""
     from ecg_pipeline.training.data import load_window_data
 
     t = config.training
     store = WindowStore(store_root or config.store.root, config.dataset.name)
-    data = load_window_data(store, t.tasks, config.store.normalisation)
+    # Train and evaluate tasks of one flow run share one read (see load_window_data).
+    data = load_window_data(store, t.tasks, config.store.normalisation, catalog)
     if max_windows_per_recording:
         keep = data.meta.groupby("recording_id").cumcount().to_numpy() < max_windows_per_recording
         data.x, data.meta = data.x[keep], data.meta[keep].reset_index(drop=True)
@@ -149,24 +156,7 @@ def _data_signature(data) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _write_results(run: RunResult, config: StudyConfig, **extra) -> None:
-    payload = {
-        "config": config.model_dump(mode="json"),
-        "config_hash": config.ingest_hash(),
-        "seed": config.training.seed,
-        "split": config.training.split,
-        **extra,
-        "summary": run.summary() if run.evaluated else None,
-        "folds": run.folds,
-    }
-    atomic_write_text(run.run_dir / "results.json", json.dumps(payload, indent=1, default=float))
-
-
-def _fold_dir(run_dir: Path, fold_name: str) -> Path:
-    return Path(run_dir) / fold_name.replace("/", "_")
-
-
-def _train_folds(config, data, splits, run_dir: Path, on_epoch) -> list[dict]:
+def _train_folds(config, data, splits, run_dir: Path, on_epoch) -> list[FoldResult]:
     import torch
 
     from ecg_pipeline.models import build_model
@@ -198,45 +188,53 @@ def _train_folds(config, data, splits, run_dir: Path, on_epoch) -> list[dict]:
             fs_hz=fs_hz,
             on_epoch=(lambda row, name=split.name: on_epoch(name, row)) if on_epoch else None,
         )
-        fold = {
-            "name": split.name,
-            "best_epoch": result.best_epoch,
-            "history": result.history,
-            "sizes": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
-        }
+        fold = FoldResult(
+            name=split.name,
+            best_epoch=result.best_epoch,
+            history=result.history,
+            sizes={"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+        )
         fold_spec = dict(spec)
         if "identity" in data.labels:
             threshold = identity_threshold(model, data, split.val, config.predict.known_reject_rate)
-            fold["identity_threshold"] = fold_spec["identity_threshold"] = threshold
-        save_checkpoint(_fold_dir(run_dir, split.name), model, fold_spec)
+            fold.identity_threshold = fold_spec["identity_threshold"] = threshold
+        save_checkpoint(fold_dir(run_dir, split.name), model, fold_spec)
         folds.append(fold)
     return folds
 
 
-def _evaluate_folds(data, splits, folds: list[dict], run_dir: Path) -> None:
+def _evaluate_folds(data, splits, folds: list[FoldResult], run_dir: Path) -> None:
     """Score each fold's saved checkpoint (the model that is logged) on its test side."""
     import torch
 
     from ecg_pipeline.training.checkpoint import load_checkpoint
     from ecg_pipeline.training.loop import predict_logits
-    from ecg_pipeline.training.metrics import classification_report, recording_accuracy
+    from ecg_pipeline.training.metrics import classification_report, recording_predictions
 
     by_name = {s.name: s for s in splits}
+    recording_ids = data.meta["recording_id"].to_numpy()
     for fold in folds:
-        split = by_name[fold["name"]]
-        model, _ = load_checkpoint(_fold_dir(run_dir, split.name))
+        split = by_name[fold.name]
+        model, _ = load_checkpoint(fold_dir(run_dir, split.name))
         device = next(model.parameters()).device
         logits = predict_logits(model, torch.as_tensor(data.x[split.test], device=device))
-        metrics = {}
+        metrics, recordings = {}, {}
         for task, lg in logits.items():
             y_true = data.labels[task][split.test]
             scores = lg.cpu().numpy()
             report = classification_report(y_true, scores.argmax(1), data.classes[task])
-            report["recording_accuracy"] = recording_accuracy(
-                y_true, scores, data.meta["recording_id"].to_numpy()[split.test]
+            # The rule predict answers with, and the majority vote beside it.
+            per_recording = recording_predictions(y_true, scores, recording_ids[split.test])
+            hits = per_recording["y_true"].to_numpy()
+            report["recording_accuracy"] = float(
+                (per_recording["y_pred"].to_numpy() == hits).mean()
+            )
+            report["recording_accuracy_vote"] = float(
+                (per_recording["y_vote"].to_numpy() == hits).mean()
             )
             metrics[task] = report
-        fold["metrics"] = metrics
+            recordings[task] = per_recording.drop(columns="n_windows").to_dict("records")
+        fold.metrics, fold.recordings = metrics, recordings
 
 
 def _train(config, data, splits, out_dir, run_name, on_epoch) -> RunResult:
@@ -246,7 +244,12 @@ def _train(config, data, splits, out_dir, run_name, on_epoch) -> RunResult:
         run_name or f"{config.dataset.name}-{config.model.name}-{t.split}-seed{t.seed}-{stamp}"
     )
     run_dir = Path(out_dir or t.out_dir) / run_name
-    return RunResult(run_dir, _train_folds(config, data, splits, run_dir, on_epoch))
+    return RunResult(
+        run_dir,
+        _train_folds(config, data, splits, run_dir, on_epoch),
+        config=config.model_dump(mode="json"),
+        ingest_hash=config.ingest_hash(),
+    )
 
 
 def train_run(
@@ -258,54 +261,58 @@ def train_run(
     max_windows_per_recording: int | None = None,
     on_epoch: Callable[[str, dict], None] | None = None,
     evaluate: bool = False,
+    catalog=None,
 ) -> RunResult:
     """Train each fold of the configured split on the dataset's stored windows.
 
     Writes each fold's checkpoint (with its calibrated identity threshold) and
     ``results.json``; test metrics only with ``evaluate=True`` (else :func:`evaluate_run`
     adds them later). ``max_windows_per_recording`` keeps the first windows of each recording
-    only (quick checks).
+    only (quick checks). ``catalog`` is the store's catalog when the caller already holds it
+    (a flow's batch report), so the footers are not listed again.
     """
-    data, splits = _load(config, store_root, max_windows_per_recording)
+    model_options_of(config.model)  # refuse an unusable [model] setting before reading data
+    data, splits = _load(config, store_root, max_windows_per_recording, catalog)
     run = _train(config, data, splits, out_dir, run_name, on_epoch)
+    run.max_windows_per_recording = max_windows_per_recording
+    run.data_signature = _data_signature(data)
     if evaluate:
         _evaluate_folds(data, splits, run.folds, run.run_dir)
-    _write_results(
-        run,
-        config,
-        max_windows_per_recording=max_windows_per_recording,
-        data_signature=_data_signature(data),
-    )
+    run.save()
     return run
 
 
 def evaluate_run(
-    run_dir: str | Path, config: StudyConfig, *, store_root: str | Path | None = None
+    run: RunResult | str | Path, config: StudyConfig, *, store_root: str | Path | None = None
 ) -> RunResult:
     """Score the checkpoints of a trained run on the test side of its split; update results.json.
 
+    Parameters
+    ----------
+    run : RunResult or path-like
+        The run :func:`train_run` returned, or its folder (``results.json`` is read).
+
     The windows and splits are rebuilt from the store with the run's settings (the splits are
-    deterministic), so this runs in another process than the training, as a flow's task does.
-    A store that changed in between (recordings ingested meanwhile) is refused.
+    deterministic); in the process that trained, the windows are not read again (see
+    :func:`~ecg_pipeline.training.data.load_window_data`). A store that changed in between
+    (recordings ingested meanwhile) is refused.
 
     Raises
     ------
     ValueError
         The store no longer holds the windows the run was trained on.
     """
-    run_dir = Path(run_dir)
-    saved = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
-    limit = saved.get("max_windows_per_recording")
-    data, splits = _load(config, store_root, limit)
+    run = run if isinstance(run, RunResult) else RunResult.load(run)
+    data, splits = _load(config, store_root, run.max_windows_per_recording)
     signature = _data_signature(data)
-    if saved.get("data_signature") not in (None, signature):
+    if run.data_signature not in (None, signature):
         raise ValueError(
-            f"{run_dir}: the store's windows changed since this run was trained (recordings "
+            f"{run.run_dir}: the store's windows changed since this run was trained (recordings "
             "added or replaced meanwhile), so its test split cannot be rebuilt; train again"
         )
-    run = RunResult(run_dir, saved["folds"])
-    _evaluate_folds(data, splits, run.folds, run_dir)
-    _write_results(run, config, max_windows_per_recording=limit, data_signature=signature)
+    _evaluate_folds(data, splits, run.folds, run.run_dir)
+    run.data_signature = signature
+    run.save()
     return run
 
 

@@ -1,5 +1,8 @@
 """Train / validation / test splits over the windows table.
 
+One module (over 400 lines) because every split kind shares the leakage rules (gaps between
+sides, disjoint groups, label coverage checks) that make their figures comparable.
+
 Every split is a set of positional row indices (``iloc``) into the windows metadata frame: one
 row per 3-s window with at least ``recording_id``, ``subject``, ``window_index`` and, where the
 dataset has one, ``condition`` (the activity label) and ``session``.
@@ -40,6 +43,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+
+from ecg_pipeline.config import TrainingSettings
 
 __all__ = [
     "Split",
@@ -105,18 +110,22 @@ class Split:
                 )
 
 
+# The defaults of the keyword arguments below are [training]'s (one source of truth).
+_DEFAULTS = TrainingSettings()
+
+
 def split_windows(
     meta: pd.DataFrame,
     *,
     kind: SplitKind,
-    seed: int = 0,
-    test_fraction: float = 0.3,
-    val_fraction: float = 0.15,
-    gap_windows: int = 1,
+    seed: int = _DEFAULTS.seed,
+    test_fraction: float = _DEFAULTS.test_fraction,
+    val_fraction: float = _DEFAULTS.val_fraction,
+    gap_windows: int = _DEFAULTS.gap_windows,
     group_column: str | None = None,
     test_groups: Sequence[str] | None = None,
     stratify_column: str = "subject",
-    group_validation: str = "one_group",
+    group_validation: str = _DEFAULTS.group_validation,
 ) -> list[Split]:
     """Split the windows table into train, validation and test row indices.
 

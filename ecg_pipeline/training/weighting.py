@@ -1,5 +1,8 @@
 """Multi-task loss weighting: GradNorm, equal weights, and DT4ECG's simplified rule.
 
+One module (over 400 lines) so that the three strategies, which share one interface and the
+gradient-norm helper, are read and compared side by side; most of its length is the maths.
+
 DT4ECG trains one network on two tasks (identity, activity) with the total loss
 ``sum_i w_i * L_i``. The strategies here choose the ``w_i``; all share one interface
 (:class:`LossWeighting`), built by :func:`build_weighting`.
@@ -56,6 +59,11 @@ import math
 from typing import Literal, Protocol, runtime_checkable
 
 import torch
+
+from ecg_pipeline.config import TrainingSettings
+
+# The defaults of the tuned numbers below are [training]'s (one source of truth).
+_DEFAULTS = TrainingSettings()
 
 __all__ = [
     "LossWeighting",
@@ -281,8 +289,8 @@ class GradNorm(_Base):
         self,
         n_tasks: int,
         *,
-        alpha: float = 2.0,
-        lr: float = 0.025,
+        alpha: float = _DEFAULTS.gradnorm_alpha,
+        lr: float = _DEFAULTS.gradnorm_lr,
         min_weight: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
     ) -> None:
@@ -438,7 +446,9 @@ class PaperRule(_Base):
     (nothing reaches ``W``) the shares are undefined and the weights are left unchanged.
     """
 
-    def __init__(self, n_tasks: int, *, alpha: float = 2.0, renormalise: bool = True) -> None:
+    def __init__(
+        self, n_tasks: int, *, alpha: float = _DEFAULTS.gradnorm_alpha, renormalise: bool = True
+    ) -> None:
         super().__init__(n_tasks)
         self.alpha = float(alpha)
         self.renormalise = bool(renormalise)
@@ -490,8 +500,8 @@ def build_weighting(
     name: WeightingName,
     n_tasks: int,
     *,
-    alpha: float = 2.0,
-    lr: float = 0.025,
+    alpha: float = _DEFAULTS.gradnorm_alpha,
+    lr: float = _DEFAULTS.gradnorm_lr,
     renormalise: bool = True,
     min_weight: float = 1e-3,
 ) -> LossWeighting:
@@ -503,9 +513,9 @@ def build_weighting(
         Strategy; see the module docstring.
     n_tasks : int
         Number of task losses (2 for DT4ECG).
-    alpha : float, default 2.0
+    alpha : float, default ``[training] gradnorm_alpha``
         GradNorm's asymmetry / the paper rule's exponent (DT4ECG uses 2).
-    lr : float, default 0.025
+    lr : float, default ``[training] gradnorm_lr``
         GradNorm only: Adam learning rate of the weights.
     renormalise : bool, default True
         Paper rule only: rescale to ``sum w = n_tasks`` (``False`` reproduces the collapse).

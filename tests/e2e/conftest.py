@@ -19,7 +19,7 @@ from e2e_support import RUN_TIMEOUT_S, call, flow_runs, mlflow_runs_of
 
 from ecg_pipeline.cohort.demo import write_demo_cohort
 from ecg_pipeline.config import ServerSettings
-from ecg_pipeline.servers import free_port, start_both, start_deployment_server, stop_servers
+from ecg_pipeline.stack.servers import free_port, start_both, start_deployment_server, stop_servers
 
 DEPLOYMENT = "ingest-train/default"
 

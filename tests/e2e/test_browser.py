@@ -264,7 +264,7 @@ def test_prefect_flow_run_page_shows_the_completed_run(stack, trained_run, page,
     ui_api = call(f"{stack['prefect_ui']}/ui-settings")["api_url"]
     assert ui_api.rstrip("/") == stack["api"].rstrip("/"), (
         f"the Prefect UI is told that its API is at {ui_api}, not {stack['api']}: the server "
-        "needs PREFECT_UI_API_URL (see start_prefect in ecg_pipeline/servers.py)"
+        "needs PREFECT_UI_API_URL (see start_prefect in ecg_pipeline/stack/servers.py)"
     )
     page.goto(f"{stack['prefect_ui']}/runs/flow-run/{flow_run['id']}")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ecg_pipeline.servers import free_port
+from ecg_pipeline.stack.servers import free_port
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]

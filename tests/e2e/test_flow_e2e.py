@@ -21,8 +21,8 @@ from e2e_support import RUN_TIMEOUT_S, TERMINAL, call, flow_runs, logs_of, mlflo
 from ecg_pipeline.cohort.demo import write_demo_recording
 from ecg_pipeline.config import load_config
 from ecg_pipeline.io.store import WindowStore
-from ecg_pipeline.processes import alive
-from ecg_pipeline.servers import free_port, start_watcher
+from ecg_pipeline.stack.processes import alive
+from ecg_pipeline.stack.servers import free_port, start_watcher
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -78,14 +78,14 @@ def test_the_run_s_artifacts_and_champion_read_back_over_rest(stack, trained_run
     finally:
         os.environ.clear()
         os.environ.update(env)
-    assert loaded.registered_version == alias["model_version"]["version"]
+    assert loaded.version == alias["model_version"]["version"]
     fold_dir = next(p for p in Path(trained_run["run_dir"]).iterdir() if (p / "model.pt").is_file())
     model, _ = load_checkpoint(fold_dir)
     x, _ = WindowStore(load_config(stack["config"]).store.root, "demo").read_windows()
     x = torch.as_tensor(x[:5, None, :])
     with torch.no_grad():
         expected = model(x)
-        got = dict(zip(loaded.head_names, loaded(x), strict=True))
+        got = dict(zip(loaded.head_names, loaded.network(x), strict=True))
     for task, logits in expected.items():
         torch.testing.assert_close(got[task], logits, atol=1e-5, rtol=0)
 
@@ -161,16 +161,23 @@ def test_logging_retries_connection_errors_only(stack, trained_run):
     run_dir = next((stack["root"] / "runs").iterdir())
     closed = f"servers.tracking_uri='http://127.0.0.1:{free_port()}'"  # nothing listens there
     script = f"""
+import dataclasses
+from pathlib import Path
 from prefect import flow
 from ecg_pipeline.config import load_config
+from ecg_pipeline.io.store import WindowStore
+from ecg_pipeline.training.results import RunResult
 from flows.ingest_train import log_mlflow
 
 @flow
 def probe():
     cfg = load_config({str(config)!r}, overrides=[{closed!r}])
-    for run_dir in ({str(run_dir)!r}, {str(stack["root"] / "no-such-run")!r}):
+    run = RunResult.load({str(run_dir)!r})
+    missing = dataclasses.replace(run, run_dir=Path({str(stack["root"] / "no-such-run")!r}))
+    catalog = WindowStore({str(stack["root"] / "store")!r}, "demo").catalog()
+    for each in (run, missing):
         state = log_mlflow.with_options(retry_delay_seconds=0)(
-            run_dir, cfg, {str(stack["root"] / "store")!r}, None, {{}}, return_state=True)
+            each, cfg, catalog, None, {{}}, return_state=True)
         print("STATE", state.type.value, flush=True)
 
 probe()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ecg_pipeline.config import ServerSettings
-from ecg_pipeline.servers import free_port, start_mlflow, stop
+from ecg_pipeline.stack.servers import free_port, start_mlflow, stop
 
 SERVER_START_S = 120.0  # 15-20 s on a new database when idle; much more on busy cores
 

@@ -139,7 +139,7 @@ def test_train_with_seeds_recipe_and_overrides_then_the_table(tmp_path):
 
 
 def test_servers_start_reuse_and_stop_by_pid(tmp_path):
-    from ecg_pipeline.servers import free_port
+    from ecg_pipeline.stack.servers import free_port
 
     cfg = tmp_path / "servers.toml"
     cfg.write_text(

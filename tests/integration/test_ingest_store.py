@@ -104,7 +104,7 @@ def test_a_new_ingest_configuration_rewrites_windows_without_duplicates(inbox, c
     changed: StudyConfig = config.model_copy(update={"ingest": ingest})
     summary = ingest_folder(inbox, changed)
     assert set(statuses(summary).values()) == {"replaced"}
-    assert set(summary.catalog["config_hash"]) == {changed.ingest_hash()}
+    assert set(summary.catalog["ingest_hash"]) == {changed.ingest_hash()}
     assert len(summary.catalog) == 4 and summary.window_counts().to_numpy().sum() == 4 * 2
 
 

@@ -8,6 +8,7 @@ never trained on, and files that must be refused (text, truncated, too short, no
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -117,12 +118,12 @@ def test_champion_carries_its_threshold_and_preprocessing(study, champion):
     _, config, run = study
     fold_dir = run.run_dir / "time_block"
     spec = json.loads((fold_dir / "model.json").read_text())
-    assert spec["identity_threshold"] == run.folds[0]["identity_threshold"]
-    assert champion.identity_threshold_info == spec["identity_threshold"]
+    assert spec["identity_threshold"] == run.folds[0].identity_threshold
+    assert champion.threshold_info == spec["identity_threshold"]
     assert champion.identity_threshold == spec["identity_threshold"]["value"]
     assert champion.ingest_hash == config.ingest_hash()
     assert (champion.normalisation, champion.n_samples) == ("window", 300)
-    assert champion.registered_name == MODEL_NAME and champion.registered_version == "1"
+    assert champion.name == MODEL_NAME and champion.version == "1"
 
 
 def test_cli_predicts_new_recordings_refuses_bad_files_and_logs_a_run(
@@ -231,7 +232,7 @@ def test_a_model_logged_before_thresholds_calls_every_recording_known(
         spec.pop(key)
     spec_file.write_text(json.dumps(spec))
     (old_dir / "results.json").unlink()
-    folds = [{k: v for k, v in f.items() if k != "identity_threshold"} for f in run.folds]
+    folds = [dataclasses.replace(f, identity_threshold=None) for f in run.folds]
     logged = log_training_run(
         RunResult(old_dir, folds), config, tracking_uri=mlflow_server, heldout_score=-1.0
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ecg_pipeline.config import ServerSettings
-from ecg_pipeline.servers import (
+from ecg_pipeline.stack.servers import (
     ServerError,
     free_port,
     start_both,

@@ -32,6 +32,7 @@ from ecg_pipeline.tracking.mlflow_log import (
 )
 from ecg_pipeline.training.checkpoint import load_checkpoint
 from ecg_pipeline.training.data import load_window_data
+from ecg_pipeline.training.results import FoldResult
 from ecg_pipeline.training.run import train_and_evaluate
 
 pytestmark = pytest.mark.integration
@@ -104,9 +105,9 @@ def test_run_holds_params_final_metrics_and_lineage_tags(mlflow_server, trained,
     fold = run.folds[0]
     for task in ("identity", "activity"):
         for key in ("accuracy", "f1_macro", "precision_weighted", "recording_accuracy"):
-            assert metrics[f"{task}_test_{key}"] == pytest.approx(fold["metrics"][task][key])
+            assert metrics[f"{task}_test_{key}"] == pytest.approx(fold.metrics[task][key])
     assert metrics["heldout_score"] == pytest.approx(logged.heldout_score)
-    threshold = fold["identity_threshold"]
+    threshold = fold.identity_threshold
     assert metrics["identity_unknown_threshold"] == pytest.approx(threshold["value"])
     assert 0.0 < threshold["value"] <= 1.0 and threshold["n_recordings"] == len(catalog)
     tags = {t["key"]: t["value"] for t in got["data"]["tags"]}
@@ -120,7 +121,7 @@ def test_run_holds_params_final_metrics_and_lineage_tags(mlflow_server, trained,
 
 
 def test_per_epoch_history_is_logged_with_epoch_steps(mlflow_server, trained, logged):
-    history = trained[1].folds[0]["history"]
+    history = trained[1].folds[0].history
     for key in ("identity_train_loss", "activity_val_acc", "identity_weight"):
         got = _get(
             mlflow_server,
@@ -241,19 +242,19 @@ def test_champion_loads_without_pickle_and_predicts_like_the_trained_model(
     loaded = load_champion(mlflow_server, MODEL_NAME)
     assert os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"
     # What prediction needs travels with the model.
-    assert loaded.identity_threshold == run.folds[0]["identity_threshold"]["value"]
-    assert loaded.identity_threshold_info == run.folds[0]["identity_threshold"]
+    assert loaded.identity_threshold == run.folds[0].identity_threshold["value"]
+    assert loaded.threshold_info == run.folds[0].identity_threshold
     assert loaded.ingest_hash == config.ingest_hash()
     assert (loaded.normalisation, loaded.n_samples, loaded.fs_hz) == ("window", 300, 100.0)
     # model.json stores heads sorted by name, so a rebuilt model's outputs come in that order;
     # compare by name, as the metadata names them.
     assert sorted(loaded.head_names) == ["activity", "identity"]
     assert loaded.classes["identity"] == ["S01", "S02", "S03", "S04"]
-    model, _ = load_checkpoint(run.run_dir / run.folds[0]["name"].replace("/", "_"))
+    model, _ = load_checkpoint(run.run_dir / run.folds[0].name.replace("/", "_"))
     x = torch.as_tensor(data.x[:7])  # not the example's batch size: the batch dim is dynamic
     with torch.no_grad():
         expected = model(x)
-        got = dict(zip(loaded.head_names, loaded(x), strict=True))
+        got = dict(zip(loaded.head_names, loaded.network(x), strict=True))
     assert set(got) == set(expected)
     for task, logits in expected.items():
         torch.testing.assert_close(got[task], logits, atol=1e-5, rtol=0)
@@ -278,13 +279,13 @@ def _fold(name, acc, epochs=2):
         {"epoch": e, "identity_train_loss": 1.0 / e, "identity_weight": 1.0, "lr": 1e-3}
         for e in range(1, epochs + 1)
     ]
-    return {
-        "name": name,
-        "best_epoch": 1,
-        "history": history,
-        "metrics": {"identity": dict(report), "activity": dict(report, accuracy=acc / 2)},
-        "sizes": {"train": 10, "val": 2, "test": 3},
-    }
+    return FoldResult(
+        name=name,
+        best_epoch=1,
+        history=history,
+        metrics={"identity": dict(report), "activity": dict(report, accuracy=acc / 2)},
+        sizes={"train": 10, "val": 2, "test": 3},
+    )
 
 
 def test_params_are_the_whole_config_as_dotted_keys():
@@ -304,7 +305,8 @@ def test_several_folds_get_valid_prefixed_names_and_means():
     assert ("fold_session_02/identity_weight", 1) in steps
     final = final_metrics(folds)
     assert final["identity_test_accuracy"] == pytest.approx(0.7)
-    assert final["identity_test_accuracy_std"] == pytest.approx(0.1)
+    # The sample standard deviation, as results.json, summary.json and the README table give.
+    assert final["identity_test_accuracy_std"] == pytest.approx(0.2 / 2**0.5)
     assert final["fold_session_02/activity_test_accuracy"] == pytest.approx(0.3)
     assert final["heldout_score"] == pytest.approx((0.8 + 0.4 + 0.6 + 0.3) / 4)
     assert final["fold_session_01/test_windows"] == 3

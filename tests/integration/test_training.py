@@ -28,11 +28,11 @@ def test_train_then_evaluate_as_two_steps_scores_as_one_step(small_store):
     assert not trained.evaluated
     assert json.loads((trained.run_dir / "results.json").read_text())["summary"] is None
     two = evaluate_run(trained.run_dir, small_store).folds[0]
-    assert two["history"] == one["history"]
+    assert two.history == one.history
     for task in ("identity", "activity"):
-        assert two["metrics"][task]["confusion_matrix"] == one["metrics"][task]["confusion_matrix"]
+        assert two.metrics[task]["confusion_matrix"] == one.metrics[task]["confusion_matrix"]
     saved = json.loads((trained.run_dir / "results.json").read_text())
-    assert saved["summary"]["identity"]["accuracy"] == one["metrics"]["identity"]["accuracy"]
+    assert saved["summary"]["identity"]["accuracy"] == one.metrics["identity"]["accuracy"]
 
 
 def test_evaluation_refuses_a_store_that_changed_since_training(small_store, tmp_path):
@@ -51,14 +51,14 @@ def test_evaluation_refuses_a_store_that_changed_since_training(small_store, tmp
 def test_learning_happens_and_results_are_written(small_store):
     run = train_and_evaluate(small_store, run_name="a")
     (fold,) = run.folds
-    first, last = fold["history"][0], fold["history"][-1]
+    first, last = fold.history[0], fold.history[-1]
     assert last["identity_train_loss"] < first["identity_train_loss"]
     assert last["activity_train_loss"] < first["activity_train_loss"]
     # 4 subjects, 3 conditions: chance is 0.25 and 0.33
-    assert fold["metrics"]["identity"]["accuracy"] > 0.5
-    for row in fold["history"]:
+    assert fold.metrics["identity"]["accuracy"] > 0.5
+    for row in fold.history:
         assert row["identity_weight"] + row["activity_weight"] == pytest.approx(2.0)
-    sizes = fold["sizes"]
+    sizes = fold.sizes
     assert sizes["train"] > sizes["test"] > 0 and sizes["val"] > 0
     saved = json.loads((run.run_dir / "results.json").read_text())
     assert saved["seed"] == 0 and saved["split"] == "time_block"
@@ -78,8 +78,8 @@ def test_same_seed_same_history_on_cpu(small_store):
     config = small_store.model_copy(
         update={"training": small_store.training.model_copy(update={"epochs": 2})}
     )
-    a = train_and_evaluate(config, run_name="s1").folds[0]["history"]
-    b = train_and_evaluate(config, run_name="s2").folds[0]["history"]
+    a = train_and_evaluate(config, run_name="s1").folds[0].history
+    b = train_and_evaluate(config, run_name="s2").folds[0].history
     assert a == b
 
 
@@ -100,7 +100,7 @@ def test_checkpoint_loads_without_pickle_and_predicts_the_same(small_store):
     # The "unknown" threshold, calibrated on the validation blocks of the 12 recordings.
     threshold = spec["identity_threshold"]
     assert threshold["method"] == "recording_quantile" and threshold["n_recordings"] == 12
-    assert threshold["n_windows"] == run.folds[0]["sizes"]["val"]
+    assert threshold["n_windows"] == run.folds[0].sizes["val"]
     assert threshold["known_reject_rate"] == 0.05 and 0.0 < threshold["value"] <= 1.0
     saved = json.loads((run.run_dir / "results.json").read_text())
     assert saved["folds"][0]["identity_threshold"] == threshold
@@ -128,7 +128,7 @@ def test_every_split_trains(small_store, kind):
     )
     run = train_and_evaluate(config, run_name=f"split-{kind}")
     assert run.folds and all(
-        np.isfinite(f["metrics"][t]["accuracy"]) for f in run.folds for t in f["metrics"]
+        np.isfinite(f.metrics[t]["accuracy"]) for f in run.folds for t in f.metrics
     )
 
 
@@ -147,7 +147,7 @@ def test_seeds_are_summarised_with_mean_and_spread(small_store, tmp_path):
         and saved["n_folds"] == 1
         and saved["command"] == "ecg-pipeline train ..."
     )
-    accuracies = [run.folds[0]["metrics"]["identity"]["accuracy"] for _, run in runs]
+    accuracies = [run.folds[0].metrics["identity"]["accuracy"] for _, run in runs]
     assert saved["tasks"]["identity"]["accuracy"] == pytest.approx(np.mean(accuracies))
     assert saved["tasks"]["identity"]["accuracy_std"] == pytest.approx(np.std(accuracies, ddof=1))
     assert saved["per_seed"]["1"]["identity"]["accuracy"] == pytest.approx(accuracies[1])
@@ -168,7 +168,7 @@ def test_tuned_recipe_trains_with_augmentation_and_a_cosine_schedule(small_store
     )
     config = small_store.model_copy(update={"training": training})
     assert config.training.augment.enabled
-    history = train_and_evaluate(config, run_name="tuned").folds[0]["history"]
+    history = train_and_evaluate(config, run_name="tuned").folds[0].history
     rates = [row["lr"] for row in history]
     assert (
         rates[0] == pytest.approx(1e-3)

@@ -74,7 +74,7 @@ def windows_meta(n=3):
             "fs_hz": 100.0,
             "source_path": "/in/S01_rest.acq",
             "source_sha256": "f" * 64,
-            "config_hash": "0123456789abcdef",
+            "ingest_hash": "0123456789abcdef",
         }
     )
 

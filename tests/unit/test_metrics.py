@@ -153,14 +153,14 @@ def test_weighted_recall_equals_accuracy(seed):
 
 
 # --------------------------------------------------------------------------------------------
-# recording vote
+# recording level: highest mean probability (predict's rule) and majority vote
 
-# Three recordings, three classes.
-#   A: argmax 0, 0, 1            -> 0 by majority; true 0 -> right
-#   B: argmax 1, 2 (tied)        -> mean prob of the tied classes: 1 (0.475) beats 2 (0.375)
-#      true labels 2, 2          -> wrong
-#   C: argmax 1, 2 (tied)        -> class 0 has the highest mean (0.40) but no vote;
-#                                   among 1 (0.275) and 2 (0.325): 2; true mode of (2, 2) -> right
+# Three recordings, three classes; the network's logits are log(PROBA), so softmax gives PROBA.
+#   A: argmax 0, 0, 1       mean (0.50, 0.33, 0.17)   -> 0 by both rules; true 0 -> right
+#   B: argmax 1, 2 (tied)   mean (0.15, 0.475, 0.375) -> 1 by both (the vote's tie-break is the
+#                           mean of the tied classes); true labels 2, 2 -> wrong
+#   C: argmax 1, 2 (tied)   mean (0.40, 0.275, 0.325) -> 0 by mean probability (no window
+#                           voted for it); the vote's tie-break among 1 and 2 gives 2; true 2
 PROBA = np.array(
     [
         [0.7, 0.2, 0.1],
@@ -172,41 +172,58 @@ PROBA = np.array(
         [0.45, 0.05, 0.5],
     ]
 )
+LOGITS = np.log(PROBA)
 RECORDINGS = np.array(["A", "A", "A", "B", "B", "C", "C"])
 Y_WINDOWS = np.array([0, 0, 0, 2, 2, 2, 2])
 
 
-def test_recording_vote_by_hand():
-    table = recording_predictions(Y_WINDOWS, PROBA, RECORDINGS)
+def test_recording_rules_by_hand():
+    table = recording_predictions(Y_WINDOWS, LOGITS, RECORDINGS)
     assert table["recording_id"].tolist() == ["A", "B", "C"]
     assert table["n_windows"].tolist() == [3, 2, 2]
     assert table["y_true"].tolist() == [0, 2, 2]
-    assert table["y_pred"].tolist() == [0, 1, 2]
-    assert table["votes"].tolist() == [2, 1, 1]
-    assert table["tied"].tolist() == [False, True, True]
-    assert recording_accuracy(Y_WINDOWS, PROBA, RECORDINGS) == pytest.approx(2 / 3)
+    assert table["y_pred"].tolist() == [0, 1, 0]
+    assert table["confidence"].tolist() == pytest.approx([0.5, 0.475, 0.40])
+    assert table["y_vote"].tolist() == [0, 1, 2]
+    assert recording_accuracy(Y_WINDOWS, LOGITS, RECORDINGS) == pytest.approx(1 / 3)
+    assert recording_accuracy(Y_WINDOWS, LOGITS, RECORDINGS, rule="vote") == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="rule"):
+        recording_accuracy(Y_WINDOWS, LOGITS, RECORDINGS, rule="median")
 
 
-def test_recording_vote_same_for_logits():
-    # softmax(log p + c) == p: logits must vote and break ties exactly as the probabilities.
-    logits = np.log(PROBA) + 3.0
-    a = recording_predictions(Y_WINDOWS, PROBA, RECORDINGS)
-    b = recording_predictions(Y_WINDOWS, logits, RECORDINGS)
-    assert a.equals(b)
+def test_recording_rule_is_what_predict_answers():
+    # The evaluation's per-recording class is predict's: decide() over mean_probabilities().
+    from ecg_pipeline.training.aggregate import decide, mean_probabilities, softmax
+
+    table = recording_predictions(Y_WINDOWS, LOGITS, RECORDINGS)
+    keys, means = mean_probabilities(softmax(LOGITS), RECORDINGS)
+    labels, _, confidence = decide(means, ["0", "1", "2"])
+    by_key = dict(zip(keys, labels, strict=True))
+    assert [int(by_key[k]) for k in table["recording_id"]] == table["y_pred"].tolist()
+    assert sorted(confidence) == pytest.approx(sorted(table["confidence"]))
+
+
+def test_recording_rules_shift_invariant():
+    # softmax(z + c) == softmax(z): shifted logits give the same decisions.
+    a = recording_predictions(Y_WINDOWS, LOGITS, RECORDINGS)
+    b = recording_predictions(Y_WINDOWS, LOGITS + 3.0, RECORDINGS)
+    assert a.drop(columns="confidence").equals(b.drop(columns="confidence"))
+    assert a["confidence"].tolist() == pytest.approx(b["confidence"].tolist())
 
 
 def test_recording_true_label_is_the_mode_and_each_recording_counts_once():
     # A: 100 windows, all right; B: one window, wrong -> 1/2, not 100/101.
-    proba = np.vstack([np.tile([0.9, 0.1], (100, 1)), [[0.9, 0.1]]])
+    logits = np.log(np.vstack([np.tile([0.9, 0.1], (100, 1)), [[0.9, 0.1]]]))
     ids = np.array(["A"] * 100 + ["B"])
     y = np.array([0] * 99 + [1] + [1])  # one stray label in A: its mode is still 0
-    assert recording_accuracy(y, proba, ids) == pytest.approx(0.5)
+    assert recording_accuracy(y, logits, ids) == pytest.approx(0.5)
+    assert recording_accuracy(y, logits, ids, rule="vote") == pytest.approx(0.5)
 
 
 def test_recording_vote_refuses_bad_shapes():
     with pytest.raises(ValueError, match="n_windows, n_classes"):
-        recording_accuracy(Y_WINDOWS, PROBA[:, 0], RECORDINGS)
+        recording_accuracy(Y_WINDOWS, LOGITS[:, 0], RECORDINGS)
     with pytest.raises(ValueError, match="lengths differ"):
-        recording_accuracy(Y_WINDOWS[:-1], PROBA, RECORDINGS)
+        recording_accuracy(Y_WINDOWS[:-1], LOGITS, RECORDINGS)
     with pytest.raises(ValueError, match="outside"):
-        recording_accuracy(Y_WINDOWS + 1, PROBA, RECORDINGS)
+        recording_accuracy(Y_WINDOWS + 1, LOGITS, RECORDINGS)

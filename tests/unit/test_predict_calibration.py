@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecg_pipeline.predict.aggregate import UNKNOWN, decide, mean_probabilities, softmax
-from ecg_pipeline.predict.calibration import (
+from ecg_pipeline.training.aggregate import UNKNOWN, decide, mean_probabilities, softmax
+from ecg_pipeline.training.calibration import (
     IdentityThreshold,
     calibrate_identity_threshold,
     recording_confidences,

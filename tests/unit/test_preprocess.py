@@ -4,8 +4,8 @@ from helpers import demo_ecg
 
 from ecg_pipeline.config import IngestSettings
 from ecg_pipeline.errors import SamplingRateError, SignalQualityError, TooShortError
+from ecg_pipeline.ingest.process import segments_to_windows
 from ecg_pipeline.io.recording import Segment
-from ecg_pipeline.signal.preprocess import segments_to_windows
 
 
 def test_one_recording_becomes_paper_windows():

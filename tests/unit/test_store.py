@@ -6,7 +6,7 @@ import pytest
 from ecg_pipeline.io import store as store_module
 from ecg_pipeline.io.atomic import remove_dead_temp_files
 from ecg_pipeline.io.store import WindowStore
-from ecg_pipeline.signal.preprocess import Windows
+from ecg_pipeline.signal.windows import Windows
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -41,7 +41,7 @@ def test_write_then_read_back(tmp_path):
     table = pq.read_table(f)
     assert table.schema.field("samples").type.list_size == 300
     assert table.column("window_index").to_pylist() == [0, 1, 2]
-    assert set(table.column("config_hash").to_pylist()) == {"0123456789abcdef"}
+    assert set(table.column("ingest_hash").to_pylist()) == {"0123456789abcdef"}
     x, meta = store.read_windows(normalisation="none")
     np.testing.assert_array_equal(x, w.samples)
     assert meta["subject"].tolist() == ["S01"] * 3

@@ -14,7 +14,7 @@ import pytest
 
 from ecg_pipeline.cohort.demo import write_demo_recording
 from ecg_pipeline.ingest import ingest_folder
-from ecg_pipeline.watch import Batcher, is_candidate, unstored_files, watch_inbox
+from ecg_pipeline.stack.watch import Batcher, is_candidate, unstored_files, watch_inbox
 
 
 def _old_file(path: Path, size: int = 10, age_s: float = 60.0) -> str:

@@ -1,11 +1,10 @@
-"""Start and stop the embedded stack that ``make run`` uses: servers, the served flow, the watcher.
+"""The embedded Prefect and MLflow servers that ``make run`` uses: start, reuse, stop.
 
-The Prefect server and the MLflow tracking server run as subprocesses of the venv's own
-``prefect`` and ``mlflow`` commands; the deployment server (``python -m flows.serve``) and the
-inbox watcher (``python -m ecg_pipeline.watch``) run as subprocesses of this interpreter. A pid
-file per process under ``state_dir`` records what the project started (see
-:mod:`ecg_pipeline.processes`), so that a later command reuses a live process instead of
-starting a second one, and :func:`stop_servers` stops exactly those processes and nothing else.
+Both run as subprocesses of the venv's own ``prefect`` and ``mlflow`` commands. A pid file per
+process under ``state_dir`` records what the project started (:mod:`.processes`, :mod:`.launch`),
+so that a later command reuses a live server instead of starting a second one, and
+:func:`stop_servers` stops exactly the processes the project started (these two, the deployment
+server and the watcher of :mod:`.workers`) and nothing else.
 
 Only the standard library is imported here: the servers are subprocesses, and a command line
 that imports this module must stay fast.
@@ -17,75 +16,43 @@ import ipaddress
 import os
 import socket
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ecg_pipeline.processes import (
-    STOP_TIMEOUT_S,
-    is_ours,
-    locked,
-    log_tail,
-    read_pid_file,
-    spawn_recorded,
-    stop_group,
-    stop_recorded,
-    wait_until,
+from ecg_pipeline.stack.launch import (
+    ServerError,
+    ServerHandle,
+    address_family,
+    answers,
+    answers_ok,
+    is_loopback,
+    launch,
 )
+from ecg_pipeline.stack.processes import STOP_TIMEOUT_S, read_pid_file, stop_group, stop_recorded
+from ecg_pipeline.stack.workers import start_deployment_server, start_watcher
 
 if TYPE_CHECKING:
     from ecg_pipeline.config import ServerSettings
 
+__all__ = [
+    "SERVER_NAMES",
+    "ServerError",
+    "ServerHandle",
+    "answers_ok",
+    "free_port",
+    "start_both",
+    "start_deployment_server",
+    "start_embedded",
+    "start_mlflow",
+    "start_prefect",
+    "start_watcher",
+    "stop",
+    "stop_servers",
+    "use_prefect_api",
+]
+
 # Stopped in this order: the watcher and the served flow before the servers they talk to.
 SERVER_NAMES = ("watch", "serve", "prefect", "mlflow")
-# What flow.serve prints once its deployments are registered, just before it starts polling.
-SERVE_READY_MARKER = "being served and polling"
-WATCH_READY_MARKER = "watching "
-
-
-class ServerError(RuntimeError):
-    """A server cannot start: port taken, another of ours elsewhere, or it never got healthy."""
-
-
-@dataclass(frozen=True)
-class ServerHandle:
-    """A running server, started now (``started=True``) or found and reused.
-
-    Attributes
-    ----------
-    name : str
-        ``"prefect"`` or ``"mlflow"``.
-    pid : int
-        The server's process id, also its process group id.
-    host, port : str, int
-        Where it listens.
-    url : str
-        What clients use: the Prefect API (``http://H:P/api``) or the MLflow tracking URI.
-    ui_url : str
-        The web UI, for people.
-    log_path : Path
-        Its stdout and stderr.
-    started : bool
-        False when a live server started earlier by the project was reused.
-    """
-
-    name: str
-    pid: int
-    host: str
-    port: int
-    url: str
-    ui_url: str
-    log_path: Path
-    started: bool
-
-    @property
-    def pid_path(self) -> Path:
-        """The pid file, beside the log."""
-        return self.log_path.with_suffix(".pid")
 
 
 def use_prefect_api(settings: ServerSettings) -> None:
@@ -155,14 +122,14 @@ def start_embedded(settings: ServerSettings) -> list[ServerHandle]:
     ):
         if external is None:
             handles.append(start(settings))
-        elif external.startswith(("http://", "https://")) and not _answers(health):
+        elif external.startswith(("http://", "https://")) and not answers(health):
             raise ServerError(f"the configured server {external} does not answer at {health}")
     return handles
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port that is free on ``host`` right now (the OS picks it; another may take it later)."""
-    with socket.socket(_family(host), socket.SOCK_STREAM) as s:
+    with socket.socket(address_family(host), socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
 
@@ -330,7 +297,6 @@ def stop_servers(state_dir: str | os.PathLike, timeout_s: float = STOP_TIMEOUT_S
     return [name for name, path in paths if path.exists() and stop_recorded(name, path, timeout_s)]
 
 
-# --- starting ------------------------------------------------------------------------------
 def _start_server(
     *,
     name: str,
@@ -348,7 +314,7 @@ def _start_server(
     timeout_s: float,
 ) -> ServerHandle:
     """A server on ``host:port``: ready when ``health_url`` answers 200."""
-    return _start(
+    return launch(
         name=name,
         label=f"{label} server",
         command=command,
@@ -368,234 +334,10 @@ def _start_server(
     )
 
 
-def start_deployment_server(
-    config_path: str | os.PathLike, settings: ServerSettings, *, timeout_s: float = 120
-) -> ServerHandle:
-    """Serve the project's deployments (``python -m flows.serve``) in the background.
-
-    Parameters
-    ----------
-    config_path : path-like
-        The study configuration every run of ``ingest-train/default`` gets.
-    settings : ServerSettings
-        The Prefect API to register with and poll (``prefect_api``), and ``state_dir`` for the
-        pid and log files.
-    timeout_s : float
-        How long to wait for the deployments to be registered.
-
-    Returns
-    -------
-    ServerHandle
-        ``url`` is the Prefect API it polls; ``ui_url`` the UI's deployments page.
-
-    Raises
-    ------
-    ServerError
-        It exited or never registered (the message holds its log's tail), or a deployment
-        server the project started earlier serves another configuration.
-    """
-    config_path = Path(config_path).resolve()
-    return _start_worker(
-        "serve",
-        "deployment server",
-        "flows.serve",
-        config_path,
-        settings,
-        SERVE_READY_MARKER,
-        "/deployments",
-        timeout_s,
-    )
-
-
-def start_watcher(
-    config_path: str | os.PathLike, settings: ServerSettings, *, timeout_s: float = 60
-) -> ServerHandle:
-    """Watch the configuration's inbox (``python -m ecg_pipeline.watch``) in the background.
-
-    Parameters and errors as :func:`start_deployment_server`; ready once it watches.
-    """
-    config_path = Path(config_path).resolve()
-    return _start_worker(
-        "watch",
-        "inbox watcher",
-        "ecg_pipeline.watch",
-        config_path,
-        settings,
-        WATCH_READY_MARKER,
-        "/events",
-        timeout_s,
-    )
-
-
-def _start_worker(
-    name: str,
-    label: str,
-    module: str,
-    config_path: Path,
-    settings: ServerSettings,
-    marker: str,
-    ui_page: str,
-    timeout_s: float,
-) -> ServerHandle:
-    """A ``python -m <module> --config <file>`` process, ready once its log shows ``marker``."""
-    state = Path(settings.state_dir).resolve()
-    state.mkdir(parents=True, exist_ok=True)
-    log_path = state / f"{name}.log"
-    api = settings.prefect_api
-    ui = api.removesuffix("/").removesuffix("/api")
-    env = {
-        "PREFECT_API_URL": api,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": _with_project_root(os.environ.get("PYTHONPATH")),
-    }
-
-    def ready(offset: int) -> bool:
-        try:
-            with open(log_path, "rb") as f:
-                f.seek(offset)
-                return marker in f.read().decode("utf-8", "replace")
-        except OSError:
-            return False
-
-    return _start(
-        name=name,
-        label=label,
-        command=[sys.executable, "-m", module, "--config", str(config_path)],
-        # The caller's folder: relative paths in the config (data/windows, data/inbox) mean the
-        # same to the served runs and the watcher as to the command that started them.
-        env=env,
-        unset=(),
-        state_dir=state,
-        cwd=Path.cwd(),
-        handle=lambda pid, started: ServerHandle(
-            name, pid, settings.host, settings.prefect_port, api, ui + ui_page, log_path, started
-        ),
-        ready=ready,
-        ready_what=f"its log never said {marker.strip()!r}",
-        identity={"config": str(config_path), "prefect_api": api, "cwd": str(Path.cwd())},
-        mismatch_hint="",
-        timeout_s=timeout_s,
-    )
-
-
-def _project_root() -> Path:
-    """The checkout holding ``flows/`` (the package is installed editable from it)."""
-    return Path(__file__).resolve().parents[1]
-
-
-def _with_project_root(pythonpath: str | None) -> str:
-    return os.pathsep.join([str(_project_root()), *([pythonpath] if pythonpath else [])])
-
-
-def _start(
-    *,
-    name: str,
-    label: str,
-    command: list[str],
-    env: dict[str, str],
-    unset: tuple[str, ...],
-    state_dir: Path,
-    cwd: Path,
-    handle: Callable[[int, bool], ServerHandle],
-    ready: Callable[[int], bool],
-    ready_what: str,
-    identity: dict,
-    mismatch_hint: str,
-    check_free: Callable[[], None] = lambda: None,
-    timeout_s: float,
-) -> ServerHandle:
-    """Reuse our live process if it matches ``identity``, or check, spawn, record and wait.
-
-    ``ready(log_offset)`` says whether a process is ready to use (``log_offset``: where this
-    start's lines begin in its log); ``identity`` (host and port, or the config served) must
-    match the record of a live process for it to be reused.
-    """
-    pid_path = state_dir / f"{name}.pid"
-    log_path = state_dir / f"{name}.log"
-
-    def wait(pid: int, offset: int) -> None:
-        problem = wait_until(lambda: ready(offset), pid, timeout_s)
-        if problem is not None:
-            raise ServerError(
-                f"The {label} (pid {pid}) {problem}: {ready_what}. "
-                f"Last lines of {log_path}:\n{log_tail(log_path, offset)}"
-            )
-
-    with locked(state_dir / f"{name}.lock"):
-        record = read_pid_file(pid_path)
-        if record and is_ours(name, record.get("pid"), record.get("command")):
-            pid = record["pid"]
-            found = {key: record.get(key) for key in identity}
-            if found != identity:
-                raise ServerError(
-                    f"The {label} the project started earlier (pid {pid}) still runs with "
-                    f"{found}, not {identity}. Stop it first (`ecg-pipeline servers stop`, or "
-                    f"ecg_pipeline.servers.stop_servers({str(state_dir)!r})){mismatch_hint}."
-                )
-            # Ours and the same: it may still be starting (another command started it). Its own
-            # start's log lines only: an earlier start's ready line must not count.
-            offset = record.get("log_offset")
-            wait(pid, offset if isinstance(offset, int) else 0)
-            return handle(pid, False)
-        pid_path.unlink(missing_ok=True)  # absent, unreadable, or a dead / reused pid
-
-        check_free()
-        child_env = {k: v for k, v in os.environ.items() if k not in unset} | env
-        pid, offset = spawn_recorded(
-            name,
-            command,
-            env=child_env,
-            cwd=cwd,
-            pid_path=pid_path,
-            log_path=log_path,
-            record=identity,
-        )
-        try:
-            wait(pid, offset)
-        except BaseException:
-            stop_group(name, pid, command, STOP_TIMEOUT_S)
-            pid_path.unlink(missing_ok=True)
-            raise
-        return handle(pid, True)
-
-
-def answers_ok(url: str) -> bool:
-    """Whether ``url`` answers 200 now (a health check)."""
-    return _http_status(url) == 200
-
-
-def _answers(url: str) -> bool:
-    """Whether a server answers at all: an HTTP error (401 behind an auth proxy) still counts."""
-    return _http_status(url) is not None
-
-
-def _http_status(url: str) -> int | None:
-    """The HTTP status ``url`` answers with now; None when nothing answers."""
-    host = urllib.parse.urlsplit(url).hostname or ""
-    # Loopback without proxies: an http_proxy in the environment must not carry a request to
-    # this machine away. A lab's own server may well sit behind its proxy.
-    handlers = [urllib.request.ProxyHandler({})] if _is_loopback(host) else []
-    try:
-        with urllib.request.build_opener(*handlers).open(url, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _check_port_free(host: str, port: int, label: str, config_key: str) -> None:
     """Raise when something listens on ``host:port`` (bind like the servers do, then let go)."""
     try:
-        with socket.socket(_family(host), socket.SOCK_STREAM) as s:
+        with socket.socket(address_family(host), socket.SOCK_STREAM) as s:
             # As uvicorn does: connections in TIME_WAIT from a stopped server do not count.
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((host, port))
@@ -618,7 +360,7 @@ def _check_host(host: str, allow_remote: bool) -> None:
             f"host {host!r} would listen on every network interface; name one address instead "
             "(127.0.0.1 keeps the servers on this machine)"
         )
-    if _is_loopback(host) or allow_remote:
+    if is_loopback(host) or allow_remote:
         return
     raise ValueError(
         f"host {host!r} is not a loopback address: neither the Prefect server nor the MLflow "
@@ -637,7 +379,3 @@ def _venv_bin(program: str) -> str:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def _family(host: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET

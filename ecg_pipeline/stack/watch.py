@@ -7,8 +7,8 @@ once the folder has been quiet for ``debounce_s`` and every file has settled: it
 and its modification time at least ``settle_s`` old, the rule ingest itself uses to defer files
 still being copied. Files that arrived while the watcher was down are found by a scan at start.
 
-Run ``python -m ecg_pipeline.watch --config configs/demo.toml``. Besides ``flows/``, this is the
-only module that imports prefect, and only when an event is sent.
+Run ``python -m ecg_pipeline.stack.watch --config configs/demo.toml``. It imports prefect only
+when an event is sent (``stack/`` and ``flows/`` are the only importers of prefect).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+
+from ecg_pipeline.config import DiscoverySettings, WatchSettings
 
 EVENT = "ecg.recordings.arrived"
 RESOURCE_PREFIX = "ecg.inbox."
@@ -104,8 +106,12 @@ class Batcher:
 
 
 def unstored_files(folder: str | os.PathLike, config) -> list[str]:
-    """Recording files under ``folder`` whose bytes the dataset's store does not hold yet."""
-    from ecg_pipeline.io.readers import sha256_files
+    """Recording files under ``folder`` whose bytes the dataset's store does not hold yet.
+
+    A recording is identified as ingest identifies it: by all of its files (a WFDB record's
+    ``.hea`` and the signal files it names), so a stored record never looks new.
+    """
+    from ecg_pipeline.io.readers import recording_files, sha256_files
     from ecg_pipeline.io.store import WindowStore
 
     folder = Path(folder).resolve()
@@ -117,7 +123,7 @@ def unstored_files(folder: str | os.PathLike, config) -> list[str]:
     out = []
     for p in files:
         try:
-            if sha256_files([p]) not in stored:
+            if sha256_files(recording_files(p, config.dataset.format)) not in stored:
                 out.append(str(p))
         except OSError:
             continue  # vanished or unreadable: ingest will say so if it comes back
@@ -133,7 +139,7 @@ def emit_arrival(folder: Path, files: list[str]) -> None:
         The API does not answer. Prefect sends events in the background and drops what it
         cannot deliver, so the check comes first: the caller keeps the files for a later try.
     """
-    from ecg_pipeline.servers import answers_ok
+    from ecg_pipeline.stack.servers import answers_ok
 
     api = os.environ.get("PREFECT_API_URL", "").rstrip("/")
     if api and not answers_ok(f"{api}/health"):
@@ -150,14 +156,18 @@ def emit_arrival(folder: Path, files: list[str]) -> None:
     )
 
 
+# Keyword defaults are the configuration's ([discovery], [watch]): one source of truth.
+_DISCOVERY, _WATCH = DiscoverySettings(), WatchSettings()
+
+
 def watch_inbox(
     folder: str | os.PathLike,
     *,
-    suffixes: Sequence[str] = (".acq",),
-    settle_s: float = 5.0,
-    debounce_s: float = 2.0,
+    suffixes: Sequence[str] = _DISCOVERY.suffixes,
+    settle_s: float = _DISCOVERY.settle_s,
+    debounce_s: float = _WATCH.debounce_s,
     force_polling: bool | None = None,
-    poll_delay_ms: int = 300,
+    poll_delay_ms: int = _WATCH.poll_delay_ms,
     startup_files: Callable[[], list[str]] | None = None,
     emit: Callable[[Path, list[str]], None] = emit_arrival,
     stop_event: threading.Event | None = None,
@@ -230,7 +240,7 @@ def watch_inbox(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m ecg_pipeline.watch",
+        prog="python -m ecg_pipeline.stack.watch",
         description="Watch the inbox and emit ecg.recordings.arrived per settled burst of files.",
     )
     parser.add_argument("--config", type=Path, default=Path("configs/demo.toml"))
@@ -251,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from ecg_pipeline.config import load_config
-    from ecg_pipeline.servers import use_prefect_api
+    from ecg_pipeline.stack.servers import use_prefect_api
 
     config = load_config(args.config)
     use_prefect_api(config.servers)

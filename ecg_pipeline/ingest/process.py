@@ -1,51 +1,118 @@
-"""The whole per-recording chain: filter at the native rate, resample, cut, drop flat windows."""
+"""Step 4 of a batch: one file's ECG channel, read once, into windows (nothing is written).
+
+The chain is shared with prediction (:func:`read_windows`), so a model sees new recordings
+exactly as it saw its training windows: read the ECG channel, filter each gap-free segment at its
+native rate, resample, cut whole windows, drop flat ones. The signal steps are the pure
+functions of :mod:`ecg_pipeline.signal`; this module applies the ``[ingest]`` settings to them
+and turns what they find into typed errors naming the file.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from ecg_pipeline.config import IngestSettings
-from ecg_pipeline.errors import SamplingRateError, SignalQualityError, TooShortError
-from ecg_pipeline.io.recording import Segment
+from ecg_pipeline.config import IngestSettings, StudyConfig
+from ecg_pipeline.errors import (
+    IngestError,
+    SamplingRateError,
+    SignalQualityError,
+    TooShortError,
+    UnexpectedIngestError,
+    UnreadableFileError,
+)
+from ecg_pipeline.ingest.plan import PlannedFile
+from ecg_pipeline.instrument import stage
+from ecg_pipeline.io.readers import read_recording
+from ecg_pipeline.io.recording import RawRecording, Segment
 from ecg_pipeline.signal.filters import design_ecg_filter, zero_phase_filter
 from ecg_pipeline.signal.quality import flat_raw_windows
 from ecg_pipeline.signal.resample import resample_to
-from ecg_pipeline.signal.windows import sliding_windows
+from ecg_pipeline.signal.windows import Windows, sliding_windows
 
 
-@dataclass(frozen=True)
-class Windows:
-    """Filtered, resampled windows of one recording, in physical units.
+@dataclass
+class ProcessedFile:
+    plan: PlannedFile
+    manifest_row: dict
+    windows: Windows
 
-    Attributes
-    ----------
-    samples : np.ndarray
-        (n_windows, window_samples) float32.
-    start_s : np.ndarray
-        (n_windows,) start of each window from the start of the recording.
-    window_index : np.ndarray
-        (n_windows,) position among all whole windows of the recording, flat ones included, so a
-        dropped window leaves a gap in the numbering.
-    fs_hz : float
-        The target rate.
-    n_flat_dropped : int
-        Windows dropped as flat (disconnected lead).
-    warnings : list of str
-        Things a person should know (a notch skipped, a segment too short to use).
+
+def read_windows(path: str | os.PathLike, config: StudyConfig) -> tuple[RawRecording, Windows]:
+    """Read one file's ECG channel once and cut it into windows as ``[ingest]`` says.
+
+    The chain shared by ingest and prediction (``ecg_pipeline.predict``), so that a model sees
+    new recordings exactly as it saw its training windows. Needs no labels.
+
+    Raises
+    ------
+    IngestError
+        A subclass naming the file and the reason; unexpected failures are wrapped too, so that
+        one bad file never stops a batch.
     """
+    raw = read_raw(path, config)
+    with _named_errors(path), stage("process: filter + resample + window"):
+        return raw, segments_to_windows(raw.segments, config.ingest)
 
-    samples: np.ndarray
-    start_s: np.ndarray
-    window_index: np.ndarray
-    fs_hz: float
-    n_flat_dropped: int = 0
-    warnings: list[str] = field(default_factory=list)
 
-    def __len__(self) -> int:
-        return len(self.samples)
+def read_raw(path: str | os.PathLike, config: StudyConfig) -> RawRecording:
+    """Read one file's ECG channel (only that channel), as ``[ingest.channel]`` chooses it.
+
+    Raises
+    ------
+    IngestError
+        As :func:`read_windows`.
+    """
+    with _named_errors(path), stage("process: read ECG"):
+        return read_recording(str(path), config)
+
+
+@contextlib.contextmanager
+def _named_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Every failure inside as an :class:`IngestError` naming ``path``."""
+    path = str(path)
+    try:
+        yield
+    except IngestError as exc:
+        if exc.path:
+            raise
+        raise type(exc)(path, exc.reason) from exc
+    except MemoryError as exc:
+        raise UnreadableFileError(path, "not enough memory to read this file") from exc
+    except OSError as exc:
+        raise UnreadableFileError(path, f"cannot read file: {exc}") from exc
+    except Exception as exc:  # a reader bug or an unforeseen layout: report, do not crash
+        raise UnexpectedIngestError(path, f"unexpected {type(exc).__name__}: {exc}") from exc
+
+
+def process_file(plan: PlannedFile, config: StudyConfig) -> ProcessedFile:
+    """Read one file's ECG channel once and turn it into windows (nothing is written).
+
+    Raises
+    ------
+    IngestError
+        See :func:`read_windows`.
+    """
+    path = plan.labels.source_path
+    raw, windows = read_windows(path, config)
+    lab = plan.labels
+    row = {
+        "source_path": path,
+        "subject": lab.subject,
+        "condition": lab.condition,
+        "session": lab.session,
+        "date": lab.date or raw.header.get("date"),
+        "sha256": plan.sha256,
+        "channel": raw.channel_name,
+        "native_fs_hz": float(raw.native_fs_hz),
+        "duration_s": float(raw.duration_s),
+        "n_windows": len(windows),
+    }
+    return ProcessedFile(plan, row, windows)
 
 
 def segments_to_windows(segments: Sequence[Segment], settings: IngestSettings) -> Windows:

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ecg_pipeline.predict.aggregate import mean_probabilities, softmax
+from ecg_pipeline.training.aggregate import mean_probabilities, softmax
 
 __all__ = [
     "IdentityThreshold",

@@ -1,0 +1,134 @@
+"""Step 5 of a batch: check the processed files against the contracts, write, record.
+
+The recordings manifest and the windows table are checked by the pandera contracts as one table
+per call (pandera's cost is mostly per call, not per row), then each recording is written
+atomically and the files it replaces are removed. :func:`write_batch_tables` records the batch's
+refusals and the store's recordings list beside the windows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ecg_pipeline.config import StudyConfig
+from ecg_pipeline.errors import IngestError, MetadataError
+from ecg_pipeline.ingest.process import ProcessedFile
+from ecg_pipeline.ingest.results import FileResult
+from ecg_pipeline.instrument import stage
+from ecg_pipeline.io.atomic import atomic_write_text
+from ecg_pipeline.io.store import WindowStore, recording_id_of
+
+
+def rejections_table(errors: list[IngestError]) -> pd.DataFrame:
+    """The rejections table, checked by :class:`data_contracts.rejections.RejectionsTable`."""
+    from data_contracts.rejections import RejectionsTable
+
+    rows = [
+        {
+            "file": e.path,
+            "stage": e.stage,
+            "status": e.status,
+            "error": type(e).__name__,
+            "reason": e.reason,
+        }
+        for e in errors
+    ]
+    table = pd.DataFrame(rows, columns=["file", "stage", "status", "error", "reason"])
+    return RejectionsTable.validate(table) if rows else table
+
+
+def validate_batch(
+    processed: list[ProcessedFile], config: StudyConfig, dataset: str, ingest_hash: str
+) -> tuple[list[ProcessedFile], list[IngestError]]:
+    """Check the batch's recordings manifest and windows table against the contracts, once."""
+    from pandera.errors import SchemaErrors
+
+    from data_contracts._report import failures_by_row
+    from data_contracts.recordings import manifest_schema
+    from data_contracts.windows import WindowsTable
+
+    if not processed:
+        return [], []
+    manifest = pd.DataFrame([p.manifest_row for p in processed])
+    schema = manifest_schema(
+        config.dataset.conditions, config.dataset.subject_pattern, config.dataset.subjects
+    )
+    bad: dict[int, list[str]] = {}
+    try:
+        schema.validate(manifest, lazy=True)
+    except SchemaErrors as exc:
+        bad.update({k: v for k, v in failures_by_row(exc, manifest).items() if k is not None})
+    sizes = [len(p.windows) for p in processed]
+    owner = np.repeat(np.arange(len(processed)), sizes)
+    windows_meta = pd.DataFrame(
+        {
+            "dataset": dataset,
+            "recording_id": np.repeat([recording_id_of(p.plan.sha256) for p in processed], sizes),
+            "subject": manifest["subject"].to_numpy()[owner],
+            "condition": manifest["condition"].to_numpy()[owner],
+            "session": manifest["session"].to_numpy()[owner],
+            "window_index": np.concatenate([p.windows.window_index for p in processed]),
+            "start_s": np.concatenate([p.windows.start_s for p in processed]),
+            "fs_hz": np.repeat([p.windows.fs_hz for p in processed], sizes),
+            "source_path": manifest["source_path"].to_numpy()[owner],
+            "source_sha256": manifest["sha256"].to_numpy()[owner],
+            "ingest_hash": ingest_hash,
+        }
+    )
+    try:
+        WindowsTable.validate(windows_meta, lazy=True)
+    except SchemaErrors as exc:
+        for row, msgs in failures_by_row(exc, windows_meta).items():
+            if row is None:
+                raise ValueError(f"windows table malformed: {msgs}") from exc
+            bad.setdefault(int(owner[row]), []).extend(msgs[:1])
+    ok = [p for i, p in enumerate(processed) if i not in bad]
+    errors = [
+        MetadataError(processed[i].plan.labels.source_path, "; ".join(msgs))
+        for i, msgs in sorted(bad.items())
+    ]
+    return ok, errors
+
+
+def write_batch(
+    processed: list[ProcessedFile], store: WindowStore, ingest_hash: str
+) -> list[FileResult]:
+    """Write each recording atomically, then remove the files it replaces."""
+    results = []
+    for p in processed:
+        written = store.write_recording(p.manifest_row, p.windows, ingest_hash)
+        stale = [f for f in p.plan.replaces if Path(f) != written]
+        store.remove(stale)
+        lab = p.plan.labels
+        results.append(
+            FileResult(
+                lab.source_path,
+                "replaced" if p.plan.replaces else "written",
+                lab.subject,
+                lab.condition,
+                recording_id_of(p.plan.sha256),
+                len(p.windows),
+                "; ".join(p.windows.warnings),
+            )
+        )
+    return results
+
+
+def write_batch_tables(store: WindowStore, errors: list) -> tuple[pd.DataFrame, Path]:
+    """Write the batch's ``_rejections.csv`` and the store's ``_recordings.csv`` (atomically).
+
+    Returns the store's catalog and the rejections file's path.
+    """
+    with stage("finish: store catalog"):
+        catalog = store.catalog()
+    rejections_file = store.path / "_rejections.csv"
+    store.path.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(rejections_file, rejections_table(errors).to_csv(index=False))
+    if not catalog.empty:
+        atomic_write_text(
+            store.path / "_recordings.csv", catalog.drop(columns=["file"]).to_csv(index=False)
+        )
+    return catalog, rejections_file
