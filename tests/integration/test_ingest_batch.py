@@ -87,9 +87,7 @@ EXPECTED = {
 
 
 def test_every_bad_input_is_named_and_the_batch_goes_on(bad_batch, config):
-    config = config.model_copy(
-        update={"discovery": config.discovery.model_copy(update={"settle_s": 30.0})}
-    )
+    config = config.with_overrides({"discovery.settle_s": 30.0})
     before = folder_checksums(bad_batch)
     summary = ingest_folder(bad_batch, config)
 

@@ -16,7 +16,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 def configured(name, tmp_path):
     c = load_config(CONFIGS / name)
-    return c.model_copy(update={"store": c.store.model_copy(update={"root": tmp_path / "store"})})
+    return c.with_overrides({"store.root": tmp_path / "store"})
 
 
 @pytest.fixture(scope="module")

@@ -98,10 +98,7 @@ def test_same_bytes_elsewhere_write_nothing(inbox, config, tmp_path):
 
 def test_a_new_ingest_configuration_rewrites_windows_without_duplicates(inbox, config):
     ingest_folder(inbox, config)
-    ingest = config.ingest.model_copy(
-        update={"windows": config.ingest.windows.model_copy(update={"window_s": 4.5})}
-    )
-    changed: StudyConfig = config.model_copy(update={"ingest": ingest})
+    changed: StudyConfig = config.with_overrides({"ingest.windows.window_s": 4.5})
     summary = ingest_folder(inbox, changed)
     assert set(statuses(summary).values()) == {"replaced"}
     assert set(summary.catalog["ingest_hash"]) == {changed.ingest_hash()}
@@ -198,9 +195,7 @@ def test_a_changed_wfdb_signal_file_is_a_new_recording(acq_dir, tmp_path):
     for suffix in (".hea", ".dat"):
         shutil.copy(source / f"rec_1{suffix}", person / f"rec_1{suffix}")
     config = load_config(Path(__file__).resolve().parents[2] / "configs" / "ecg-id.toml")
-    config = config.model_copy(
-        update={"store": config.store.model_copy(update={"root": tmp_path / "s"})}
-    )
+    config = config.with_overrides({"store.root": tmp_path / "s"})
     assert ingest_folder(person.parent, config).count("written") == 1
     data = bytearray((person / "rec_1.dat").read_bytes())
     data[1000:9000] = bytes(8000)

@@ -248,13 +248,7 @@ def test_a_model_logged_before_thresholds_calls_every_recording_known(
 
 def test_other_ingest_settings_are_refused_before_reading_a_file(study, champion, recordings):
     _, config, _ = study
-    sixty = config.model_copy(
-        update={
-            "ingest": config.ingest.model_copy(
-                update={"filters": config.ingest.filters.model_copy(update={"mains_hz": 60.0})}
-            )
-        }
-    )
+    sixty = config.with_overrides({"ingest.filters.mains_hz": 60.0})
     with pytest.raises(ModelMismatchError, match=r"'dt4ecg-demo' version 1 .*us\.toml") as err:
         predict_recordings([recordings], sixty, champion, config_source="us.toml")
     assert champion.ingest_hash in str(err.value) and sixty.ingest_hash() in str(err.value)

@@ -196,9 +196,7 @@ def test_champion_moves_only_to_a_better_version(mlflow_server, trained, logged)
 def test_a_score_measured_on_another_split_never_takes_the_champion(mlflow_server, trained, logged):
     """A leaky `window` split scores higher; it must not displace a held-out-session champion."""
     config, run, *_ = trained
-    window = config.model_copy(
-        update={"training": config.training.model_copy(update={"split": "window"})}
-    )
+    window = config.with_overrides({"training.split": "window"})
     before = _get(
         mlflow_server, "/api/2.0/mlflow/registered-models/alias", name=MODEL_NAME, alias="champion"
     )["model_version"]["version"]

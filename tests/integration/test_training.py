@@ -75,9 +75,7 @@ def test_learning_happens_and_results_are_written(small_store):
 
 
 def test_same_seed_same_history_on_cpu(small_store):
-    config = small_store.model_copy(
-        update={"training": small_store.training.model_copy(update={"epochs": 2})}
-    )
+    config = small_store.with_overrides({"training.epochs": 2})
     a = train_and_evaluate(config, run_name="s1").folds[0].history
     b = train_and_evaluate(config, run_name="s2").folds[0].history
     assert a == b
@@ -87,9 +85,7 @@ def test_checkpoint_loads_without_pickle_and_predicts_the_same(small_store):
     from ecg_pipeline.io.store import WindowStore
 
     run = train_and_evaluate(
-        small_store.model_copy(
-            update={"training": small_store.training.model_copy(update={"epochs": 1})}
-        ),
+        small_store.with_overrides({"training.epochs": 1}),
         run_name="ckpt",
     )
     folder = run.run_dir / "time_block"
@@ -120,12 +116,16 @@ def test_checkpoint_loads_without_pickle_and_predicts_the_same(small_store):
 
 @pytest.mark.parametrize("kind", ["window", "time_block", "group"])
 def test_every_split_trains(small_store, kind):
-    update = {"epochs": 1, "split": kind}
+    update = {"training.epochs": 1, "training.split": kind}
     if kind == "group":
-        update.update(group_column="subject", test_groups=("S04",), tasks=("activity",))
-    config = small_store.model_copy(
-        update={"training": small_store.training.model_copy(update=update)}
-    )
+        update.update(
+            {
+                "training.group_column": "subject",
+                "training.test_groups": ("S04",),
+                "training.tasks": ("activity",),
+            }
+        )
+    config = small_store.with_overrides(update)
     run = train_and_evaluate(config, run_name=f"split-{kind}")
     assert run.folds and all(
         np.isfinite(f.metrics[t]["accuracy"]) for f in run.folds for t in f.metrics
@@ -135,9 +135,7 @@ def test_every_split_trains(small_store, kind):
 def test_seeds_are_summarised_with_mean_and_spread(small_store, tmp_path):
     from ecg_pipeline.training.experiment import run_seeds
 
-    config = small_store.model_copy(
-        update={"training": small_store.training.model_copy(update={"epochs": 1})}
-    )
+    config = small_store.with_overrides({"training.epochs": 1})
     runs, summary = run_seeds(
         config, [0, 1], name="two-seeds", out_dir=tmp_path, command="ecg-pipeline train ..."
     )
@@ -163,10 +161,10 @@ def test_tuned_recipe_trains_with_augmentation_and_a_cosine_schedule(small_store
     recipe = load_config(
         recipes=[Path(__file__).resolve().parents[2] / "configs/recipes/tuned.toml"]
     )
-    training = recipe.training.model_copy(
-        update={"epochs": 4, "cpu_threads": 1, "out_dir": tmp_path}
-    )
-    config = small_store.model_copy(update={"training": training})
+    training = recipe.with_overrides(
+        {"training.epochs": 4, "training.cpu_threads": 1, "training.out_dir": tmp_path}
+    ).training
+    config = small_store.with_overrides({"training": training})
     assert config.training.augment.enabled
     history = train_and_evaluate(config, run_name="tuned").folds[0].history
     rates = [row["lr"] for row in history]
@@ -181,11 +179,8 @@ def test_tuned_recipe_trains_with_augmentation_and_a_cosine_schedule(small_store
 def test_evaluate_reads_windows_as_the_checkpoint_was_trained(small_store):
     from ecg_pipeline.training.evaluate import evaluate_checkpoint
 
-    zscored = small_store.model_copy(
-        update={
-            "store": small_store.store.model_copy(update={"normalisation": "window_zscore"}),
-            "training": small_store.training.model_copy(update={"epochs": 1}),
-        }
+    zscored = small_store.with_overrides(
+        {"store.normalisation": "window_zscore", "training.epochs": 1}
     )
     run = train_and_evaluate(zscored, run_name="zscore")
     folder = run.run_dir / "time_block"

@@ -56,9 +56,7 @@ def test_sixty_hz_mains_selectable(tmp_path):
 
 def test_hash_covers_ingest_only(tmp_path):
     base = StudyConfig()
-    other_store = base.model_copy(
-        update={"store": base.store.model_copy(update={"normalisation": "recording"})}
-    )
+    other_store = base.with_overrides({"store.normalisation": "recording"})
     assert other_store.ingest_hash() == base.ingest_hash()
     f = tmp_path / "c.toml"
     f.write_text("[ingest.windows]\nwindow_s = 5.0\n")

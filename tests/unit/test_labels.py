@@ -49,9 +49,7 @@ def test_unknown_condition_names_file_and_field(tmp_path, config):
 
 
 def test_subject_outside_the_configured_list_is_refused(tmp_path, config):
-    config = config.model_copy(
-        update={"dataset": config.dataset.model_copy(update={"subjects": ("S01", "S02")})}
-    )
+    config = config.with_overrides({"dataset.subjects": ("S01", "S02")})
     labels = [Labels(str(tmp_path / "S03_rest.acq"), "S03", "rest")]
     ok, (err,) = validate_labels(labels, config)
     assert not ok and "field 'subject' = 'S03'" in err.reason
@@ -119,9 +117,7 @@ def test_bad_date_in_manifest_is_a_field_error(tmp_path, config):
 
 
 def test_discover_defers_files_inside_the_settle_time(tmp_path, config):
-    config = config.model_copy(
-        update={"discovery": config.discovery.model_copy(update={"settle_s": 5.0})}
-    )
+    config = config.with_overrides({"discovery.settle_s": 5.0})
     old = touch(tmp_path / "S01_rest.acq", age_s=60)
     new = touch(tmp_path / "S02_rest.acq", age_s=0.5)
     touch(tmp_path / ".S03_rest.acq.part", age_s=60)  # a copy in progress under a dot name
@@ -148,9 +144,5 @@ def test_missing_folder_is_a_clear_error(tmp_path, config):
 
 
 def test_aliases_map_raw_tokens(tmp_path, config):
-    config = config.model_copy(
-        update={
-            "dataset": config.dataset.model_copy(update={"condition_aliases": {"ex": "exercise"}})
-        }
-    )
+    config = config.with_overrides({"dataset.condition_aliases": {"ex": "exercise"}})
     assert labels_from_name(tmp_path / "S01_ex.acq", config).condition == "exercise"
