@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ecg_pipeline.ingest import IngestSummary
+from ecg_pipeline.ingest import BatchReport
 
 if TYPE_CHECKING:
     from ecg_pipeline.training.run import RunResult
 
 
-def render_summary(summary: IngestSummary) -> str:
+def render_summary(summary: BatchReport) -> str:
     lines = [
         f"dataset {summary.dataset}: windows in {summary.store_path} ([ingest] hash {summary.ingest_hash})",
         "files: "

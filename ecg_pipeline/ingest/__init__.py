@@ -21,7 +21,7 @@ from ecg_pipeline.ingest.batch import (
 )
 from ecg_pipeline.ingest.plan import Plan, PlannedFile, plan_batch
 from ecg_pipeline.ingest.process import ProcessedFile, process_file, read_windows
-from ecg_pipeline.ingest.results import BatchReport, FileResult, IngestSummary
+from ecg_pipeline.ingest.results import BatchReport, FileResult
 from ecg_pipeline.ingest.write import (
     rejections_table,
     validate_batch,
@@ -33,7 +33,6 @@ __all__ = [
     "BatchReport",
     "Discovered",
     "FileResult",
-    "IngestSummary",
     "Plan",
     "PlannedFile",
     "ProcessedFile",

@@ -104,7 +104,3 @@ class BatchReport:
             "stored_recordings": len(self.catalog),
             "cohort": self.cohort.lines(),
         }
-
-
-# The name under which the command line and older scripts know the report of ``ingest_folder``.
-IngestSummary = BatchReport

@@ -248,7 +248,7 @@ def test_champion_loads_without_pickle_and_predicts_like_the_trained_model(
     # compare by name, as the metadata names them.
     assert sorted(loaded.head_names) == ["activity", "identity"]
     assert loaded.classes["identity"] == ["S01", "S02", "S03", "S04"]
-    model, _ = load_checkpoint(run.run_dir / run.folds[0].name.replace("/", "_"))
+    model, _ = load_checkpoint(run.fold_dir(0))
     x = torch.as_tensor(data.x[:7])  # not the example's batch size: the batch dim is dynamic
     with torch.no_grad():
         expected = model(x)
