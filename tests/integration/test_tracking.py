@@ -23,6 +23,7 @@ from ecg_pipeline.config import StudyConfig
 from ecg_pipeline.io.store import WindowStore
 from ecg_pipeline.tracking.lineage import RECORDING_COLUMNS
 from ecg_pipeline.tracking.mlflow_log import (
+    FINAL_METRICS,
     epoch_metrics,
     final_metrics,
     flatten_params,
@@ -260,19 +261,7 @@ def test_champion_loads_without_pickle_and_predicts_like_the_trained_model(
 
 # --- names and numbers, without a server ------------------------------------------------------
 def _fold(name, acc, epochs=2):
-    report = {
-        k: acc
-        for k in (
-            "accuracy",
-            "precision_macro",
-            "recall_macro",
-            "f1_macro",
-            "precision_weighted",
-            "recall_weighted",
-            "f1_weighted",
-            "recording_accuracy",
-        )
-    }
+    report = dict.fromkeys(FINAL_METRICS, acc)
     history = [
         {"epoch": e, "identity_train_loss": 1.0 / e, "identity_weight": 1.0, "lr": 1e-3}
         for e in range(1, epochs + 1)
