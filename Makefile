@@ -11,7 +11,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: install install-dev run servers serve watch stop test test-fast lint format bench constraints clean
 
-# The product: what `make run` needs. The tests' extras (playwright, neurokit2) come with `make test`.
+# The product: what `make run` needs. The tests' extras (pytest, playwright, ruff) come with `make test`.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) torch==2.13.0

@@ -39,6 +39,8 @@ class RecordingsManifest(RecordingLabels):
     native_fs_hz: Series[float] = pa.Field(gt=0)
     duration_s: Series[float] = pa.Field(gt=0)
     n_windows: Series[int] = pa.Field(ge=1)
+    n_beats: Series[int] = pa.Field(ge=1)  # R peaks with a whole segment
+    n_beat_flagged: Series[int] = pa.Field(ge=0)  # windows flagged too_few_beats/implausible_rr
 
     class Config:
         strict = True

@@ -89,6 +89,42 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--no-progress", action="store_true")
 
+    pretrain = sub.add_parser(
+        "pretrain",
+        help="self-supervised pre-training of the ECG-SL encoder on stored windows (no labels)",
+        description="Pre-train ECG-SL's beat encoder and temporal model on every stored window "
+        "of the chosen datasets, labels unused. By default the test side of the configured "
+        "split never enters: one encoder per fold, each without its fold's test windows "
+        "(--transductive lets them in and marks every result fine-tuned from it). Writes "
+        "encoder.pt + encoder.json per fold; fine-tune with --set model.pretrained=FOLDER.",
+    )
+    pretrain.add_argument("--config", type=Path, help="study configuration TOML")
+    pretrain.add_argument("--recipe", type=Path, action="append", default=[])
+    pretrain.add_argument(
+        "--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[]
+    )
+    pretrain.add_argument(
+        "--data", type=Path, help="store root (default: [store] root of the config)"
+    )
+    pretrain.add_argument(
+        "--objective", choices=["masked_beats", "contrastive"], help="override [pretrain]"
+    )
+    pretrain.add_argument("--epochs", type=int, help="override [pretrain] epochs")
+    pretrain.add_argument(
+        "--datasets", nargs="+", help="pool these datasets' stores (default: [pretrain])"
+    )
+    pretrain.add_argument(
+        "--transductive",
+        action="store_true",
+        help="also read the test side's unlabelled windows (marked in every result)",
+    )
+    pretrain.add_argument("--seed", type=int, help="override [training] seed")
+    pretrain.add_argument("--out", type=Path, help="output root (default: [pretrain] out_dir)")
+    pretrain.add_argument("--name", help="run folder name (default: dataset-objective-seed)")
+    pretrain.add_argument(
+        "--log", action="store_true", help="also log to MLflow and register the encoder"
+    )
+
     servers = sub.add_parser(
         "servers",
         help="start or stop the embedded Prefect and MLflow servers (127.0.0.1)",
@@ -175,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "pretrain":
+            return _pretrain(args)
         if args.command == "table":
             return _table(args)
         if args.command == "servers":
@@ -281,6 +319,43 @@ def _train(args) -> int:
     if bar is not None:
         bar.close()
     print(render_experiment(runs, summary, config))
+    return 0
+
+
+def _pretrain(args) -> int:
+    from ecg_pipeline.config import load_config
+    from ecg_pipeline.training.pretrain import pretrain_run
+
+    config = load_config(args.config, recipes=args.recipe, overrides=args.overrides)
+    config = config.with_overrides(
+        {
+            "pretrain.objective": args.objective,
+            "pretrain.epochs": args.epochs,
+            "pretrain.datasets": args.datasets,
+            "pretrain.transductive": True if args.transductive else None,
+            "training.seed": args.seed,
+            "model.name": "ecg_sl",
+        }
+    )
+    result = pretrain_run(
+        config,
+        store_root=_store_root(args.data, config),
+        out_dir=args.out,
+        run_name=args.name,
+    )
+    print(f"pre-trained {config.pretrain.objective} encoder(s) in {result.out_dir}:")
+    for fold, info in result.summary().items():
+        seen = "reads its test side (transductive)" if info["sees_test"] else "test side unseen"
+        print(
+            f"  {fold}: best epoch {info['best_epoch']}, validation loss {info['val_loss']:.4f}, "
+            f"{info['n_windows']} windows, {seen}"
+        )
+    if args.log:
+        from ecg_pipeline.tracking.pretrain_log import log_pretraining
+
+        logged = log_pretraining(result, config)
+        print(f"MLflow run {logged['run_id']}; registered {logged['model']}")
+    print(f"fine-tune from it: --set model.pretrained={result.out_dir}")
     return 0
 
 

@@ -119,6 +119,48 @@ class TimestampSettings(_Strict):
     min_segment_s: float = Field(1.0, ge=0)
 
 
+class BeatSettings(_Strict):
+    """R peaks and beat segments stored with each window (ECG-SL's input; see README).
+
+    Peaks are detected on the filtered signal at its native rate; segments are cut from that
+    signal resampled to ``segment_fs_hz`` (a QRS is 8-10 samples at 100 Hz, 20-25 at 250 Hz).
+    The segment spans ``before_s`` before the R peak to ``after_s`` after it: the P wave, the
+    QRS and the ST segment up to the T wave at rest.
+    """
+
+    # NeuroKit2's detector, chosen by agreement with ECG-ID's annotations and the synthetic
+    # cohort's true beats (README, "R peaks"; bench/rpeaks.py).
+    method: Literal["neurokit", "pantompkins1985", "elgendi2010", "kalidas2017", "promac"] = (
+        "elgendi2010"
+    )
+    segment_fs_hz: float = Field(250.0, gt=0)
+    before_s: float = Field(0.25, ge=0)
+    after_s: float = Field(0.45, gt=0)
+    # A window with fewer beats, or an RR interval outside [rr_min_s, rr_max_s] (250 and 30 bpm),
+    # is flagged in the store and counted in the batch report, never silently dropped.
+    min_beats: int = Field(2, ge=1)
+    rr_min_s: float = Field(0.24, gt=0)
+    rr_max_s: float = Field(2.0, gt=0)
+    # A recording is refused (NoBeatsError) when more of its windows than this are flagged, or
+    # when its beats do not resemble each other: the median correlation of a beat with the
+    # recording's median beat is below min_template_correlation (clean ECG: above 0.9; ECG-ID's
+    # noisiest raw records: 0.25-0.5; peaks found in noise or in a channel holding none: 0.1-0.16).
+    max_flagged_fraction: float = Field(0.5, ge=0, le=1)
+    min_template_correlation: float = Field(0.25, ge=-1, le=1)
+
+    @property
+    def segment_samples(self) -> int:
+        return round(self.before_s * self.segment_fs_hz) + round(self.after_s * self.segment_fs_hz)
+
+    @model_validator(mode="after")
+    def _range_is_ordered(self) -> BeatSettings:
+        if self.rr_min_s >= self.rr_max_s:
+            raise ValueError(f"rr_min_s {self.rr_min_s} must be below rr_max_s {self.rr_max_s}")
+        if self.segment_samples < 4:
+            raise ValueError("a beat segment needs at least 4 samples at segment_fs_hz")
+        return self
+
+
 class IngestSettings(_Strict):
     """Everything that changes the stored windows; hashed into ``ingest_hash``."""
 
@@ -127,6 +169,7 @@ class IngestSettings(_Strict):
     windows: WindowSettings = WindowSettings()
     quality: QualitySettings = QualitySettings()
     timestamps: TimestampSettings = TimestampSettings()
+    beats: BeatSettings = BeatSettings()
 
 
 class DiscoverySettings(_Strict):
@@ -175,6 +218,17 @@ class ModelSettings(_Strict):
     strides: tuple[int, ...] = (1, 2, 2)
     # GradNorm's last shared layer; None: the final residual block's last conv.
     shared_param: str | None = None
+    # ECG-SL (name = "ecg_sl"): beats per window after padding (10 covers 200 bpm in 3 s; more
+    # are cut), the model over the beat sequence, its width and depth. The segment encoder
+    # takes channels / kernel_size / strides when they are set here (else (16, 32, 64), 7,
+    # (1, 2, 2)).
+    max_beats: int = Field(10, ge=1)
+    temporal: Literal["gru", "transformer"] = "gru"
+    d_model: int = Field(64, ge=4)
+    temporal_layers: int = Field(1, ge=1)
+    # Fine-tune from a pre-trained ECG-SL encoder (`ecg-pipeline pretrain`): its folder, or an
+    # MLflow reference models:/ecgsl-encoder-<dataset>/<version>; None: from scratch.
+    pretrained: str | None = None
 
 
 class AugmentSettings(_Strict):
@@ -223,6 +277,28 @@ class TrainingSettings(_Strict):
     # Threads for CPU training; None leaves torch's default.
     cpu_threads: int | None = Field(None, ge=1)
     out_dir: Path = Path("data/runs")
+
+
+class PretrainSettings(_Strict):
+    """Self-supervised pre-training of ECG-SL (``ecg-pipeline pretrain``); labels are unused.
+
+    The pre-training pool is every window of ``datasets`` (this dataset when empty) except, by
+    default, the test side of the fold being evaluated: one encoder per fold of ``[training]``'s
+    split. ``transductive = true`` lets the test side's unlabelled windows in (one encoder for
+    all folds); results trained from such an encoder are marked in the table.
+    """
+
+    objective: Literal["masked_beats", "contrastive"] = "masked_beats"
+    datasets: tuple[str, ...] = ()
+    transductive: bool = False
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=2)
+    learning_rate: float = Field(1e-3, gt=0)
+    # Recordings of the pool held out to choose the pre-training epoch (validation loss).
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    mask_fraction: float = Field(0.3, gt=0, lt=1)  # masked_beats: share of beats hidden
+    temperature: float = Field(0.1, gt=0)  # contrastive: NT-Xent temperature
+    out_dir: Path = Path("data/pretrained")
 
 
 class WatchSettings(_Strict):
@@ -307,6 +383,7 @@ class StudyConfig(_Strict):
     demo: DemoSettings = DemoSettings()
     model: ModelSettings = ModelSettings()
     training: TrainingSettings = TrainingSettings()
+    pretrain: PretrainSettings = PretrainSettings()
     servers: ServerSettings = ServerSettings()
     watch: WatchSettings = WatchSettings()
     flow: FlowSettings = FlowSettings()

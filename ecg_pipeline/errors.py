@@ -72,6 +72,12 @@ class SignalQualityError(IngestError):
     stage = "quality"
 
 
+class NoBeatsError(IngestError):
+    """No heartbeat found in the ECG channel (a lead off, or a channel named ECG holding none)."""
+
+    stage = "beats"
+
+
 class MetadataError(IngestError):
     """Subject or condition missing, unknown, or not allowed by the configuration."""
 

@@ -103,6 +103,26 @@ def train_model(config, store_root: str, run_name: str, catalog):
     return train_run(config, store_root=store_root, run_name=run_name, catalog=catalog)
 
 
+@task(name="pretrain", cache_policy=NO_CACHE, persist_result=False)
+def pretrain_encoder(config, store_root: str, run_name: str) -> str:
+    """Pre-train ECG-SL encoders on the stored windows (labels unused, test sides unseen) and
+    log them to MLflow; returns the folder that fine-tuning starts from."""
+    from ecg_pipeline.tracking.pretrain_log import log_pretraining
+    from ecg_pipeline.training.pretrain import pretrain_run
+
+    result = pretrain_run(config, store_root=store_root, run_name=run_name)
+    log_pretraining(result, config)
+    return str(result.out_dir)
+
+
+@task(name="resolve-encoder", cache_policy=NO_CACHE, persist_result=False)
+def resolve_encoder(reference: str, config) -> str:
+    """A registered encoder (``models:/ecgsl-encoder-<dataset>/<version>``) as a local folder."""
+    from ecg_pipeline.tracking.pretrain_log import download_encoder
+
+    return download_encoder(reference, config)
+
+
 @task(name="evaluate", cache_policy=NO_CACHE, persist_result=False)
 def evaluate_model(run, config, store_root: str):
     """Score the run's checkpoints on the test side of the split (metrics per fold and task)."""
@@ -154,6 +174,7 @@ def ingest_train(
     epochs: int | None = None,
     split: str | None = None,
     model: str | None = None,
+    pretrained: str | None = None,
     train: bool = True,
     force: bool = False,
 ) -> dict[str, Any]:
@@ -169,7 +190,13 @@ def ingest_train(
     config : str
         The study configuration TOML (relative to the serving process's working folder).
     epochs, split, model : optional
-        Override ``[training] epochs``, ``[training] split`` and ``[model] name``.
+        Override ``[training] epochs``, ``[training] split`` and ``[model] name``
+        (``model=ecg_sl`` trains ECG-SL).
+    pretrained : str, optional
+        ECG-SL only (implies ``model=ecg_sl``): fine-tune from a pre-trained encoder, given as
+        a folder written by ``ecg-pipeline pretrain``, a registered encoder
+        ``models:/ecgsl-encoder-<dataset>/<version>``, or ``"pretrain"`` to pre-train one on
+        the store first (``[pretrain]`` settings; the test sides stay unseen).
     train : bool
         False: ingest only.
     force : bool
@@ -187,7 +214,11 @@ def ingest_train(
 
     logger = get_run_logger()
     cfg = load_config(config).with_overrides(
-        {"training.epochs": epochs, "training.split": split, "model.name": model}
+        {
+            "training.epochs": epochs,
+            "training.split": split,
+            "model.name": "ecg_sl" if pretrained and not model else model,
+        }
     )
     log_to_mlflow = log_mlflow.with_options(
         retries=cfg.flow.log_retries, retry_delay_seconds=cfg.flow.log_retry_delay_s
@@ -208,6 +239,13 @@ def ingest_train(
         tags = flow_run_tags()
         # The flow run's id in the run folder's name ties the checkpoints to the flow run.
         run_name = f"{cfg.dataset.name}-{cfg.model.name}-{tags['prefect_flow_run_id'][:8]}"
+        if pretrained == "pretrain":
+            encoder = pretrain_encoder(cfg, store_root, run_name)
+        elif pretrained and pretrained.startswith("models:/"):
+            encoder = resolve_encoder(pretrained, cfg)
+        else:
+            encoder = pretrained
+        cfg = cfg.with_overrides({"model.pretrained": encoder})
         trained = train_model(cfg, store_root, run_name, batch.catalog)
         run = evaluate_model(trained, cfg, store_root)
         logged = log_to_mlflow(run, cfg, batch.catalog, str(batch.rejections_file), tags)

@@ -19,6 +19,7 @@ import numpy as np
 from ecg_pipeline.config import IngestSettings, StudyConfig
 from ecg_pipeline.errors import (
     IngestError,
+    NoBeatsError,
     SamplingRateError,
     SignalQualityError,
     TooShortError,
@@ -29,6 +30,16 @@ from ecg_pipeline.ingest.plan import PlannedFile
 from ecg_pipeline.instrument import stage
 from ecg_pipeline.io.readers import read_recording
 from ecg_pipeline.io.recording import RawRecording, Segment
+from ecg_pipeline.signal.beats import (
+    FLAG_IMPLAUSIBLE_RR,
+    FLAG_TOO_FEW_BEATS,
+    WindowBeats,
+    beats_per_window,
+    cut_segments,
+    detect_r_peaks,
+    rr_intervals_s,
+    template_correlation,
+)
 from ecg_pipeline.signal.filters import design_ecg_filter, zero_phase_filter
 from ecg_pipeline.signal.quality import flat_raw_windows
 from ecg_pipeline.signal.resample import resample_to
@@ -111,6 +122,8 @@ def process_file(plan: PlannedFile, config: StudyConfig) -> ProcessedFile:
         "native_fs_hz": float(raw.native_fs_hz),
         "duration_s": float(raw.duration_s),
         "n_windows": len(windows),
+        "n_beats": sum(len(p) for p in windows.beats.peak_s),
+        "n_beat_flagged": int((windows.beats.flags != "").sum()),
     }
     return ProcessedFile(plan, row, windows)
 
@@ -135,7 +148,7 @@ def segments_to_windows(segments: Sequence[Segment], settings: IngestSettings) -
     target_fs = win.target_fs_hz
     window_n = win.window_samples
     hop_n = round(win.effective_hop_s * target_fs)
-    chunks, starts, flat, warnings = [], [], [], []
+    chunks, starts, flat, warnings, beats = [], [], [], [], []
     designs: dict[float, object] = {}
     for seg in segments:
         if seg.fs_hz < target_fs:
@@ -143,6 +156,15 @@ def segments_to_windows(segments: Sequence[Segment], settings: IngestSettings) -
                 None,
                 f"native rate {seg.fs_hz:g} Hz is below the target rate {target_fs:g} Hz "
                 "(upsampling would invent signal)",
+            )
+        if seg.fs_hz < settings.beats.segment_fs_hz and not any(
+            "interpolated" in w for w in warnings
+        ):
+            # Every stored segment has one length, so a slower recording's beats are
+            # band-limited interpolations: usable, but they hold nothing above its Nyquist.
+            warnings.append(
+                f"beat segments interpolated from {seg.fs_hz:g} Hz to "
+                f"{settings.beats.segment_fs_hz:g} Hz (no detail above {seg.fs_hz / 2:g} Hz)"
             )
         if seg.duration_s < win.window_s:
             if len(segments) > 1:
@@ -161,11 +183,11 @@ def segments_to_windows(segments: Sequence[Segment], settings: IngestSettings) -
                 notch_quality=f.notch_quality,
             )
             warnings.extend(designs[seg.fs_hz].warnings)
-        resampled = resample_to(
-            zero_phase_filter(seg.samples, designs[seg.fs_hz]), seg.fs_hz, target_fs
-        )
+        filtered = zero_phase_filter(seg.samples, designs[seg.fs_hz])
+        resampled = resample_to(filtered, seg.fs_hz, target_fs)
         windows = sliding_windows(resampled, window_n, hop_n)
         hop_s = hop_n / target_fs
+        beats.append(_segment_beats(filtered, seg.fs_hz, hop_s, len(windows), settings))
         flat.append(
             flat_raw_windows(
                 seg.samples,
@@ -189,6 +211,7 @@ def segments_to_windows(segments: Sequence[Segment], settings: IngestSettings) -
     samples = np.concatenate(chunks)
     start_s = np.concatenate(starts)
     index = np.arange(len(samples), dtype=np.int32)
+    window_beats = _concat_beats(beats)
 
     flat = np.concatenate(flat)
     n_flat = int(flat.sum())
@@ -203,6 +226,108 @@ def segments_to_windows(segments: Sequence[Segment], settings: IngestSettings) -
         warnings.append(f"{n_flat} flat window(s) dropped")
         keep = ~flat
         samples, start_s, index = samples[keep], start_s[keep], index[keep]
+        window_beats = _select_beats(window_beats, keep)
     if not np.isfinite(samples).all():
         raise SignalQualityError(None, "non-finite samples after filtering")
-    return Windows(samples, start_s, index, target_fs, n_flat, warnings)
+    warnings.extend(check_beats(window_beats, settings))
+    return Windows(
+        samples,
+        start_s,
+        index,
+        target_fs,
+        n_flat,
+        warnings,
+        beats=window_beats,
+        beat_fs_hz=settings.beats.segment_fs_hz,
+    )
+
+
+def _segment_beats(
+    filtered: np.ndarray, fs_hz: float, hop_s: float, n_windows: int, settings: IngestSettings
+) -> WindowBeats:
+    """The beats of one gap-free segment, per window (window starts relative to the segment)."""
+    b = settings.beats
+    with stage("process: R peaks + beat segments"):
+        peak_s = detect_r_peaks(filtered, fs_hz, method=b.method) / fs_hz
+        rr_s = rr_intervals_s(peak_s)
+        at_segment_rate = resample_to(filtered, fs_hz, b.segment_fs_hz, allow_upsampling=True)
+        segments, kept = cut_segments(
+            at_segment_rate, b.segment_fs_hz, peak_s, before_s=b.before_s, after_s=b.after_s
+        )
+        return beats_per_window(
+            peak_s[kept],
+            rr_s[kept],
+            segments,
+            np.arange(n_windows) * hop_s,
+            settings.windows.window_s,
+            min_beats=b.min_beats,
+            rr_min_s=b.rr_min_s,
+            rr_max_s=b.rr_max_s,
+        )
+
+
+def _concat_beats(parts: Sequence[WindowBeats]) -> WindowBeats:
+    return WindowBeats(
+        [p for part in parts for p in part.peak_s],
+        [r for part in parts for r in part.rr_s],
+        [s for part in parts for s in part.segments],
+        np.concatenate([part.flags for part in parts]) if parts else np.empty(0, object),
+    )
+
+
+def _select_beats(beats: WindowBeats, keep: np.ndarray) -> WindowBeats:
+    rows = np.flatnonzero(keep)
+    return WindowBeats(
+        [beats.peak_s[i] for i in rows],
+        [beats.rr_s[i] for i in rows],
+        [beats.segments[i] for i in rows],
+        beats.flags[rows],
+    )
+
+
+def check_beats(beats: WindowBeats, settings: IngestSettings) -> list[str]:
+    """Refuse a recording without heartbeats; count the flagged windows of the others.
+
+    Raises
+    ------
+    NoBeatsError
+        No beat at all, beats that do not resemble each other (peaks found in noise), or more
+        flagged windows than ``[ingest.beats] max_flagged_fraction``.
+    """
+    b = settings.beats
+    detector = f"R-peak detector {b.method!r} on the filtered ECG"
+    n_beats = sum(len(p) for p in beats.peak_s)
+    if n_beats == 0:
+        raise NoBeatsError(
+            None,
+            f"no heartbeat found in {len(beats)} window(s) ({detector}): a lead off, or a "
+            "channel that holds no ECG",
+        )
+    similarity = float(np.median(template_correlation(np.concatenate(beats.segments))))
+    if similarity < b.min_template_correlation:
+        raise NoBeatsError(
+            None,
+            f"no heartbeat: the {n_beats} peaks found ({detector}) do not resemble each other "
+            f"(median correlation {similarity:.2f} with their median beat, below "
+            f"{b.min_template_correlation:g}): noise, or a channel that holds no ECG",
+        )
+    counts = {
+        flag: int((beats.flags == flag).sum()) for flag in (FLAG_TOO_FEW_BEATS, FLAG_IMPLAUSIBLE_RR)
+    }
+    n_flagged = sum(counts.values())
+    if n_flagged > b.max_flagged_fraction * len(beats):
+        raise NoBeatsError(
+            None,
+            f"no steady heartbeat: {n_flagged} of {len(beats)} windows have fewer than "
+            f"{b.min_beats} beats or an RR interval outside {b.rr_min_s:g}-{b.rr_max_s:g} s "
+            f"(more than {b.max_flagged_fraction:.0%}; {detector})",
+        )
+    why = {
+        FLAG_TOO_FEW_BEATS: f"fewer than {b.min_beats} beats",
+        FLAG_IMPLAUSIBLE_RR: f"an RR interval outside {b.rr_min_s:g}-{b.rr_max_s:g} s",
+    }
+    return [
+        f"{n} window(s) flagged {flag}: {why[flag]} (kept, flagged in the store)"
+        for flag, n in counts.items()
+        if n
+    ]

@@ -36,8 +36,26 @@ PARTITIONING = ds.partitioning(
 )
 
 
-def windows_schema(window_samples: int) -> pa.Schema:
-    """Arrow schema of a recording file (samples: fixed-size list of float32)."""
+# Per-window beat columns (see ecg_pipeline.signal.beats): R-peak times from the window's start
+# and the RR interval before each (s), each beat's segment at the footer's beat_fs_hz, and why
+# the window's beats are not to be trusted ("" when they are).
+BEAT_COLUMNS = ("r_peak_s", "rr_s", "beat_segments", "beat_flag")
+
+
+def windows_schema(window_samples: int, beat_samples: int | None = None) -> pa.Schema:
+    """Arrow schema of a recording file (samples: fixed-size list of float32).
+
+    With ``beat_samples``, the :data:`BEAT_COLUMNS` follow (segments: a list per window of
+    fixed-size lists of float32).
+    """
+    beat_fields = []
+    if beat_samples is not None:
+        beat_fields = [
+            ("r_peak_s", pa.list_(pa.float32())),
+            ("rr_s", pa.list_(pa.float32())),
+            ("beat_segments", pa.list_(pa.list_(pa.float32(), beat_samples))),
+            ("beat_flag", pa.string()),
+        ]
     return pa.schema(
         [
             ("dataset", pa.string()),
@@ -52,6 +70,7 @@ def windows_schema(window_samples: int) -> pa.Schema:
             ("source_path", pa.string()),
             ("source_sha256", pa.string()),
             ("ingest_hash", pa.string()),
+            *beat_fields,
         ]
     )
 
@@ -135,11 +154,16 @@ class WindowStore:
         target = self.file_for(manifest_row["subject"], manifest_row["condition"], rid)
         footer = dict(manifest_row, recording_id=rid, ingest_hash=ingest_hash)
         footer["warnings"] = list(windows.warnings)
+        if windows.beats is not None:
+            footer["beat_fs_hz"] = windows.beat_fs_hz
 
         def column(value) -> pa.Array:
             return pa.array([value] * n, pa.string())
 
         samples = np.ascontiguousarray(windows.samples, dtype=np.float32)
+        beat_arrays, beat_samples = [], None
+        if windows.beats is not None:
+            beat_arrays, beat_samples = _beat_arrays(windows.beats)
         table = pa.Table.from_arrays(
             [
                 column(self.dataset),
@@ -154,8 +178,9 @@ class WindowStore:
                 column(manifest_row["source_path"]),
                 column(sha),
                 column(ingest_hash),
+                *beat_arrays,
             ],
-            schema=windows_schema(samples.shape[1]).with_metadata(
+            schema=windows_schema(samples.shape[1], beat_samples).with_metadata(
                 {FOOTER_KEY: json.dumps(footer, default=str).encode()}
             ),
         )
@@ -193,7 +218,9 @@ class WindowStore:
         filter : pyarrow expression, optional
             Which rows to read.
         """
-        table = self.read_table(filter=filter)
+        names = ds.dataset(str(self.path), format="parquet", partitioning=PARTITIONING)
+        columns = [c for c in names.schema.names if c not in BEAT_COLUMNS or c == "beat_flag"]
+        table = self.read_table(columns=columns, filter=filter)
         count("store.window_reads")
         samples_col = table.column("samples").combine_chunks()
         width = samples_col.type.list_size
@@ -202,6 +229,69 @@ class WindowStore:
         groups = meta["recording_id"].to_numpy() if normalisation == "recording" else None
         x = normalise_windows(x, normalisation, groups)
         return x, meta
+
+    def read_beats(self, filter=None) -> tuple[list[np.ndarray], list[np.ndarray], pd.DataFrame]:
+        """Each window's beat segments and RR intervals, in physical units, with identifiers.
+
+        Returns
+        -------
+        segments : list of np.ndarray
+            Per window, (k, L) float32 beat segments.
+        rr_s : list of np.ndarray
+            Per window, (k,) float32 interval before each beat (NaN: none before it).
+        meta : pandas.DataFrame
+            recording_id, window_index, beat_flag of each window, in the same order.
+
+        Raises
+        ------
+        ValueError
+            The store holds windows written without beats (re-ingest it).
+        """
+        table = self.read_table(
+            columns=["recording_id", "window_index", "beat_flag", "rr_s", "beat_segments"],
+            filter=filter,
+        )
+        count("store.beat_reads")
+        return _split_beats(table)
+
+
+def _beat_arrays(beats) -> tuple[list[pa.Array], int]:
+    """The :data:`BEAT_COLUMNS` arrays of one recording's :class:`WindowBeats`."""
+    counts = np.array([len(p) for p in beats.peak_s], dtype=np.int32)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    width = next((s.shape[1] for s in beats.segments if s.ndim == 2), 0)
+
+    def flat(parts: list[np.ndarray]) -> pa.Array:
+        if not parts or counts.sum() == 0:
+            return pa.array(np.empty(0, np.float32))
+        return pa.array(np.concatenate(parts).astype(np.float32).ravel())
+
+    segment_values = pa.FixedSizeListArray.from_arrays(flat(beats.segments), width)
+    return [
+        pa.ListArray.from_arrays(offsets, flat(beats.peak_s)),
+        pa.ListArray.from_arrays(offsets, flat(beats.rr_s)),
+        pa.ListArray.from_arrays(offsets, segment_values),
+        pa.array([str(f) for f in beats.flags], pa.string()),
+    ], width
+
+
+def _split_beats(table: pa.Table) -> tuple[list[np.ndarray], list[np.ndarray], pd.DataFrame]:
+    if "beat_segments" not in table.column_names:
+        raise ValueError("the store holds windows written without beats: re-ingest it")
+    segments_col = table.column("beat_segments").combine_chunks()
+    rr_col = table.column("rr_s").combine_chunks()
+    width = segments_col.type.value_type.list_size
+    values = segments_col.flatten().flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+    rr_values = rr_col.flatten().to_numpy(zero_copy_only=False)
+    # A sliced array's offsets need not start at 0; flatten() starts at the first one.
+    offsets = segments_col.offsets.to_numpy()
+    offsets = offsets - offsets[0]
+    rr_offsets = rr_col.offsets.to_numpy()
+    rr_offsets = rr_offsets - rr_offsets[0]
+    segments = [values[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    rr = [rr_values[a:b] for a, b in zip(rr_offsets[:-1], rr_offsets[1:], strict=True)]
+    meta = table.select(["recording_id", "window_index", "beat_flag"]).to_pandas()
+    return segments, rr, meta
 
 
 CATALOG_COLUMNS = [
@@ -216,6 +306,8 @@ CATALOG_COLUMNS = [
     "native_fs_hz",
     "duration_s",
     "n_windows",
+    "n_beats",
+    "n_beat_flagged",
     "ingest_hash",
     "warnings",
     "file",

@@ -25,6 +25,7 @@ from torch import nn
 from .attention import ATTENTION_NAMES, CBAM, SCA, SqueezeExcitation, TemporalMHA, build_attention
 from .baselines import CNN1d, DenseNet1d, EfficientNet1d, LSTM1d, MLP1d, MobileNet1d
 from .dt4ecg import DT4ECG, ResNet1d
+from .ecg_sl import ECGSL, ECGSLBackbone
 from .multitask import MultiTaskNet, TupleOutput, feature_shape
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "CNN1d",
     "DT4ECG",
     "DenseNet1d",
+    "ECGSL",
     "EfficientNet1d",
     "LSTM1d",
     "MLP1d",
@@ -47,6 +49,7 @@ __all__ = [
     "build_attention",
     "build_model",
     "feature_shape",
+    "input_kind",
     "model_options",
 ]
 
@@ -60,7 +63,11 @@ _BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "efficientnet1d": EfficientNet1d,
     "densenet1d": DenseNet1d,
     "resnet1d": ResNet1d,
+    "ecg_sl": ECGSLBackbone,
 }
+# What each model reads: fixed-length windows (B, 1, T), or beat sequences (B, K, L + 2) cut
+# around R peaks (see ecg_pipeline.models.ecg_sl).
+_BEAT_MODELS = ("ecg_sl",)
 MODEL_NAMES: tuple[str, ...] = tuple(_BACKBONES)
 
 # Options build_model consumes itself; everything else goes to the backbone's constructor.
@@ -69,7 +76,13 @@ _WRAPPER_OPTIONS = ("shared_param", "head_dropout")
 
 def _backbone_options(cls: Callable[..., nn.Module]) -> list[str]:
     params = inspect.signature(cls).parameters
-    return [p for p in params if p not in ("self", "in_channels", "n_samples")]
+    shape = ("self", "in_channels", "n_samples", "segment_samples", "max_beats")
+    return [p for p in params if p not in shape]
+
+
+def input_kind(name: str) -> str:
+    """``"windows"`` ((B, 1, T) samples) or ``"beats"`` ((B, K, L + 2) beat sequences)."""
+    return "beats" if str(name).lower() in _BEAT_MODELS else "windows"
 
 
 def model_options(name: str) -> list[str]:
@@ -102,10 +115,10 @@ def build_model(
     name : str
         One of :data:`MODEL_NAMES` (case-insensitive).
     in_channels : int
-        ECG leads per window.
+        ECG leads per window; for a beat model ("ecg_sl"), K, the beats per window.
     n_samples : int
         Window length T. The MLP and SCA (a T' -> T' layer) are tied to it; the other models
-        accept other lengths at run time.
+        accept other lengths at run time. For a beat model, L, the samples per beat segment.
     heads : Mapping[str, int]
         Task name -> number of classes, in output order.
     attention : str or None
@@ -148,6 +161,14 @@ def build_model(
             f"unknown option(s) {unknown} for model {key!r}; valid: "
             f"{', '.join(allowed + list(_WRAPPER_OPTIONS) + ['attention_options'])}"
         )
+
+    if key in _BEAT_MODELS:
+        if att not in (None, "none") or attention_options:
+            raise ValueError(
+                f"model {key!r} pools its beats with its own attention and takes no other "
+                f"(got {attention!r})"
+            )
+        return ECGSL(n_samples, in_channels, heads, **options, **wrapper)
 
     if key == "dt4ecg":
         if att not in (None, "sca") or attention_options:

@@ -14,6 +14,7 @@ naming it, and the batch goes on. Source files are only ever opened for reading.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -71,7 +72,8 @@ class RecordingWindows:
     sha256 : str
         Of its bytes (all of its files for a WFDB record): ties a prediction to exact data.
     x : np.ndarray
-        (n_windows, 1, window_samples) float32, normalised as the model expects.
+        (n_windows, 1, window_samples) float32 windows, or (n_windows, K, L + 2) beat
+        sequences for a beat model, normalised as the model expects.
     duration_s : float
         Signal in the file.
     warnings : list of str
@@ -165,7 +167,7 @@ def find_recordings(
 
 
 def read_recording_windows(
-    path: str | os.PathLike, config: StudyConfig, normalisation: str
+    path: str | os.PathLike, config: StudyConfig, model: Model
 ) -> RecordingWindows:
     """Hash a file, read its ECG and cut and scale its windows, as ingest and training did.
 
@@ -177,16 +179,13 @@ def read_recording_windows(
     """
     from ecg_pipeline.ingest import read_windows
     from ecg_pipeline.io.readers import recording_files, sha256_files
-    from ecg_pipeline.signal.windows import normalise_windows
 
     try:
         sha = sha256_files(recording_files(path, config.dataset.format))
     except OSError as exc:
         raise UnreadableFileError(path, f"cannot read file: {exc}") from exc
     raw, windows = read_windows(path, config)
-    # float32 first, as the store keeps windows: scaling then sees the values training saw.
-    samples = np.ascontiguousarray(windows.samples, dtype=np.float32)
-    x = normalise_windows(samples, normalisation)[:, None, :]
+    x = model.input_for(windows)  # scaled as the model's training input was
     return RecordingWindows(str(path), sha, x, float(raw.duration_s), list(windows.warnings))
 
 
@@ -255,13 +254,14 @@ def predict_recordings(
     threshold = model.identity_threshold
     if threshold is None and "identity" in model.classes:
         notes.append(NO_THRESHOLD_NOTE)
-    normalisation = model.normalisation or config.store.normalisation
+    if model.normalisation is None:  # saved before it was recorded: the configuration's
+        model = dataclasses.replace(model, normalisation=config.store.normalisation)
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
     files, errors = find_recordings(paths, config)
     rows = []
     for path in files:
         try:
-            rec = read_recording_windows(path, config, normalisation)
+            rec = read_recording_windows(path, config, model)
         except IngestError as exc:
             errors.append(exc)
             continue

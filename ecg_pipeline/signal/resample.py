@@ -15,7 +15,9 @@ def resampling_ratio(fs_hz: float, target_fs_hz: float, max_denominator: int = 1
     ).limit_denominator(max_denominator)
 
 
-def resample_to(x: np.ndarray, fs_hz: float, target_fs_hz: float) -> np.ndarray:
+def resample_to(
+    x: np.ndarray, fs_hz: float, target_fs_hz: float, *, allow_upsampling: bool = False
+) -> np.ndarray:
     """Resample ``x`` from ``fs_hz`` down to ``target_fs_hz`` with a polyphase FIR.
 
     The FIR (Kaiser window, scipy's default) low-passes below the new Nyquist frequency before
@@ -29,6 +31,9 @@ def resample_to(x: np.ndarray, fs_hz: float, target_fs_hz: float) -> np.ndarray:
         Native rate.
     target_fs_hz : float
         New rate; must not exceed ``fs_hz``: upsampling invents no information, so it is refused.
+    allow_upsampling : bool
+        Interpolate (band-limited) when ``target_fs_hz > fs_hz`` instead of refusing: for beat
+        segments, which must all have one length whatever a recording's rate.
 
     Returns
     -------
@@ -40,7 +45,7 @@ def resample_to(x: np.ndarray, fs_hz: float, target_fs_hz: float) -> np.ndarray:
     ValueError
         If ``target_fs_hz > fs_hz``.
     """
-    if target_fs_hz > fs_hz:
+    if target_fs_hz > fs_hz and not allow_upsampling:
         raise ValueError(
             f"native rate {fs_hz:g} Hz is below the target rate {target_fs_hz:g} Hz; "
             "upsampling would invent signal"

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .beats import WindowBeats
+
 
 @dataclass(frozen=True)
 class Windows:
@@ -26,6 +28,10 @@ class Windows:
         Windows dropped as flat (disconnected lead).
     warnings : list of str
         Things a person should know (a notch skipped, a segment too short to use).
+    beats : WindowBeats or None
+        The R peaks, RR intervals and beat segments of each window (None: not detected).
+    beat_fs_hz : float or None
+        The beat segments' rate.
     """
 
     samples: np.ndarray
@@ -34,6 +40,8 @@ class Windows:
     fs_hz: float
     n_flat_dropped: int = 0
     warnings: list[str] = field(default_factory=list)
+    beats: WindowBeats | None = None
+    beat_fs_hz: float | None = None
 
     def __len__(self) -> int:
         return len(self.samples)

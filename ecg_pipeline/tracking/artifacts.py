@@ -24,9 +24,15 @@ def _save(fig, path: Path) -> None:
 
 
 def write_plots(
-    folder: Path, folds: list[FoldResult], example_x, example_meta, fs_hz: float
+    folder: Path,
+    folds: list[FoldResult],
+    example_x,
+    example_meta,
+    fs_hz: float,
+    beat_example: dict | None = None,
 ) -> None:
-    """Training curves and GradNorm weights per fold, pooled confusion matrices, examples."""
+    """Training curves and GradNorm weights per fold, pooled confusion matrices, examples, and
+    (ECG-SL) one window's beats with the weights the model gave them."""
     from ecg_pipeline.tracking import plots
 
     suffixes = [p.rstrip("/").removeprefix("fold") for p in fold_prefixes(folds)]
@@ -47,6 +53,52 @@ def write_plots(
         _save(plots.confusion_matrix_figure(matrix, names, title), folder / f"confusion_{task}.png")
     if example_x is not None and example_meta is not None:
         _save(plots.example_windows(example_x, example_meta, fs_hz), folder / "example_windows.png")
+    if beat_example is not None:
+        _save(plots.beat_segments_figure(**beat_example), folder / "beat_segments.png")
+
+
+def beat_example(config: StudyConfig, checkpoint: Path) -> dict | None:
+    """One stored window's beats and the weights the checkpoint's model gives them.
+
+    The first window of the first stored recording with at least two unflagged beats; None
+    when the model reads no beats or the store holds none.
+    """
+    import pyarrow.compute as pc
+    import torch
+
+    from ecg_pipeline.io.store import WindowStore
+    from ecg_pipeline.training.checkpoint import load_checkpoint
+    from ecg_pipeline.training.inputs import beat_input
+
+    model, spec = load_checkpoint(checkpoint)
+    if spec.get("input") != "beats":
+        return None
+    store = WindowStore(config.store.root, config.dataset.name)
+    try:
+        table = store.read_table(
+            columns=["samples", "r_peak_s", "rr_s", "beat_segments", "beat_flag", "fs_hz"],
+            filter=(pc.field("beat_flag") == "") & (pc.field("window_index") < 3),
+        )
+    except (FileNotFoundError, ValueError):
+        return None
+    if table.num_rows == 0:
+        return None
+    row = table.slice(0, 1).to_pylist()[0]
+    segments = np.asarray(row["beat_segments"], dtype=np.float32).reshape(-1, spec["n_samples"])
+    rr = np.asarray(row["rr_s"], dtype=np.float32)
+    x = beat_input([segments], [rr], spec["normalisation"], spec["in_channels"], spec["n_samples"])
+    with torch.no_grad():
+        weights = model.beat_weights(torch.as_tensor(x))[0].numpy()[: len(segments)]
+    beats = spec["beats"]
+    return {
+        "window": np.asarray(row["samples"], dtype=np.float32),
+        "fs_hz": float(row["fs_hz"]),
+        "peak_s": np.asarray(row["r_peak_s"], dtype=np.float32),
+        "segments": segments,
+        "beat_fs_hz": float(beats["segment_fs_hz"]),
+        "before_s": float(beats["before_s"]),
+        "weights": weights,
+    }
 
 
 def write_files(out: Path, run: RunResult, published, rejections, checkpoint: Path) -> None:
@@ -85,6 +137,13 @@ def run_tags(
     if published is not None:
         tags["data_hash"] = data_hash(published["sha256"], config.ingest_hash())
         tags["n_recordings"] = str(len(published))
+    if fold.pretrained:
+        # The pre-training this model was fine-tuned from (design.md: traceable lineage).
+        tags |= {
+            "pretrained_from": str(fold.pretrained["folder"]),
+            "pretrained_objective": str(fold.pretrained["objective"]),
+            "pretraining_sees_test": str(bool(fold.pretrained["sees_test"])).lower(),
+        }
     return tags
 
 

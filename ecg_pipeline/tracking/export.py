@@ -29,18 +29,30 @@ __all__ = [
 EXAMPLE_BATCH = 2
 
 
-def input_example(n_samples: int, in_channels: int = 1) -> np.ndarray:
+def input_example(n_samples: int, in_channels: int = 1, kind: str = "windows") -> np.ndarray:
     """A (2, C, T) float32 example in [0, 1] (min-max windows' range).
 
     Random rather than real windows: the example is stored next to the model in plain JSON,
-    and a subject's ECG is personal data.
+    and a subject's ECG is personal data. For a beat model, (2, K, L + 2): random segments,
+    an RR interval of 0.8 s and every beat marked real.
     """
     rng = np.random.default_rng(0)
+    if kind == "beats":
+        x = rng.random((EXAMPLE_BATCH, in_channels, n_samples + 2), dtype=np.float32)
+        x[..., -2], x[..., -1] = 0.8, 1.0
+        return x
     return rng.random((EXAMPLE_BATCH, in_channels, n_samples), dtype=np.float32)
 
 
-def model_signature(heads: Mapping[str, int], n_samples: int, in_channels: int = 1):
-    """Input (-1, C, T) float32; one (-1, n_classes) float32 output per head, named by task."""
+def model_signature(
+    heads: Mapping[str, int], n_samples: int, in_channels: int = 1, kind: str = "windows"
+):
+    """Input (-1, C, T) float32; one (-1, n_classes) float32 output per head, named by task.
+
+    A beat model's input is (-1, K, L + 2).
+    """
+    if kind == "beats":
+        n_samples += 2
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
@@ -106,10 +118,14 @@ def log_checkpoint_model(
     model, spec = load_checkpoint(checkpoint_dir, device="cpu")
     wrapped = TupleOutput(model).eval()
     n_samples, in_channels = int(spec["n_samples"]), int(spec.get("in_channels", 1))
+    kind = spec.get("input", "windows")
     info = {
         "head_names": list(wrapped.head_names),
         "classes": {k: [str(c) for c in v] for k, v in spec.get("classes", {}).items()},
         "n_samples": n_samples,
+        # What a beat model reads: (B, K = in_channels, L = n_samples + 2), see models/ecg_sl.
+        "input": kind,
+        "in_channels": in_channels,
         # What prediction needs to feed the model as it was trained and to say "unknown";
         # None for checkpoints written before these were recorded.
         "normalisation": spec.get("normalisation"),
@@ -122,8 +138,8 @@ def log_checkpoint_model(
         wrapped,
         name="model",
         serialization_format="pt2",
-        input_example=input_example(n_samples, in_channels),
-        signature=model_signature(model.n_classes, n_samples, in_channels),
+        input_example=input_example(n_samples, in_channels, kind),
+        signature=model_signature(model.n_classes, n_samples, in_channels, kind),
         pip_requirements=pip_requirements(),
         metadata=info,
         tags=dict(tags or {}),

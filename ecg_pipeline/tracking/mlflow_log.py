@@ -35,6 +35,7 @@ import pandas as pd
 from ecg_pipeline.config import StudyConfig
 from ecg_pipeline.instrument import stage
 from ecg_pipeline.tracking.artifacts import (
+    beat_example,
     examples_from_store,
     logged_fold,
     run_tags,
@@ -253,7 +254,14 @@ def log_training_run(
                 _log_numbers(client, run_id, flatten_params(config), metrics)
             out = Path(tmp)
             with stage(LOG_STAGES[1]):
-                write_plots(out / "plots", folds, example_x, example_meta, fs_hz)
+                write_plots(
+                    out / "plots",
+                    folds,
+                    example_x,
+                    example_meta,
+                    fs_hz,
+                    beat_example(config, ckpt),
+                )
             with stage(LOG_STAGES[2]):
                 write_files(out, run_result, published, rejections, ckpt)
             with stage(LOG_STAGES[3]):

@@ -289,3 +289,56 @@ def example_windows(
     if not conditions:
         axes[0, 0].set_title("no windows")
     return fig
+
+
+def beat_segments_figure(
+    window: np.ndarray,
+    fs_hz: float,
+    peak_s: np.ndarray,
+    segments: np.ndarray,
+    beat_fs_hz: float,
+    before_s: float,
+    weights: np.ndarray | None = None,
+    *,
+    title: str = "",
+) -> Figure:
+    """One window with its detected R peaks, and its beat segments overlaid.
+
+    Parameters
+    ----------
+    window : np.ndarray
+        (T,) the window at ``fs_hz``.
+    peak_s : np.ndarray
+        (k,) R peaks from the window's start, in seconds.
+    segments : np.ndarray
+        (k, L) the beat segments at ``beat_fs_hz``, the peak ``before_s`` into each.
+    weights : np.ndarray, optional
+        (k,) how much the temporal model weighed each beat (its attention pooling); shown as
+        the beats' labels and line widths.
+    """
+    window, peak_s, segments = np.asarray(window), np.asarray(peak_s), np.asarray(segments)
+    fig = _new_figure(11, 3.4)
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
+    t = np.arange(len(window)) / fs_hz
+    left.plot(t, window, lw=0.8, color="0.3")
+    at = np.clip(np.rint(peak_s * fs_hz).astype(int), 0, len(window) - 1)
+    left.plot(peak_s, window[at], "v", color="tab:red", label="R peak")
+    for i, (p, y) in enumerate(zip(peak_s, window[at], strict=True)):
+        label = f"{i + 1}" if weights is None else f"{i + 1}: {weights[i]:.2f}"
+        left.annotate(label, (p, y), textcoords="offset points", xytext=(3, 4), fontsize="x-small")
+    left.set_xlabel("time (s)")
+    left.set_title(
+        title or "window, detected R peaks" + (" (beat weights)" if weights is not None else ""),
+        fontsize="small",
+    )
+    left.grid(alpha=0.3)
+    ts = np.arange(segments.shape[1]) / beat_fs_hz - before_s if segments.size else np.zeros(0)
+    scale = 1.0 if weights is None or not len(weights) else 1 / max(float(np.max(weights)), 1e-9)
+    for i, seg in enumerate(segments):
+        width = 0.8 if weights is None else 0.5 + 2.5 * float(weights[i]) * scale
+        right.plot(ts, seg, lw=width, label=f"beat {i + 1}")
+    right.axvline(0, color="tab:red", lw=0.6, ls="--")
+    right.set_xlabel("time from R peak (s)")
+    right.set_title(f"{len(segments)} beat segments at {beat_fs_hz:g} Hz", fontsize="small")
+    right.grid(alpha=0.3)
+    return fig

@@ -156,8 +156,11 @@ def promote_if_better(
 
 
 def registered_model_name(config) -> str:
-    """``<model>-<dataset>`` (``"dt4ecg-demo"``): the registry name of a study's models."""
-    return f"{config.model.name}-{config.dataset.name}"
+    """``<model>-<dataset>`` (``"dt4ecg-demo"``, ``"ecgsl-demo"``): a study's registry name.
+
+    Underscores are dropped from the model's name (``ecg_sl`` registers as ``ecgsl``).
+    """
+    return f"{config.model.name.replace('_', '')}-{config.dataset.name}"
 
 
 _NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")

@@ -1,4 +1,8 @@
-"""The training loop: Adam, per-task cross-entropy, loss weighting, model selection on validation.
+"""The training loop: Adam, per-task losses, loss weighting, model selection on validation.
+
+One loop for every model and mode: supervised training (cross-entropy per head, the default
+objective) and self-supervised pre-training (``objective=``, see
+:mod:`ecg_pipeline.training.objectives`) differ only in the objective.
 
 The whole training set lives on the device as one tensor (a few MB), so a step never waits on a
 data loader; batches are index slices of a seeded permutation.
@@ -16,6 +20,7 @@ from torch import nn
 
 from ecg_pipeline.config import TrainingSettings
 from ecg_pipeline.training.augment import augment_batch
+from ecg_pipeline.training.objectives import Supervised, parameters_of
 from ecg_pipeline.training.weighting import build_weighting
 
 
@@ -61,16 +66,6 @@ def predict_logits(
     return {task: torch.cat(parts) for task, parts in outs.items()}
 
 
-def _score(
-    logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], part: str
-) -> dict[str, float]:
-    out = {}
-    for task, lg in logits.items():
-        out[f"{task}_{part}_loss"] = float(nn.functional.cross_entropy(lg, labels[task]))
-        out[f"{task}_{part}_acc"] = float((lg.argmax(1) == labels[task]).float().mean())
-    return out
-
-
 def fit(
     model: nn.Module,
     x: np.ndarray,
@@ -81,6 +76,7 @@ def fit(
     *,
     fs_hz: float = 100.0,
     on_epoch: Callable[[dict], None] | None = None,
+    objective=None,
 ) -> FitResult:
     """Train ``model`` on ``train_idx`` and keep the epoch that scores best on ``val_idx``.
 
@@ -102,6 +98,10 @@ def fit(
         The windows' sampling rate, for augmentations stated in seconds or hertz.
     on_epoch : callable, optional
         Called with each epoch's history row (for a progress bar or a tracker).
+    objective : optional
+        What to minimise; default :class:`~ecg_pipeline.training.objectives.Supervised` over
+        ``labels``. A pre-training objective ignores ``labels`` (pass ``{}``) and brings its own
+        modules (a decoder, a projection head), trained alongside and not returned.
 
     Returns
     -------
@@ -114,22 +114,27 @@ def fit(
     if settings.cpu_threads and device.type == "cpu":
         torch.set_num_threads(settings.cpu_threads)
     model = model.to(device)
-    tasks = list(labels)
     xt = torch.as_tensor(x, device=device)
-    yt = {t: torch.as_tensor(labels[t], device=device) for t in tasks}
+    yt = {t: torch.as_tensor(labels[t], device=device) for t in labels}
+    if objective is None:
+        objective = Supervised(yt, settings.label_smoothing)
+    for module in objective.modules():
+        module.to(device)
+    tasks = list(objective.tasks)
     train = torch.as_tensor(train_idx, device=device)
-    x_val, y_val = xt[torch.as_tensor(val_idx, device=device)], {t: yt[t][val_idx] for t in tasks}
+    val = torch.as_tensor(val_idx, device=device)
+    x_val = xt[val]
 
+    params = list(parameters_of(model, objective))
     if settings.weight_decay:
         optimiser = torch.optim.AdamW(
-            model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+            params, lr=settings.learning_rate, weight_decay=settings.weight_decay
         )
     else:
-        optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+        optimiser = torch.optim.Adam(params, lr=settings.learning_rate)
     scheduler = None
     if settings.schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=settings.epochs)
-    smoothing = settings.label_smoothing
     weighting = build_weighting(
         settings.weighting, len(tasks), alpha=settings.gradnorm_alpha, lr=settings.gradnorm_lr
     )
@@ -140,37 +145,35 @@ def fit(
     best_score = -np.inf
     for epoch in range(1, settings.epochs + 1):
         model.train()
+        for module in objective.modules():
+            module.train()
         sums = {t: [0.0, 0, 0] for t in tasks}  # loss*n, correct, n
         for batch in _batches(len(train), settings.batch_size, generator):
             if len(batch) < 2:
                 continue  # BatchNorm cannot train on a single window
             idx = train[batch.to(device)]
-            out = model(augment_batch(xt[idx], settings.augment, fs_hz, augment_generator))
-            losses = torch.stack(
-                [
-                    nn.functional.cross_entropy(out[t], yt[t][idx], label_smoothing=smoothing)
-                    for t in tasks
-                ]
-            )
-            total = weighting.step(losses, model.shared_layer())
+            xb = xt[idx]
+            if settings.augment.enabled:
+                xb = augment_batch(xb, settings.augment, fs_hz, augment_generator)
+            losses, correct = objective.batch(model, xb, idx, augment_generator)
+            total = weighting.step(losses, objective.shared_layer(model))
             optimiser.zero_grad(set_to_none=True)
             total.backward()
             optimiser.step()
-            with torch.no_grad():
-                for i, t in enumerate(tasks):
-                    sums[t][0] += float(losses[i]) * len(idx)
-                    sums[t][1] += int((out[t].argmax(1) == yt[t][idx]).sum())
-                    sums[t][2] += len(idx)
+            for i, t in enumerate(tasks):
+                sums[t][0] += float(losses[i].detach()) * len(idx)
+                sums[t][1] += correct.get(t, 0)
+                sums[t][2] += len(idx)
         row: dict = {"epoch": epoch, "lr": optimiser.param_groups[0]["lr"]}
         if scheduler is not None:
             scheduler.step()
         weights = weighting.weights.tolist()
         for i, t in enumerate(tasks):
             row[f"{t}_train_loss"] = sums[t][0] / max(sums[t][2], 1)
-            row[f"{t}_train_acc"] = sums[t][1] / max(sums[t][2], 1)
+            if isinstance(objective, Supervised):
+                row[f"{t}_train_acc"] = sums[t][1] / max(sums[t][2], 1)
             row[f"{t}_weight"] = weights[i]
-        row.update(_score(predict_logits(model, x_val), y_val, "val"))
-        row["val_score"] = float(np.mean([row[f"{t}_val_acc"] for t in tasks]))
+        row.update(objective.validate(model, x_val, val))
         result.history.append(row)
         if row["val_score"] > best_score:
             best_score = row["val_score"]

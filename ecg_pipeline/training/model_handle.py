@@ -27,7 +27,8 @@ class Model:
     Attributes
     ----------
     network : callable
-        ``network(x)`` on a float32 tensor of shape (B, 1, n_samples) returns the logits of
+        ``network(x)`` on a float32 tensor of shape (B, 1, n_samples) (or (B, K, L + 2) beat
+        sequences for ECG-SL, see :attr:`input_kind`) returns the logits of
         each head: a ``{task: (B, n_classes)}`` dict (a project checkpoint) or a tuple in
         :attr:`head_names` order (an exported MLflow model).
     head_names : tuple of str
@@ -73,6 +74,34 @@ class Model:
     source: str = ""
     threshold_info: dict | None = None
     metadata: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def input_kind(self) -> str:
+        """``"windows"`` ((B, 1, T) samples) or ``"beats"`` ((B, K, L + 2), ECG-SL)."""
+        return self.metadata.get("input", "windows")
+
+    def input_for(self, windows) -> np.ndarray:
+        """What this network reads, from one recording's freshly cut windows.
+
+        Parameters
+        ----------
+        windows : ecg_pipeline.signal.windows.Windows
+            As ``ecg_pipeline.ingest.read_windows`` returns them (beats included).
+        """
+        from ecg_pipeline.training.inputs import beat_input, window_input
+
+        normalisation = self.normalisation or "window"
+        if self.input_kind == "beats":
+            b = windows.beats
+            return beat_input(
+                b.segments,
+                b.rr_s,
+                normalisation,
+                int(self.metadata["in_channels"]),
+                int(self.metadata["n_samples"]),
+            )
+        # float32 first, as the store keeps windows: scaling then sees the values training saw.
+        return window_input(np.ascontiguousarray(windows.samples, dtype=np.float32), normalisation)
 
     def describe(self) -> str:
         """``'dt4ecg-demo' version 3`` or ``checkpoint 'time_block'``, for messages."""

@@ -57,6 +57,9 @@ class FoldResult:
     recordings : dict, optional
         Per task, one row per test recording (``recording_id``, ``y_true``, ``y_pred``,
         ``confidence``, ``y_vote``), so a recording-level rule can be re-scored later.
+    pretrained : dict, optional
+        The pre-trained encoder this fold was fine-tuned from (folder, objective, datasets,
+        and ``sees_test``: whether its pre-training read this fold's test windows).
     """
 
     name: str
@@ -66,6 +69,7 @@ class FoldResult:
     identity_threshold: dict | None = None
     metrics: dict[str, dict] | None = None
     recordings: dict[str, list[dict]] | None = None
+    pretrained: dict | None = None
 
     @property
     def evaluated(self) -> bool:
@@ -96,6 +100,7 @@ class FoldResult:
             identity_threshold=data.get("identity_threshold"),
             metrics=metrics,
             recordings=data.get("recordings"),
+            pretrained=data.get("pretrained"),
         )
 
 

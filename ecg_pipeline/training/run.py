@@ -50,6 +50,8 @@ def configured_splits(meta, settings) -> list:
 # defaults unless the configuration changes one of these (then they must take it).
 _RESNET_MODELS = ("dt4ecg", "resnet1d")
 _WIDTH_KEYS = ("channels", "kernel_size", "strides")
+# ECG-SL's own [model] keys, and the backbone option each one sets.
+_SEQUENCE_KEYS = {"temporal": "temporal", "d_model": "d_model", "temporal_layers": "n_layers"}
 
 
 def model_options_of(m) -> dict:
@@ -61,7 +63,7 @@ def model_options_of(m) -> dict:
         A ``[model]`` setting changed from its default that the chosen network does not take
         (a mistake, not a no-op), naming the key and what the network takes.
     """
-    from ecg_pipeline.models import model_options
+    from ecg_pipeline.models import input_kind, model_options
 
     defaults = type(m)()
     takes = set(model_options(m.name))
@@ -77,7 +79,46 @@ def model_options_of(m) -> dict:
                 f"{', '.join(sorted(takes)) or 'no options'}); remove it or choose a model "
                 "that uses it"
             )
+    beats = input_kind(m.name) == "beats"
+    for key, option in _SEQUENCE_KEYS.items():
+        value = getattr(m, key)
+        if beats:
+            options[option] = value
+        elif value != getattr(defaults, key):
+            raise ValueError(
+                f"[model] {key} = {value!r} is an ECG-SL setting; model {m.name!r} does not take it"
+            )
+    for key in ("max_beats", "pretrained"):
+        if not beats and getattr(m, key) != getattr(defaults, key):
+            raise ValueError(
+                f"[model] {key} = {getattr(m, key)!r} is an ECG-SL setting; model {m.name!r} "
+                "does not take it"
+            )
     return options
+
+
+def check_trainable(config: StudyConfig) -> None:
+    """Refuse settings the chosen model cannot train with, before any data is read."""
+    model_options_of(config.model)
+    kind, _, _ = input_shape(config, config.ingest.windows.window_samples)
+    if kind == "beats" and config.training.augment.enabled:
+        raise ValueError(
+            "[training.augment] perturbs whole windows; model "
+            f"{config.model.name!r} reads beat segments (switch augmentation off)"
+        )
+
+
+def input_shape(config: StudyConfig, window_samples: int) -> tuple[str, int, int]:
+    """(kind, in_channels, n_samples) of the configured model's input.
+
+    Window models: ("windows", 1, T). Beat models: ("beats", K = max_beats, L = samples per
+    beat segment of ``[ingest.beats]``).
+    """
+    from ecg_pipeline.models import input_kind
+
+    if input_kind(config.model.name) == "beats":
+        return "beats", config.model.max_beats, config.ingest.beats.segment_samples
+    return "windows", 1, window_samples
 
 
 def model_spec(
@@ -97,10 +138,17 @@ def model_spec(
     options = model_options_of(m)
     if m.shared_param:
         options["shared_param"] = m.shared_param
+    kind, in_channels, n_samples = input_shape(config, n_samples)
+    extra = {}
+    if kind == "beats":
+        extra["beats"] = config.ingest.beats.model_dump(mode="json")
+        extra["beat_fs_hz"] = config.ingest.beats.segment_fs_hz
     return {
         "name": m.name,
         "attention": m.attention,
-        "in_channels": 1,
+        "input": kind,
+        **extra,
+        "in_channels": in_channels,
         "n_samples": n_samples,
         "heads": heads,
         "options": options,
@@ -138,8 +186,11 @@ def _load(config: StudyConfig, store_root, max_windows_per_recording: int | None
 
     t = config.training
     store = WindowStore(store_root or config.store.root, config.dataset.name)
+    kind, k, n = input_shape(config, config.ingest.windows.window_samples)
     # Train and evaluate tasks of one flow run share one read (see load_window_data).
-    data = load_window_data(store, t.tasks, config.store.normalisation, catalog)
+    data = load_window_data(
+        store, t.tasks, config.store.normalisation, catalog, (k, n) if kind == "beats" else None
+    )
     if max_windows_per_recording:
         keep = data.meta.groupby("recording_id").cumcount().to_numpy() < max_windows_per_recording
         data.x, data.meta = data.x[keep], data.meta[keep].reset_index(drop=True)
@@ -165,19 +216,31 @@ def _train_folds(config, data, splits, run_dir: Path, on_epoch) -> list[FoldResu
 
     t = config.training
     fs_hz = float(data.meta["fs_hz"].iloc[0])
-    spec = model_spec(config, data.heads, data.classes, data.x.shape[-1], fs_hz)
+    spec = model_spec(config, data.heads, data.classes, config.ingest.windows.window_samples, fs_hz)
     folds = []
     for split in splits:
         split.check_disjoint()
         torch.manual_seed(t.seed)
         model = build_model(
             spec["name"],
-            in_channels=1,
+            in_channels=spec["in_channels"],
             n_samples=spec["n_samples"],
             heads=spec["heads"],
             attention=spec["attention"],
             **spec["options"],
         )
+        pretrained = None
+        if config.model.pretrained:
+            from ecg_pipeline.training.pretrain import load_encoder_into
+
+            test = data.meta.iloc[split.test]
+            pretrained = load_encoder_into(
+                model,
+                config,
+                config.model.pretrained,
+                split.name,
+                list(zip(test["recording_id"].astype(str), test["window_index"], strict=True)),
+            )
         result = fit(
             model,
             data.x,
@@ -193,6 +256,7 @@ def _train_folds(config, data, splits, run_dir: Path, on_epoch) -> list[FoldResu
             best_epoch=result.best_epoch,
             history=result.history,
             sizes={"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+            pretrained=pretrained,
         )
         fold_spec = dict(spec)
         if "identity" in data.labels:
@@ -271,7 +335,7 @@ def train_run(
     only (quick checks). ``catalog`` is the store's catalog when the caller already holds it
     (a flow's batch report), so the footers are not listed again.
     """
-    model_options_of(config.model)  # refuse an unusable [model] setting before reading data
+    check_trainable(config)  # refuse an unusable [model] setting before reading data
     data, splits = _load(config, store_root, max_windows_per_recording, catalog)
     run = _train(config, data, splits, out_dir, run_name, on_epoch)
     run.max_windows_per_recording = max_windows_per_recording

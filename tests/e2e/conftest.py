@@ -51,6 +51,9 @@ inbox = "{root / "inbox"}"
 epochs = 1
 cpu_threads = 1
 out_dir = "{root / "runs"}"
+[pretrain]
+epochs = 2
+out_dir = "{root / "pretrained"}"
 [predict]
 out_dir = "{root / "predictions"}"
 [watch]

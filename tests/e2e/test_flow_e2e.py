@@ -271,3 +271,44 @@ if __name__ == "__main__":
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "COUNTS {'written': 11, 'rejected': 1}" in done.stdout, done.stdout[-3000:]
+
+
+def test_ecg_sl_pretrains_fine_tunes_registers_and_predicts(stack, trained_run):
+    """`-p model=ecg_sl -p pretrained=pretrain`: an encoder pre-trained on the store (test side
+    unseen) and logged, ECG-SL fine-tuned from it, registered as ecgsl-demo in pt2 with a
+    beat-segments plot, and its champion predicts through the same `predict` path."""
+    from ecg_pipeline.cohort.demo import write_demo_recording
+    from ecg_pipeline.predict.predict import predict_recordings
+    from ecg_pipeline.tracking.registry import load_champion, registered_model_name
+
+    api, dep, mlflow = stack["api"], stack["deployment_id"], stack["mlflow"]
+    params = {"model": "ecg_sl", "pretrained": "pretrain", "epochs": 1, "force": True}
+    made = call(f"{api}/deployments/{dep}/create_flow_run", {"parameters": params})
+    run = wait_for(
+        lambda: (r := call(f"{api}/flow_runs/{made['id']}"))["state_type"] in TERMINAL and r,
+        RUN_TIMEOUT_S,
+        "the ECG-SL run",
+        2.0,
+    )
+    assert run["state_type"] == "COMPLETED", stack["serve_log"].read_text()[-4000:]
+    (logged,) = mlflow_runs_of(mlflow, made["id"])
+    tags = {t["key"]: t["value"] for t in logged["data"]["tags"]}
+    assert tags["model"] == "ecg_sl" and tags["pretrained_objective"] == "masked_beats"
+    assert tags["pretraining_sees_test"] == "false"
+    files = call(
+        f"{mlflow}/api/2.0/mlflow/artifacts/list?run_id={logged['info']['run_id']}&path=plots"
+    )
+    names = {Path(f["path"]).name for f in files.get("files", [])}
+    assert "beat_segments.png" in names, names
+    # The encoder's own run and registered model.
+    encoder = call(f"{mlflow}/api/2.0/mlflow/registered-models/get?name=ecgsl-encoder-demo")
+    assert encoder["registered_model"]["name"] == "ecgsl-encoder-demo"
+    # The champion alias and predict work for ECG-SL as for DT4ECG.
+    config = load_config(stack["config"]).with_overrides({"model.name": "ecg_sl"})
+    name = registered_model_name(config)
+    champion = load_champion(config.servers.mlflow_uri, name)
+    assert name == "ecgsl-demo" and champion.input_kind == "beats"
+    path = write_demo_recording(stack["root"] / "ecgsl-new", 2, "rest", duration_s=12.0, seed=5)
+    table, errors = predict_recordings([path], config, champion)
+    assert not errors and table["n_windows"].tolist() == [4]
+    assert table["identity_best"].iloc[0] in {"S01", "S02", "S03"}

@@ -209,7 +209,7 @@ def test_predictions_are_what_the_checkpoint_model_gives_on_the_same_windows(
 
 def test_a_training_file_is_windowed_exactly_as_the_store_holds_it(study, champion):
     root, config, _ = study
-    rec = read_recording_windows(root / "inbox" / "S01_rest.acq", config, "window")
+    rec = read_recording_windows(root / "inbox" / "S01_rest.acq", config, champion)
     stored, _ = WindowStore(config.store.root, "demo").read_windows(
         "window", filter=pc.field("source_sha256") == rec.sha256
     )
@@ -286,7 +286,7 @@ def test_a_one_window_recording_is_predicted_like_the_checkpoint(study, champion
     path = write_demo_recording(tmp_path, 1, "rest", duration_s=4.0, seed=0)
     table, errors = predict_recordings([path], config, champion)
     assert not errors and table["n_windows"].tolist() == [1]
-    rec = read_recording_windows(path, config, "window")
+    rec = read_recording_windows(path, config, champion)
     model, spec = load_checkpoint(run.run_dir / "time_block")
     with torch.no_grad():
         p = torch.softmax(model(torch.as_tensor(rec.x))["identity"].double(), dim=1)[0]

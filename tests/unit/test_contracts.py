@@ -24,6 +24,8 @@ def manifest_row(**over):
         "native_fs_hz": 1000.0,
         "duration_s": 180.0,
         "n_windows": 60,
+        "n_beats": 220,
+        "n_beat_flagged": 0,
     }
     row.update(over)
     return row

@@ -42,6 +42,16 @@ def _build(name, *, in_channels=1, heads=HEADS, attention=None, seed=0, **option
     )
 
 
+def _x(name: str, batch: int) -> torch.Tensor:
+    """A random input the model reads: (B, 1, T) windows, or (B, 1, T + 2) one-beat sequences
+    for ECG-SL (built by _build with K = 1 beat of L = T samples)."""
+    if name == "ecg_sl":
+        x = torch.rand(batch, 1, T + 2)
+        x[..., -2], x[..., -1] = 0.8, 1.0  # RR interval (s), a real beat
+        return x
+    return torch.rand(batch, 1, T)
+
+
 def _n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -56,6 +66,7 @@ def test_names_cover_the_papers_tables():
         "efficientnet1d",
         "densenet1d",
         "resnet1d",
+        "ecg_sl",
     }
     assert set(ATTENTION_NAMES) == {"none", "se", "cbam", "mha", "sca"}
 
@@ -140,9 +151,9 @@ def test_sca_length_follows_n_samples():
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_one_head_model(name):
     model = _build(name, heads={"identity": 15})
-    out = model(torch.rand(3, 1, T))
+    out = model(_x(name, 3))
     assert list(out) == ["identity"] and out["identity"].shape == (3, 15)
-    (logits,) = model.forward_tuple(torch.rand(3, 1, T))
+    (logits,) = model.forward_tuple(_x(name, 3))
     assert logits.shape == (3, 15)
 
 
@@ -152,7 +163,7 @@ def test_shared_layer_receives_gradient_from_every_head(name):
     shared = model.shared_layer()
     assert isinstance(shared, nn.Parameter) and shared.requires_grad
     assert any(shared is p for p in model.backbone.parameters())  # below the heads
-    out = model(torch.rand(4, 1, T))
+    out = model(_x(name, 4))
     for head in HEADS:
         (grad,) = torch.autograd.grad(out[head].pow(2).sum(), shared, retain_graph=True)
         assert grad.shape == shared.shape
