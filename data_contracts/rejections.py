@@ -5,7 +5,17 @@ from __future__ import annotations
 import pandera.pandas as pa
 from pandera.typing import Series
 
-STAGES = ["discover", "read", "channel", "metadata", "signal", "quality", "beats", "store", "ingest"]
+STAGES = [
+    "discover",
+    "read",
+    "channel",
+    "metadata",
+    "signal",
+    "quality",
+    "beats",
+    "store",
+    "ingest",
+]
 
 
 class RejectionsTable(pa.DataFrameModel):

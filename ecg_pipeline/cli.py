@@ -70,6 +70,15 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="override one setting, e.g. training.weighting=equal (repeatable)",
     )
+    train.add_argument(
+        "--candidate",
+        metavar="NAME=RECIPE[,RECIPE...]",
+        action="append",
+        default=[],
+        help="choose among recipes per fold on inner folds of its training side (never the "
+        "test side); repeatable, e.g. --candidate paper= --candidate "
+        "tuned=configs/recipes/tuned.toml",
+    )
     train.add_argument("--epochs", type=int, help="override [training] epochs")
     train.add_argument(
         "--split", choices=["window", "time_block", "group"], help="override [training] split"
@@ -290,6 +299,19 @@ def _train(args) -> int:
         {"training.epochs": args.epochs, "training.split": args.split, "training.seed": args.seed}
     )
     seeds = args.seeds or [config.training.seed]
+    candidates = {}
+    for given in args.candidate:
+        label, sep, recipes = given.partition("=")
+        if not sep or not label:
+            raise ValueError(f"--candidate {given!r}: expected NAME=RECIPE[,RECIPE...]")
+        layered = load_config(
+            args.config,
+            recipes=[*args.recipe, *[r for r in recipes.split(",") if r]],
+            overrides=args.overrides,
+        )
+        candidates[label] = layered.with_overrides(
+            {"training.epochs": args.epochs, "training.split": args.split}
+        )
     t = config.training
     name = (
         args.name
@@ -315,6 +337,7 @@ def _train(args) -> int:
         command="ecg-pipeline " + shlex.join(args.argv),
         max_windows_per_recording=args.max_windows_per_recording,
         on_epoch=on_epoch,
+        candidates=candidates or None,
     )
     if bar is not None:
         bar.close()

@@ -226,6 +226,9 @@ class ModelSettings(_Strict):
     temporal: Literal["gru", "transformer"] = "gru"
     d_model: int = Field(64, ge=4)
     temporal_layers: int = Field(1, ge=1)
+    # How a beat's encoder map becomes one vector: averaged over time, or flattened (positions
+    # kept: beats are aligned on their R peak).
+    segment_pooling: Literal["mean", "flatten"] = "mean"
     # Fine-tune from a pre-trained ECG-SL encoder (`ecg-pipeline pretrain`): its folder, or an
     # MLflow reference models:/ecgsl-encoder-<dataset>/<version>; None: from scratch.
     pretrained: str | None = None

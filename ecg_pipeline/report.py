@@ -91,6 +91,23 @@ def _pct(task: dict | None, key: str) -> str:
     return f"{100 * task[key]:.1f} ± {100 * task[key + '_std']:.1f}"
 
 
+def choices_made_on(summary: dict) -> str:
+    """On which data a row's recipe, model and pre-training were chosen (never its test side,
+    except where said)."""
+    if summary.get("chosen"):
+        picks = ", ".join(f"{n} {c}x" for n, c in summary["chosen"].items())
+        return f"inner folds of each training side ({picks})"
+    pretrained = summary.get("pretrained")
+    if pretrained:
+        seen = "; pre-training read the test side (transductive)" if pretrained["sees_test"] else ""
+        return f"fixed defaults; {pretrained['objective']} pre-training, epoch on its pool's validation{seen}"
+    if summary["model"] == "ecg_sl":
+        return "fixed defaults, set before any run"
+    if summary.get("departures"):
+        return "dp-motion LOSO test scores, seed 0 (optimistic)"
+    return "none: the paper's recipe"
+
+
 def render_results_table(summaries: list[dict]) -> str:
     """A Markdown table of experiment summaries (``summary.json``), one row per experiment.
 
@@ -104,8 +121,9 @@ def render_results_table(summaries: list[dict]) -> str:
     header = (
         "| row | dataset | split (folds) | model | weighting | recipe | seeds | "
         "identity acc | identity F1 macro | identity rec. acc | identity rec. vote | "
-        "activity acc | activity F1 macro | activity rec. acc | activity rec. vote |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "activity acc | activity F1 macro | activity rec. acc | activity rec. vote | "
+        "choices made on |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     rows = []
     for s in summaries:
@@ -115,6 +133,12 @@ def render_results_table(summaries: list[dict]) -> str:
             split = f"group: {training['group_column']}"
         model = s["model"] + (f" ({s['attention']})" if s.get("attention") else "")
         recipe = "paper" if not s.get("departures") else "tuned"
+        if s.get("chosen"):
+            recipe = "chosen"
+        if s.get("pretrained"):
+            recipe += f" + {s['pretrained']['objective']}"
+            if s["pretrained"]["sees_test"]:
+                recipe += " (transductive)"
         cells = []
         for task in ("identity", "activity"):
             m = s["tasks"].get(task)
@@ -126,6 +150,8 @@ def render_results_table(summaries: list[dict]) -> str:
             ]
         rows.append(
             f"| {s['name']} | {s['dataset']} | {split} ({s['n_folds']}) | {model} | "
-            f"{s['weighting']} | {recipe} | {s['n_seeds']} | " + " | ".join(cells) + " |"
+            f"{s['weighting']} | {recipe} | {s['n_seeds']} | "
+            + " | ".join(cells)
+            + f" | {choices_made_on(s)} |"
         )
     return "\n".join([header, *rows])

@@ -41,6 +41,7 @@ __all__ = [
 # Columns after the L segment samples of each beat (see the module docstring).
 BEAT_EXTRA_COLUMNS = ("rr_s", "mask")
 TEMPORAL_MODELS = ("gru", "transformer")
+SEGMENT_POOLINGS = ("mean", "flatten")
 
 
 def split_beat_input(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -136,16 +137,29 @@ class ECGSLBackbone(nn.Module):
         n_layers: int = 1,
         n_heads: int = 4,
         dropout: float = 0.1,
+        segment_pooling: str = "mean",
     ) -> None:
         super().__init__()
         if temporal not in TEMPORAL_MODELS:
             raise ValueError(f"unknown temporal model {temporal!r}; valid: {TEMPORAL_MODELS}")
+        if segment_pooling not in SEGMENT_POOLINGS:
+            raise ValueError(
+                f"unknown segment_pooling {segment_pooling!r}; valid: {SEGMENT_POOLINGS}"
+            )
         self.segment_samples, self.max_beats = int(segment_samples), int(max_beats)
         self.in_channels = self.max_beats  # the K axis of the input, for shape checks
         self.temporal_kind = temporal
         self.encoder = ResNet1d(1, channels, kernel_size, strides)
+        width = self.encoder.out_channels
+        self.flatten = None
+        if segment_pooling == "flatten":
+            # Beats are aligned on their R peak, so where a feature sits in the segment (P, QRS,
+            # T) means something: keep the positions instead of averaging them away.
+            with torch.no_grad():
+                c, t = self.encoder(torch.zeros(2, 1, self.segment_samples)).shape[1:]
+            self.flatten = nn.Linear(c * t, width)
         # Beat features + RR (s) + RR relative to the window's mean + "RR known".
-        self.fuse = nn.Linear(self.encoder.out_channels + 3, d_model)
+        self.fuse = nn.Linear(width + 3, d_model)
         self.mask_token = nn.Parameter(torch.zeros(d_model))  # stands in for a hidden beat
         if temporal == "gru":
             self.temporal: nn.Module = BiGRU(d_model, n_layers, dropout)
@@ -173,10 +187,16 @@ class ECGSLBackbone(nn.Module):
             keep = mask.reshape(-1)
             feats = flat.new_zeros(b * k, self.encoder.out_channels)
             if keep.any():
-                feats[keep] = self.encoder(flat[keep]).mean(dim=-1)
+                feats[keep] = self._encode(flat[keep])
         else:
-            feats = self.encoder(flat).mean(dim=-1)  # (B*K, C): running statistics
+            feats = self._encode(flat)  # (B*K, C): running statistics
         return feats.reshape(b, k, -1) * mask.unsqueeze(-1)  # (B, K, C)
+
+    def _encode(self, flat: torch.Tensor) -> torch.Tensor:
+        z = self.encoder(flat)  # (N, C, L')
+        if self.flatten is None:
+            return z.mean(dim=-1)  # (N, C)
+        return self.flatten(z.flatten(1))  # (N, C)
 
     def contextualise(
         self,

@@ -125,11 +125,14 @@ def check_model_fits(
             "configuration it was trained with, or train a model on this one",
         )
     n_model, n_config = model.n_samples, config.ingest.windows.window_samples
+    what = "windows"
+    if model.input_kind == "beats":  # ECG-SL reads beat segments, not windows
+        n_config, what = config.ingest.beats.segment_samples, "beat segments"
     if n_model is not None and int(n_model) != n_config:
         raise ModelMismatchError(
             model.describe(),
             where,
-            f"it takes windows of {n_model} samples; the configuration cuts {n_config}",
+            f"it takes {what} of {n_model} samples; the configuration cuts {n_config}",
         )
     return notes
 

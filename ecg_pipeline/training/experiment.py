@@ -101,8 +101,31 @@ def summarise_folds(per_seed: dict[int, list[FoldResult]]) -> dict:
 
 
 def summarise_runs(runs: Sequence[tuple[int, RunResult]]) -> dict:
-    """:func:`summarise_folds` of runs made in this process."""
-    return summarise_folds({seed: run.folds for seed, run in runs})
+    """:func:`summarise_folds` of runs made in this process, and how their choices were made."""
+    return {
+        **summarise_folds({seed: run.folds for seed, run in runs}),
+        **choices_of({seed: run.folds for seed, run in runs}),
+    }
+
+
+def choices_of(per_seed: dict[int, list[FoldResult]]) -> dict:
+    """What the folds were fine-tuned from and which recipes inner validation chose.
+
+    ``{"chosen": {candidate: count over (seed, fold)}}`` when recipes were chosen on inner
+    folds; ``{"pretrained": {"objective", "sees_test"}}`` when fine-tuned from an encoder.
+    """
+    folds = [f for fs in per_seed.values() for f in fs]
+    out: dict = {}
+    chosen = [f.selection["chosen"] for f in folds if f.selection]
+    if chosen:
+        out["chosen"] = {name: chosen.count(name) for name in sorted(set(chosen))}
+    pretrained = [f.pretrained for f in folds if f.pretrained]
+    if pretrained:
+        out["pretrained"] = {
+            "objective": pretrained[0]["objective"],
+            "sees_test": any(p["sees_test"] for p in pretrained),
+        }
+    return out
 
 
 def load_summary(path: str | Path) -> dict:
@@ -121,7 +144,7 @@ def load_summary(path: str | Path) -> dict:
                 f"{run_dir / RESULTS_FILE} is missing: {path} cannot be re-computed"
             )
         per_seed[seed] = RunResult.load(run_dir).folds
-    return {**summary, **summarise_folds(per_seed)}
+    return {**summary, **summarise_folds(per_seed), **choices_of(per_seed)}
 
 
 def run_seeds(
@@ -134,6 +157,7 @@ def run_seeds(
     command: str | None = None,
     max_windows_per_recording: int | None = None,
     on_epoch: Callable[[str, dict], None] | None = None,
+    candidates: dict[str, StudyConfig] | None = None,
 ) -> tuple[list[tuple[int, RunResult]], dict]:
     """Train ``config`` once per seed and write the summary beside the runs.
 
@@ -146,6 +170,9 @@ def run_seeds(
         The experiment's folder under ``out_dir`` (``[training] out_dir`` by default).
     command : str, optional
         The command line to record, so each figure names how to reproduce it.
+    candidates : dict, optional
+        Recipes to choose among, per fold, on inner folds of its training side
+        (:mod:`~ecg_pipeline.training.selection`); ``config`` then gives the split and data.
 
     Returns
     -------
@@ -164,6 +191,7 @@ def run_seeds(
             out_dir=out,
             run_name=f"seed{seed}",
             max_windows_per_recording=max_windows_per_recording,
+            candidates=candidates,
             on_epoch=(lambda fold, row, s=seed: on_epoch(f"seed {s} {fold}", row))
             if on_epoch
             else None,

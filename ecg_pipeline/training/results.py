@@ -60,6 +60,9 @@ class FoldResult:
     pretrained : dict, optional
         The pre-trained encoder this fold was fine-tuned from (folder, objective, datasets,
         and ``sees_test``: whether its pre-training read this fold's test windows).
+    selection : dict, optional
+        How this fold's recipe was chosen among candidates on inner folds of its training side
+        (see :mod:`ecg_pipeline.training.selection`); None when no choice was made.
     """
 
     name: str
@@ -70,6 +73,7 @@ class FoldResult:
     metrics: dict[str, dict] | None = None
     recordings: dict[str, list[dict]] | None = None
     pretrained: dict | None = None
+    selection: dict | None = None
 
     @property
     def evaluated(self) -> bool:
@@ -101,6 +105,7 @@ class FoldResult:
             metrics=metrics,
             recordings=data.get("recordings"),
             pretrained=data.get("pretrained"),
+            selection=data.get("selection"),
         )
 
 

@@ -10,7 +10,7 @@ fold's validation part (``identity_threshold``, see ``ecg_pipeline.training.cali
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +51,12 @@ def configured_splits(meta, settings) -> list:
 _RESNET_MODELS = ("dt4ecg", "resnet1d")
 _WIDTH_KEYS = ("channels", "kernel_size", "strides")
 # ECG-SL's own [model] keys, and the backbone option each one sets.
-_SEQUENCE_KEYS = {"temporal": "temporal", "d_model": "d_model", "temporal_layers": "n_layers"}
+_SEQUENCE_KEYS = {
+    "temporal": "temporal",
+    "d_model": "d_model",
+    "temporal_layers": "n_layers",
+    "segment_pooling": "segment_pooling",
+}
 
 
 def model_options_of(m) -> dict:
@@ -301,7 +306,7 @@ def _evaluate_folds(data, splits, folds: list[FoldResult], run_dir: Path) -> Non
         fold.metrics, fold.recordings = metrics, recordings
 
 
-def _train(config, data, splits, out_dir, run_name, on_epoch) -> RunResult:
+def _empty_run(config, out_dir, run_name) -> RunResult:
     t = config.training
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_name = (
@@ -309,11 +314,14 @@ def _train(config, data, splits, out_dir, run_name, on_epoch) -> RunResult:
     )
     run_dir = Path(out_dir or t.out_dir) / run_name
     return RunResult(
-        run_dir,
-        _train_folds(config, data, splits, run_dir, on_epoch),
-        config=config.model_dump(mode="json"),
-        ingest_hash=config.ingest_hash(),
+        run_dir, [], config=config.model_dump(mode="json"), ingest_hash=config.ingest_hash()
     )
+
+
+def _train(config, data, splits, out_dir, run_name, on_epoch) -> RunResult:
+    run = _empty_run(config, out_dir, run_name)
+    run.folds = _train_folds(config, data, splits, run.run_dir, on_epoch)
+    return run
 
 
 def train_run(
@@ -326,6 +334,7 @@ def train_run(
     on_epoch: Callable[[str, dict], None] | None = None,
     evaluate: bool = False,
     catalog=None,
+    candidates: Mapping[str, StudyConfig] | None = None,
 ) -> RunResult:
     """Train each fold of the configured split on the dataset's stored windows.
 
@@ -334,7 +343,15 @@ def train_run(
     adds them later). ``max_windows_per_recording`` keeps the first windows of each recording
     only (quick checks). ``catalog`` is the store's catalog when the caller already holds it
     (a flow's batch report), so the footers are not listed again.
+
+    ``candidates`` (name -> configuration, ``config`` among them or not) makes every fold
+    choose its recipe on inner folds of its own training side first
+    (:mod:`~ecg_pipeline.training.selection`); the test side is read only to score the choice.
     """
+    if candidates:
+        return _train_selected(
+            config, candidates, store_root, out_dir, run_name, max_windows_per_recording, on_epoch
+        )
     check_trainable(config)  # refuse an unusable [model] setting before reading data
     data, splits = _load(config, store_root, max_windows_per_recording, catalog)
     run = _train(config, data, splits, out_dir, run_name, on_epoch)
@@ -342,6 +359,36 @@ def train_run(
     run.data_signature = _data_signature(data)
     if evaluate:
         _evaluate_folds(data, splits, run.folds, run.run_dir)
+    run.save()
+    return run
+
+
+def _train_selected(
+    config, candidates, store_root, out_dir, run_name, max_windows, on_epoch
+) -> RunResult:
+    """Each outer fold: choose a candidate on inner folds, train it, score it on the test side."""
+    from ecg_pipeline.training.selection import choose
+
+    seed = config.training.seed
+    candidates = {n: c.with_overrides({"training.seed": seed}) for n, c in candidates.items()}
+    for candidate in candidates.values():
+        check_trainable(candidate)
+
+    def load(candidate):
+        return _load(candidate, store_root, max_windows)
+
+    _, outer = load(config)
+    run = _empty_run(config, out_dir, run_name)
+    for split in outer:
+        chosen, report = choose(candidates, load, split.name)
+        data, splits = load(candidates[chosen])
+        same = [s for s in splits if s.name == split.name]
+        (fold,) = _train_folds(candidates[chosen], data, same, run.run_dir, on_epoch)
+        _evaluate_folds(data, same, [fold], run.run_dir)
+        fold.selection = report
+        run.folds.append(fold)
+        run.data_signature = _data_signature(data)
+    run.max_windows_per_recording = max_windows
     run.save()
     return run
 

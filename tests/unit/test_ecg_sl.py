@@ -29,14 +29,22 @@ def _beats(n_real: list[int], seed: int = 0) -> torch.Tensor:
     return x
 
 
-def _model(temporal: str):
+def _model(temporal: str, pooling: str = "mean"):
     torch.manual_seed(0)
-    return build_model("ecg_sl", in_channels=K, n_samples=L, heads=HEADS, temporal=temporal)
+    return build_model(
+        "ecg_sl",
+        in_channels=K,
+        n_samples=L,
+        heads=HEADS,
+        temporal=temporal,
+        segment_pooling=pooling,
+    )
 
 
+@pytest.mark.parametrize("pooling", ["mean", "flatten"])
 @pytest.mark.parametrize("temporal", ["gru", "transformer"])
-def test_padding_never_changes_a_window_s_output(temporal):
-    model = _model(temporal).eval()
+def test_padding_never_changes_a_window_s_output(temporal, pooling):
+    model = _model(temporal, pooling).eval()
     x = _beats([3, 6, 1, 0])
     noisy = x.clone()
     noisy[0, 3:, : L + 1] = torch.randn(K - 3, L + 1)  # garbage where row 0 is padded
@@ -228,3 +236,10 @@ def test_ecg_sl_training_reads_the_same_windows_as_dt4ecg(demo_store):
         beats.meta[["recording_id", "window_index"]]
     )
     assert all(np.array_equal(windows.labels[t], beats.labels[t]) for t in windows.labels)
+
+
+def test_the_pretrain_command_exits_non_zero_on_an_empty_store(tmp_path, capsys):
+    from ecg_pipeline.cli import main
+
+    assert main(["pretrain", "--data", str(tmp_path), "--epochs", "1"]) == 2
+    assert "no windows stored for dataset 'demo'" in capsys.readouterr().err
