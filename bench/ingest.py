@@ -3,10 +3,14 @@
 Measured in one run, interleaved, on the same files:
 
 (a) floor    ``bioread.read(path, channel_indexes=[ecg])`` + ``design_ecg_filter`` +
-             ``zero_phase_filter`` + ``resample_to`` as bare calls (no hashing, validation or
-             writing);
+             ``zero_phase_filter`` + ``resample_to`` + ``detect_r_peaks`` + the beat segments
+             (``resample_to`` the segment rate, ``cut_segments``) as bare calls (no hashing,
+             validation or writing);
 (b) full     ``ingest_folder(folder, config, store_root=<fresh empty store>)`` over the batch;
-(c) NeuroKit2 ``nk.read_acqknowledge`` + ``nk.ecg_clean`` + ``nk.signal_resample`` to 100 Hz.
+(c) NeuroKit2 ``nk.read_acqknowledge`` + ``nk.ecg_clean`` + ``nk.ecg_peaks`` (the same
+             detector) + ``nk.signal_resample`` to 100 Hz.
+
+The R-peak detector alone is also timed on each file: its cost in seconds per recording-hour.
 
 Rows: N byte-distinct copies of ``physio-4.4.0.acq`` (62 s, ECG at 1000 Hz; the last byte, in the
 journal after the sample data, is changed so the store does not skip them as identical bytes;
@@ -48,6 +52,7 @@ from ecg_pipeline.config import StudyConfig
 from ecg_pipeline.instrument import Recorder, recording
 from ecg_pipeline.io.acq import choose_ecg_channel, list_channels
 from ecg_pipeline.signal import design_ecg_filter, resample_to, zero_phase_filter
+from ecg_pipeline.signal.beats import cut_segments, detect_r_peaks
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -148,13 +153,38 @@ def floor_one(f: BenchFile, config: StudyConfig) -> np.ndarray:
         mains_hz=s.mains_hz,
         notch_quality=s.notch_quality,
     )
-    return resample_to(zero_phase_filter(x, design), fs, config.ingest.windows.target_fs_hz)
+    filtered = zero_phase_filter(x, design)
+    b = config.ingest.beats
+    peak_s = detect_r_peaks(filtered, fs, method=b.method, lowpass_hz=b.detector_lowpass_hz) / fs
+    at_beat_rate = resample_to(filtered, fs, b.segment_fs_hz, allow_upsampling=True)
+    cut_segments(at_beat_rate, b.segment_fs_hz, peak_s, before_s=b.before_s, after_s=b.after_s)
+    return resample_to(filtered, fs, config.ingest.windows.target_fs_hz)
+
+
+def rpeaks_seconds(f: BenchFile, config: StudyConfig) -> float:
+    """The detector alone on one file's filtered ECG (seconds)."""
+    ch = bioread.read(f.path, channel_indexes=[f.ecg_index]).channels[f.ecg_index]
+    fs = float(ch.samples_per_second)
+    s = config.ingest.filters
+    design = design_ecg_filter(
+        fs,
+        highpass_hz=s.highpass_hz,
+        highpass_order=s.highpass_order,
+        mains_hz=s.mains_hz,
+        notch_quality=s.notch_quality,
+    )
+    filtered = zero_phase_filter(np.asarray(ch.data, dtype=np.float64), design)
+    t0 = time.perf_counter()
+    b = config.ingest.beats
+    detect_r_peaks(filtered, fs, method=b.method, lowpass_hz=b.detector_lowpass_hz)
+    return time.perf_counter() - t0
 
 
 def nk_one(f: BenchFile, config: StudyConfig) -> np.ndarray:
     """(c) NeuroKit2's path for the same file."""
     df, fs = nk.read_acqknowledge(str(f.path))
     clean = nk.ecg_clean(df[f.ecg_name], sampling_rate=fs)
+    nk.ecg_peaks(clean, sampling_rate=fs, method=config.ingest.beats.method)
     return nk.signal_resample(
         clean, sampling_rate=fs, desired_sampling_rate=config.ingest.windows.target_fs_hz
     )
@@ -279,9 +309,9 @@ def bench_row(row: Row, config: StudyConfig, reps: int, stores: StoreDirs) -> di
     rec_s = row.recording_s
     paths = {}
     for key, label in (
-        ("a", "(a) floor: bioread+filter+resample"),
+        ("a", "(a) floor: read+filter+peaks+resample"),
         ("b", "(b) full: ingest_folder"),
-        ("c", "(c) NeuroKit2 read+clean+resample"),
+        ("c", "(c) NeuroKit2 read+clean+peaks+resample"),
     ):
         med = statistics.median(times[key])
         paths[key] = {
@@ -307,6 +337,12 @@ def bench_row(row: Row, config: StudyConfig, reps: int, stores: StoreDirs) -> di
         "ratio_full_vs_neurokit2_best_of_reps": best["b"] / best["c"],
         "stages_s_median": stages,
         "instrumented_total_s_median": statistics.median(stage_totals),
+        "rpeaks_method": config.ingest.beats.method,
+        # The detector alone (median of reps), per hour of recording.
+        "rpeaks_s_per_recording_hour": statistics.median(
+            sum(rpeaks_seconds(f, config) for f in row.files) for _ in range(max(1, reps // 2))
+        )
+        / (rec_s / 3600),
     }
 
 
@@ -389,6 +425,10 @@ def print_row(res: dict) -> None:
     ok1, ok2 = r1 >= TARGET_FULL_VS_FLOOR, r2 >= TARGET_FULL_VS_NK
     print(f"  (b)/(a) = {r1:.2f}   target >= {TARGET_FULL_VS_FLOOR:g}   {verdict(ok1)}")
     print(f"  (b)/(c) = {r2:.2f}   target >= {TARGET_FULL_VS_NK:g}     {verdict(ok2)}")
+    print(
+        f"  R-peak detector ({res.get('rpeaks_method', 'configured')}) alone: "
+        f"{res['rpeaks_s_per_recording_hour']:.2f} s per recording-hour"
+    )
     b1 = res["ratio_full_vs_floor_best_of_reps"]
     b2 = res["ratio_full_vs_neurokit2_best_of_reps"]
     print(f"  best-of-reps ratios, for noise: (b)/(a) {b1:.2f}, (b)/(c) {b2:.2f}")

@@ -163,6 +163,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     table.add_argument("folder", type=Path)
     table.add_argument("--commands", action="store_true", help="also list the command of each row")
+    table.add_argument(
+        "--curve",
+        type=Path,
+        metavar="PNG",
+        help="also draw the label-scarcity curve (rows named .../labels-<percent>-...) to PNG",
+    )
+    table.add_argument(
+        "--log-curve",
+        metavar="TRACKING_URI",
+        help="also log the curve to this MLflow server (experiment label-scarcity)",
+    )
 
     evaluate = sub.add_parser(
         "evaluate",
@@ -429,6 +440,10 @@ def _table(args) -> int:
         print()
         for s in summaries:
             print(f"- {s['name']}: `{s['command']}`")
+    if args.curve:
+        from ecg_pipeline.tracking.curves import write_label_curve
+
+        write_label_curve(summaries, args.curve, tracking_uri=args.log_curve)
     return 0
 
 

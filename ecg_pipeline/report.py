@@ -100,8 +100,16 @@ def choices_made_on(summary: dict) -> str:
     pretrained = summary.get("pretrained")
     if pretrained:
         seen = "; pre-training read the test side (transductive)" if pretrained["sees_test"] else ""
-        return f"fixed defaults; {pretrained['objective']} pre-training, epoch on its pool's validation{seen}"
+        return (
+            "segment pooling on ECG-ID last_record validation; "
+            f"{pretrained['objective']} pre-training epoch on its pool's validation{seen}"
+        )
     if summary["model"] == "ecg_sl":
+        pooling = summary["config"]["model"].get("segment_pooling", "mean")
+        if pooling == "flatten":
+            return (
+                "segment pooling on ECG-ID last_record validation (training records' last blocks)"
+            )
         return "fixed defaults, set before any run"
     if summary.get("departures"):
         return "dp-motion LOSO test scores, seed 0 (optimistic)"

@@ -248,7 +248,10 @@ def _segment_beats(
     """The beats of one gap-free segment, per window (window starts relative to the segment)."""
     b = settings.beats
     with stage("process: R peaks + beat segments"):
-        peak_s = detect_r_peaks(filtered, fs_hz, method=b.method) / fs_hz
+        peak_s = (
+            detect_r_peaks(filtered, fs_hz, method=b.method, lowpass_hz=b.detector_lowpass_hz)
+            / fs_hz
+        )
         rr_s = rr_intervals_s(peak_s)
         at_segment_rate = resample_to(filtered, fs_hz, b.segment_fs_hz, allow_upsampling=True)
         segments, kept = cut_segments(

@@ -36,11 +36,21 @@ def qrs_polarity(ecg: np.ndarray) -> int:
     return -1 if down > 1.2 * up else 1
 
 
-def detect_r_peaks(ecg: np.ndarray, fs_hz: float, *, method: str = "neurokit") -> np.ndarray:
+def detect_r_peaks(
+    ecg: np.ndarray,
+    fs_hz: float,
+    *,
+    method: str = "neurokit",
+    lowpass_hz: float | None = None,
+) -> np.ndarray:
     """R-peak sample positions in ``ecg`` (filtered, at its native rate).
 
     An inverted lead (:func:`qrs_polarity`) is flipped for the detector, so the positions are
-    those of the QRS complexes' main deflection whichever way it points.
+    those of the QRS complexes' main deflection whichever way it points. With ``lowpass_hz``
+    the detector reads a low-passed copy (Butterworth order 2, zero phase): NeuroKit2's own
+    detector works on the signal's slope, which a raw lead's high-frequency noise swamps (F1
+    88.7 % -> 98.8 % against ECG-ID's annotations at 40 Hz, README "R peaks"). The positions
+    are samples of ``ecg`` either way (a zero-phase filter moves no peak).
 
     Parameters
     ----------
@@ -64,6 +74,10 @@ def detect_r_peaks(ecg: np.ndarray, fs_hz: float, *, method: str = "neurokit") -
         return np.empty(0, np.int64)
     import neurokit2 as nk  # lazy: a second's import, needed only when beats are detected
 
+    if lowpass_hz is not None and lowpass_hz < fs_hz / 2:
+        from scipy import signal as sps
+
+        x = sps.sosfiltfilt(sps.butter(2, lowpass_hz, "lowpass", fs=fs_hz, output="sos"), x)
     x = x * qrs_polarity(x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # NeuroKit2 warns on short or odd signals; we check

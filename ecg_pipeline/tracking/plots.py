@@ -342,3 +342,40 @@ def beat_segments_figure(
     right.set_title(f"{len(segments)} beat segments at {beat_fs_hz:g} Hz", fontsize="small")
     right.grid(alpha=0.3)
     return fig
+
+
+def label_scarcity_curve(points: Sequence[Mapping], *, title: str = "") -> Figure:
+    """Accuracy against the share of training recordings with labels, one line per method.
+
+    Parameters
+    ----------
+    points : sequence of mapping
+        ``{"series", "task", "fraction", "mean", "sd"}``: a row of the evaluation table (mean
+        and sample sd over seeds x folds) at one label fraction.
+    """
+    tasks = sorted({p["task"] for p in points})
+    fig = _new_figure(5.5 * max(len(tasks), 1), 3.8)
+    axes = np.atleast_1d(fig.subplots(1, max(len(tasks), 1)))
+    for ax, task in zip(axes, tasks, strict=False):
+        for series in sorted({p["series"] for p in points if p["task"] == task}):
+            rows = sorted(
+                (p for p in points if p["task"] == task and p["series"] == series),
+                key=lambda p: p["fraction"],
+            )
+            x = [100 * p["fraction"] for p in rows]
+            ax.errorbar(
+                x,
+                [100 * p["mean"] for p in rows],
+                yerr=[100 * p["sd"] for p in rows],
+                marker="o",
+                capsize=3,
+                label=series,
+            )
+        ax.set_xscale("log")
+        ax.set_xticks([10, 25, 50, 100], labels=["10", "25", "50", "100"])
+        ax.set_xlabel("training recordings with labels (%)")
+        ax.set_ylabel(f"{task} window accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(title or "label scarcity", fontsize="small")
+    return fig

@@ -218,6 +218,7 @@ def _train_folds(config, data, splits, run_dir: Path, on_epoch) -> list[FoldResu
     from ecg_pipeline.models import build_model
     from ecg_pipeline.training.checkpoint import save_checkpoint
     from ecg_pipeline.training.loop import fit
+    from ecg_pipeline.training.splits import fewer_training_recordings
 
     t = config.training
     fs_hz = float(data.meta["fs_hz"].iloc[0])
@@ -225,6 +226,7 @@ def _train_folds(config, data, splits, run_dir: Path, on_epoch) -> list[FoldResu
     folds = []
     for split in splits:
         split.check_disjoint()
+        split = fewer_training_recordings(split, data.meta, t.label_fraction, t.seed)
         torch.manual_seed(t.seed)
         model = build_model(
             spec["name"],

@@ -54,6 +54,7 @@ __all__ = [
     "uncovered_labels",
     "leak_report",
     "add_holdout_columns",
+    "fewer_training_recordings",
 ]
 
 SplitKind = Literal["window", "time_block", "group"]
@@ -572,3 +573,25 @@ def add_holdout_columns(meta: pd.DataFrame) -> pd.DataFrame:
     out["last_record"] = last.reindex(meta[_RECORDING]).to_numpy()
     out["later_date"] = later.reindex(meta[_RECORDING]).to_numpy()
     return out
+
+
+def fewer_training_recordings(
+    split: Split, meta: pd.DataFrame, fraction: float, seed: int
+) -> Split:
+    """``split`` with its training side cut to a share of its recordings (label scarcity).
+
+    Whole recordings are kept or dropped (never some windows of one), ``round(fraction * n)``
+    of each subject's training recordings and at least one, chosen with ``seed``; validation and
+    test are unchanged, so figures at every fraction score the same windows.
+    """
+    if fraction >= 1.0:
+        return split
+    train_meta = meta.iloc[split.train]
+    rng = np.random.default_rng(seed)
+    keep: set = set()
+    for _, rec in train_meta.drop_duplicates(_RECORDING).groupby("subject", sort=True):
+        ids = sorted(rec[_RECORDING].astype(str))
+        n = max(1, _round_half_up(fraction * len(ids)))
+        keep.update(rng.choice(ids, n, replace=False).tolist())
+    kept = train_meta[_RECORDING].astype(str).isin(keep).to_numpy()
+    return Split(split.name, split.train[kept], split.val, split.test)

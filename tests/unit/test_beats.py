@@ -47,8 +47,11 @@ def _filtered(x: np.ndarray, fs_hz: float = FS) -> np.ndarray:
 @pytest.mark.parametrize("condition", ["rest", "exercise", "deep_breathing"])
 def test_default_detector_finds_the_synthetic_beats(condition):
     rec = _recording(condition)
-    method = IngestSettings().beats.method
-    found_s = detect_r_peaks(_filtered(rec.ecg_mV), FS, method=method) / FS
+    b = IngestSettings().beats
+    found_s = (
+        detect_r_peaks(_filtered(rec.ecg_mV), FS, method=b.method, lowpass_hz=b.detector_lowpass_hz)
+        / FS
+    )
     truth_s = rec.r_peak_times_s[(rec.r_peak_times_s > 0.5) & (rec.r_peak_times_s < 29.5)]
     inner = found_s[(found_s > 0.5) & (found_s < 29.5)]
     nearest = np.abs(inner[:, None] - truth_s[None, :]).min(axis=1)
@@ -126,26 +129,46 @@ def test_windows_carry_their_beats():
         assert ((peak_s >= 0) & (peak_s < 3.0)).all()
 
 
-@pytest.mark.parametrize(
-    ("noise", "reason"),
-    [
-        # A slow wave: the detector's few "beats" are seconds apart.
-        (0.001, "no steady heartbeat: 3 of 4 windows"),
-        # Noise: plenty of peaks at heart-like rates, but no two of them look alike.
-        (0.1, "do not resemble each other"),
-    ],
-)
-def test_a_recording_without_heartbeats_is_refused_with_its_own_error(noise, reason):
+@pytest.mark.parametrize("noise", [0.001, 0.1, 1.0])
+def test_a_recording_without_heartbeats_is_refused_with_its_own_error(noise):
     rng = np.random.default_rng(0)
     t = np.arange(int(12 * FS)) / FS
     no_ecg = 0.5 * np.sin(2 * np.pi * 0.25 * t) + noise * rng.standard_normal(t.size)
-    with pytest.raises(NoBeatsError, match=reason):
+    with pytest.raises(NoBeatsError, match="heartbeat"):
         segments_to_windows([Segment(no_ecg, FS)], IngestSettings())
-    none = WindowBeats(
-        [np.zeros(0)] * 2, [np.zeros(0)] * 2, [np.zeros((0, 4))] * 2, np.array(["", ""])
+
+
+def _window_beats(segments_per_window, rr_s=0.8, flags=None):
+    n = len(segments_per_window)
+    return WindowBeats(
+        [np.arange(len(s), dtype=np.float32) * rr_s for s in segments_per_window],
+        [np.full(len(s), rr_s, np.float32) for s in segments_per_window],
+        list(segments_per_window),
+        np.array(flags if flags is not None else [""] * n, dtype=object),
     )
+
+
+def test_each_rule_of_the_beat_check_names_its_reason():
+    settings = IngestSettings()
+    none = _window_beats([np.zeros((0, 4))] * 2)
     with pytest.raises(NoBeatsError, match="no heartbeat found in 2 window"):
-        check_beats(none, IngestSettings())
+        check_beats(none, settings)
+    # Peaks at a heart-like rate whose "beats" do not resemble each other: noise.
+    rng = np.random.default_rng(1)
+    noise = _window_beats([rng.standard_normal((10, 50)) for _ in range(4)])
+    with pytest.raises(NoBeatsError, match="do not resemble each other"):
+        check_beats(noise, settings)
+    # Real-looking beats, but most windows flagged.
+    beat = np.sin(np.linspace(0, np.pi, 50))[None, :].repeat(3, axis=0)
+    flagged = _window_beats([beat] * 4, flags=["too_few_beats"] * 3 + [""])
+    with pytest.raises(NoBeatsError, match="no steady heartbeat: 3 of 4 windows"):
+        check_beats(flagged, settings)
+    # One flagged window of four is kept and counted.
+    ok = _window_beats([beat] * 4, flags=["implausible_rr", "", "", ""])
+    assert check_beats(ok, settings) == [
+        "1 window(s) flagged implausible_rr: an RR interval outside 0.24-2 s "
+        "(kept, flagged in the store)"
+    ]
 
 
 def test_a_slow_recording_gets_interpolated_beats_and_says_so():

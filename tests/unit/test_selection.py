@@ -136,3 +136,57 @@ def test_a_run_with_candidates_never_trains_or_scores_on_the_test_side(monkeypat
         chosen = run.folds[k].selection
         assert chosen["chosen"] in candidates and set(chosen["scores"]) == set(candidates)
         assert run.folds[k].metrics is not None  # scored on its test side after the choice
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.25, 0.5, 1.0])
+def test_label_scarcity_drops_whole_training_recordings(fraction):
+    from ecg_pipeline.training.splits import fewer_training_recordings
+
+    meta = _meta(n_subjects=4, sessions=("01", "02", "03", "04"), n_windows=8)
+    settings = TrainingSettings(split="group", group_column="session")
+    for outer in configured_splits(meta, settings):
+        fewer = fewer_training_recordings(outer, meta, fraction, seed=0)
+        assert np.array_equal(fewer.val, outer.val) and np.array_equal(fewer.test, outer.test)
+        kept = meta.iloc[fewer.train]
+        full = meta.iloc[outer.train]
+        # Whole recordings: every kept recording keeps all its training windows.
+        assert (
+            kept.groupby("recording_id")
+            .size()
+            .equals(
+                full[full["recording_id"].isin(kept["recording_id"])].groupby("recording_id").size()
+            )
+        )
+        per_subject = kept.drop_duplicates("recording_id").groupby("subject").size()
+        n_full = full.drop_duplicates("recording_id").groupby("subject").size()
+        assert (per_subject >= 1).all() and set(per_subject.index) == set(n_full.index)
+        assert (per_subject <= np.maximum(1, np.floor(fraction * n_full + 0.5))).all()
+
+
+def test_the_label_curve_is_drawn_from_curve_rows(tmp_path):
+    from ecg_pipeline.tracking.curves import curve_points, write_label_curve
+
+    def row(name, fraction, acc):
+        return {
+            "name": name,
+            "dataset": "ecg-id",
+            "config": {"training": {"label_fraction": fraction}},
+            "tasks": {"identity": {"accuracy": acc, "accuracy_std": 0.01}},
+        }
+
+    summaries = [
+        row("ecg-id/labels-10-scratch", 0.1, 0.3),
+        row("ecg-id/labels-100-scratch", 1.0, 0.6),
+        row("ecg-id/labels-10-masked", 0.1, 0.4),
+        row("ecg-id/last-record-paper", 1.0, 0.9),  # not a curve row
+    ]
+    points = curve_points(summaries)
+    assert {(p["series"], p["fraction"]) for p in points} == {
+        ("ecg-id scratch", 0.1),
+        ("ecg-id scratch", 1.0),
+        ("ecg-id masked", 0.1),
+    }
+    out = write_label_curve(summaries, tmp_path / "curve.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="no rows named"):
+        write_label_curve(summaries[-1:], tmp_path / "none.png")

@@ -1,0 +1,69 @@
+"""The label-scarcity curve: what pre-training buys when few training recordings have labels.
+
+Rows of the evaluation table named ``.../labels-<percent>-<method>`` (``[training]
+label_fraction`` below 1) and their 100 % counterparts (``.../labels-100-<method>``) are drawn as
+window accuracy against the share of labelled training recordings, one line per method, from
+the stored ``summary.json`` files; optionally logged to MLflow as a run of its own.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+_CURVE_ROW = re.compile(r"labels-(\d+)-(?P<series>[A-Za-z0-9_.-]+)$")
+
+
+def curve_points(summaries: list[dict]) -> list[dict]:
+    """``{"series", "task", "fraction", "mean", "sd"}`` for every curve row and task."""
+    points = []
+    for s in summaries:
+        found = _CURVE_ROW.search(s["name"])
+        if not found:
+            continue
+        fraction = float(s["config"]["training"].get("label_fraction", 1.0))
+        for task, m in s["tasks"].items():
+            points.append(
+                {
+                    "series": f"{s['dataset']} {found.group('series')}",
+                    "task": task,
+                    "fraction": fraction,
+                    "mean": m["accuracy"],
+                    "sd": m["accuracy_std"],
+                }
+            )
+    return points
+
+
+def write_label_curve(summaries: list[dict], out: Path, *, tracking_uri: str | None = None) -> Path:
+    """Draw the curve to ``out`` (PNG); with ``tracking_uri``, log it to MLflow too.
+
+    Raises
+    ------
+    ValueError
+        No row of the table is a curve row.
+    """
+    from ecg_pipeline.tracking.plots import label_scarcity_curve
+
+    points = curve_points(summaries)
+    if not points:
+        raise ValueError("no rows named .../labels-<percent>-<method> among the summaries")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig = label_scarcity_curve(points, title="fine-tuning with fewer labelled recordings")
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    if tracking_uri:
+        import mlflow
+        from ecg_pipeline.tracking.mlflow_log import experiment_id
+        from ecg_pipeline.tracking.registry import using_tracking_uri
+
+        with using_tracking_uri(tracking_uri):
+            client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+            exp = experiment_id(client, "label-scarcity")
+            run = client.create_run(exp, run_name="label-scarcity", tags={"kind": "curve"})
+            client.log_artifact(run.info.run_id, str(out), "plots")
+            for p in points:
+                key = f"{p['series'].replace(' ', '_')}/{p['task']}_acc_at_{round(100 * p['fraction'])}"
+                client.log_metric(run.info.run_id, key, p["mean"])
+            client.set_terminated(run.info.run_id)
+    return out
