@@ -63,7 +63,8 @@ from ecg_pipeline.training.data import load_window_data
 from ecg_pipeline.training.loop import _batches, fit, predict_logits, seed_everything
 from ecg_pipeline.training.objectives import OBJECTIVES, build_objective
 from ecg_pipeline.training.pretrain import _recording_split, backbone_options
-from ecg_pipeline.training.run import configured_splits, input_shape, model_spec
+from ecg_pipeline.training.run import configured_splits
+from ecg_pipeline.training.spec import input_shape, model_spec
 from ecg_pipeline.training.weighting import build_weighting, shared_grad_norms
 
 REPO = Path(__file__).resolve().parents[1]

@@ -31,5 +31,18 @@ train --config $ID --seeds 0 1 2 --set training.group_column=later_date --name e
 train --config $ID --recipe $TUNED --seeds 0 1 2 --set training.group_column=later_date --name ecg-id/later-date-tuned
 train --config $ID --split window --seeds 0 1 2 --name ecg-id/window-paper
 
+# ECG-SL on ECG-ID (beat segments; README "Training (ECG-SL)"): from scratch, and fine-tuned from
+# encoders pre-trained without the test side (one per fold; results/pretrained/, git-ignored
+# weights, encoder.json kept)
+train --config $ID --set model.name=ecg_sl --seeds 0 1 2 --name ecg-id/last-record-ecgsl
+for objective in masked_beats contrastive; do
+  .venv/bin/ecg-pipeline pretrain --config $ID --set training.cpu_threads=1 --objective $objective \
+    --out results/pretrained --name ecg-id-last-record-$objective
+done
+train --config $ID --set model.name=ecg_sl --set model.pretrained=results/pretrained/ecg-id-last-record-masked_beats \
+  --seeds 0 1 2 --name ecg-id/last-record-ecgsl-masked
+train --config $ID --set model.name=ecg_sl --set model.pretrained=results/pretrained/ecg-id-last-record-contrastive \
+  --seeds 0 1 2 --name ecg-id/last-record-ecgsl-contrastive
+
 # The synthetic demo cohort: a pipeline check, not an accuracy claim
 train --config configs/demo.toml --seeds 0 1 2 --name demo/time-block-paper

@@ -61,7 +61,7 @@ class PretrainResult:
 
 def backbone_options(config: StudyConfig) -> dict:
     """The ECG-SL backbone options ``[model]`` gives (the encoder is built with these)."""
-    from ecg_pipeline.training.run import model_options_of
+    from ecg_pipeline.training.spec import model_options_of
 
     return model_options_of(config.model)
 
@@ -69,7 +69,7 @@ def backbone_options(config: StudyConfig) -> dict:
 def _pool(config: StudyConfig, store_root) -> dict[str, object]:
     """Per dataset of the pool, its beat windows (labels unused)."""
     from ecg_pipeline.training.data import load_window_data
-    from ecg_pipeline.training.run import input_shape
+    from ecg_pipeline.training.spec import input_shape
 
     _, k, n = input_shape(config, config.ingest.windows.window_samples)
     names = list(config.pretrain.datasets) or [config.dataset.name]
@@ -121,7 +121,8 @@ def pretrain_run(
     from ecg_pipeline.models.ecg_sl import ECGSLBackbone
     from ecg_pipeline.training.loop import fit
     from ecg_pipeline.training.objectives import build_objective
-    from ecg_pipeline.training.run import configured_splits, input_shape
+    from ecg_pipeline.training.run import configured_splits
+    from ecg_pipeline.training.spec import input_shape
 
     p = config.pretrain
     if config.model.name != "ecg_sl":

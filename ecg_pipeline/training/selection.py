@@ -59,7 +59,7 @@ def _fold_score(config: StudyConfig, data, split: Split) -> float:
 
     from ecg_pipeline.models import build_model
     from ecg_pipeline.training.loop import fit, predict_logits
-    from ecg_pipeline.training.run import model_spec
+    from ecg_pipeline.training.spec import model_spec
 
     fs_hz = float(data.meta["fs_hz"].iloc[0])
     spec = model_spec(config, data.heads, data.classes, config.ingest.windows.window_samples, fs_hz)

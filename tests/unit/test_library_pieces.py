@@ -117,7 +117,7 @@ def test_with_overrides_validates_like_a_file(tmp_path):
 
 
 def test_a_model_key_the_model_cannot_use_is_refused():
-    from ecg_pipeline.training.run import model_spec
+    from ecg_pipeline.training.spec import model_spec
 
     heads, classes = {"identity": 2}, {"identity": ["a", "b"]}
     lstm = StudyConfig().with_overrides({"model.name": "lstm"})
