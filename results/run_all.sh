@@ -30,11 +30,14 @@ train --config $ID --recipe $TUNED --seeds 0 1 2 --name ecg-id/last-record-tuned
 train --config $ID --seeds 0 1 2 --set training.group_column=later_date --name ecg-id/later-date-paper
 train --config $ID --recipe $TUNED --seeds 0 1 2 --set training.group_column=later_date --name ecg-id/later-date-tuned
 train --config $ID --split window --seeds 0 1 2 --name ecg-id/window-paper
+# The DT4ECG recipe chosen per seed on an inner fold of the training side (never the test side)
+train --config $ID --candidate paper= --candidate tuned=$TUNED --seeds 0 1 2 --name ecg-id/last-record-selected
 
 # ECG-SL on ECG-ID (beat segments; README "Training (ECG-SL)"): from scratch, and fine-tuned from
 # encoders pre-trained without the test side (one per fold; results/pretrained/, git-ignored
 # weights, encoder.json kept)
 train --config $ID --set model.name=ecg_sl --seeds 0 1 2 --name ecg-id/last-record-ecgsl
+train --config $ID --set model.name=ecg_sl --set training.group_column=later_date --seeds 0 1 2 --name ecg-id/later-date-ecgsl
 for objective in masked_beats contrastive; do
   .venv/bin/ecg-pipeline pretrain --config $ID --set training.cpu_threads=1 --objective $objective \
     --out results/pretrained --name ecg-id-last-record-$objective
