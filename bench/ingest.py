@@ -140,10 +140,9 @@ def make_demo_cohort(folder: Path, n_subjects: int, config: StudyConfig) -> Row:
 
 
 # --- the three paths ----------------------------------------------------------------------------
-def floor_one(f: BenchFile, config: StudyConfig) -> np.ndarray:
-    """(a) bare calls: read the ECG channel, filter at the native rate, resample."""
+def _filtered_ecg(f: BenchFile, config: StudyConfig) -> tuple[np.ndarray, float]:
+    """Bare calls: read the ECG channel and filter it at its native rate."""
     ch = bioread.read(f.path, channel_indexes=[f.ecg_index]).channels[f.ecg_index]
-    x = np.asarray(ch.data, dtype=np.float64)
     fs = float(ch.samples_per_second)
     s = config.ingest.filters
     design = design_ecg_filter(
@@ -153,7 +152,12 @@ def floor_one(f: BenchFile, config: StudyConfig) -> np.ndarray:
         mains_hz=s.mains_hz,
         notch_quality=s.notch_quality,
     )
-    filtered = zero_phase_filter(x, design)
+    return zero_phase_filter(np.asarray(ch.data, dtype=np.float64), design), fs
+
+
+def floor_one(f: BenchFile, config: StudyConfig) -> np.ndarray:
+    """(a) bare calls: read, filter at the native rate, R peaks and beat segments, resample."""
+    filtered, fs = _filtered_ecg(f, config)
     b = config.ingest.beats
     peak_s = detect_r_peaks(filtered, fs, method=b.method, lowpass_hz=b.detector_lowpass_hz) / fs
     at_beat_rate = resample_to(filtered, fs, b.segment_fs_hz, allow_upsampling=True)
@@ -163,19 +167,9 @@ def floor_one(f: BenchFile, config: StudyConfig) -> np.ndarray:
 
 def rpeaks_seconds(f: BenchFile, config: StudyConfig) -> float:
     """The detector alone on one file's filtered ECG (seconds)."""
-    ch = bioread.read(f.path, channel_indexes=[f.ecg_index]).channels[f.ecg_index]
-    fs = float(ch.samples_per_second)
-    s = config.ingest.filters
-    design = design_ecg_filter(
-        fs,
-        highpass_hz=s.highpass_hz,
-        highpass_order=s.highpass_order,
-        mains_hz=s.mains_hz,
-        notch_quality=s.notch_quality,
-    )
-    filtered = zero_phase_filter(np.asarray(ch.data, dtype=np.float64), design)
-    t0 = time.perf_counter()
+    filtered, fs = _filtered_ecg(f, config)
     b = config.ingest.beats
+    t0 = time.perf_counter()
     detect_r_peaks(filtered, fs, method=b.method, lowpass_hz=b.detector_lowpass_hz)
     return time.perf_counter() - t0
 

@@ -18,7 +18,7 @@ import numpy as np
 from ecg_pipeline.config import StudyConfig
 from ecg_pipeline.io.store import WindowStore
 from ecg_pipeline.training.results import FoldResult, RunResult, fold_dir
-from ecg_pipeline.training.spec import check_trainable, input_shape, model_spec
+from ecg_pipeline.training.spec import build_from_spec, check_trainable, input_shape, model_spec
 
 
 def configured_splits(meta, settings) -> list:
@@ -95,9 +95,7 @@ def _data_signature(data) -> str:
 
 
 def _train_folds(config, data, splits, run_dir: Path, on_epoch) -> list[FoldResult]:
-    import torch
 
-    from ecg_pipeline.models import build_model
     from ecg_pipeline.training.checkpoint import save_checkpoint
     from ecg_pipeline.training.loop import fit
     from ecg_pipeline.training.splits import fewer_training_recordings
@@ -109,15 +107,7 @@ def _train_folds(config, data, splits, run_dir: Path, on_epoch) -> list[FoldResu
     for split in splits:
         split.check_disjoint()
         split = fewer_training_recordings(split, data.meta, t.label_fraction, t.seed)
-        torch.manual_seed(t.seed)
-        model = build_model(
-            spec["name"],
-            in_channels=spec["in_channels"],
-            n_samples=spec["n_samples"],
-            heads=spec["heads"],
-            attention=spec["attention"],
-            **spec["options"],
-        )
+        model = build_from_spec(spec, t.seed)
         pretrained = None
         if config.model.pretrained:
             from ecg_pipeline.training.pretrain import load_encoder_into

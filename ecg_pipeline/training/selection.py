@@ -57,21 +57,12 @@ def _fold_score(config: StudyConfig, data, split: Split) -> float:
     """Train ``config`` on an inner split; mean window accuracy over tasks on its held-out part."""
     import torch
 
-    from ecg_pipeline.models import build_model
     from ecg_pipeline.training.loop import fit, predict_logits
-    from ecg_pipeline.training.spec import model_spec
+    from ecg_pipeline.training.spec import build_from_spec, model_spec
 
     fs_hz = float(data.meta["fs_hz"].iloc[0])
     spec = model_spec(config, data.heads, data.classes, config.ingest.windows.window_samples, fs_hz)
-    torch.manual_seed(config.training.seed)
-    model = build_model(
-        spec["name"],
-        in_channels=spec["in_channels"],
-        n_samples=spec["n_samples"],
-        heads=spec["heads"],
-        attention=spec["attention"],
-        **spec["options"],
-    )
+    model = build_from_spec(spec, config.training.seed)
     fit(model, data.x, data.labels, split.train, split.val, config.training, fs_hz=fs_hz)
     device = next(model.parameters()).device
     logits = predict_logits(model, torch.as_tensor(data.x[split.test], device=device))

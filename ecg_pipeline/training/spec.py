@@ -122,3 +122,20 @@ def model_spec(
         "ingest_hash": config.ingest_hash(),
         "fs_hz": float(fs_hz if fs_hz is not None else config.ingest.windows.target_fs_hz),
     }
+
+
+def build_from_spec(spec: dict, seed: int):
+    """The untrained network ``spec`` (:func:`model_spec`) describes, initialised with ``seed``."""
+    import torch
+
+    from ecg_pipeline.models import build_model
+
+    torch.manual_seed(seed)
+    return build_model(
+        spec["name"],
+        in_channels=spec["in_channels"],
+        n_samples=spec["n_samples"],
+        heads=spec["heads"],
+        attention=spec["attention"],
+        **spec["options"],
+    )
