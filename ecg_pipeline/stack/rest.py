@@ -8,19 +8,46 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.request
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 # Loopback servers: a proxy from the environment must not sit in between.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# Prefect's server answers 503 when its SQLite database is briefly locked (the request's
+# transaction was rolled back, so sending it again is safe); its own client retries these.
+RETRYABLE_STATUS = {429, 502, 503}
 
 
-def call(url: str, body: dict | None = None) -> dict | list:
-    """GET ``url`` (or POST ``body`` as JSON) and return the decoded JSON answer."""
+def call(
+    url: str, body: dict | None = None, retries: int = 6, backoff_s: float = 0.5
+) -> dict | list:
+    """GET ``url`` (or POST ``body`` as JSON) and return the decoded JSON answer.
+
+    A 429/502/503 answer is retried up to ``retries`` times, waiting ``Retry-After`` when the
+    server names it, else ``backoff_s`` doubling each time; any other error is raised at once.
+    """
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with _OPENER.open(request, timeout=30) as response:
-        return json.loads(response.read())
+    for attempt in range(retries + 1):
+        request = urllib.request.Request(
+            url, data=data, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with _OPENER.open(request, timeout=30) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            if error.code not in RETRYABLE_STATUS or attempt == retries:
+                raise
+            time.sleep(_wait_s(error.headers.get("Retry-After"), backoff_s * 2**attempt))
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _wait_s(retry_after: str | None, default_s: float) -> float:
+    """Seconds to wait before a retry: the server's ``Retry-After`` (capped at 10 s) or the default."""
+    try:
+        return min(float(retry_after), 10.0) if retry_after else default_s
+    except ValueError:  # an HTTP date instead of seconds: fall back to our own backoff
+        return default_s
 
 
 def flow_runs(api: str, deployment_id: str) -> list[dict]:
