@@ -96,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="quick check on the first windows of each recording",
     )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse each seed already stored under --name with the same configuration, data "
+        "and candidates (an interrupted run, or seeds trained as separate commands)",
+    )
     train.add_argument("--no-progress", action="store_true")
 
     pretrain = sub.add_parser(
@@ -349,6 +355,8 @@ def _train(args) -> int:
         max_windows_per_recording=args.max_windows_per_recording,
         on_epoch=on_epoch,
         candidates=candidates or None,
+        resume=args.resume,
+        on_reuse=lambda seed, why: print(f"seed {seed}: {why}", file=sys.stderr),
     )
     if bar is not None:
         bar.close()

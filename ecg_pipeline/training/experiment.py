@@ -19,7 +19,7 @@ from ecg_pipeline.config import StudyConfig
 from ecg_pipeline.io.atomic import atomic_write_text
 from ecg_pipeline.training.metrics import SUMMARY_METRICS, mean_and_sd
 from ecg_pipeline.training.results import RESULTS_FILE, FoldResult, RunResult, fold_statistics
-from ecg_pipeline.training.run import train_and_evaluate
+from ecg_pipeline.training.run import stored_run_matches, train_and_evaluate
 
 
 def recipe_departures(config: StudyConfig) -> list[str]:
@@ -158,6 +158,8 @@ def run_seeds(
     max_windows_per_recording: int | None = None,
     on_epoch: Callable[[str, dict], None] | None = None,
     candidates: dict[str, StudyConfig] | None = None,
+    resume: bool = False,
+    on_reuse: Callable[[int, str], None] | None = None,
 ) -> tuple[list[tuple[int, RunResult]], dict]:
     """Train ``config`` once per seed and write the summary beside the runs.
 
@@ -173,6 +175,12 @@ def run_seeds(
     candidates : dict, optional
         Recipes to choose among, per fold, on inner folds of its training side
         (:mod:`~ecg_pipeline.training.selection`); ``config`` then gives the split and data.
+    resume : bool
+        Reuse a seed's stored ``seed<k>/results.json`` when it was trained with this very
+        configuration, data and candidates (:func:`~ecg_pipeline.training.run.stored_run_matches`);
+        an interrupted experiment, or seeds trained side by side as separate commands, then
+        end in one summary without training anything twice. ``on_reuse(seed, why)`` is told
+        what was decided for each seed.
 
     Returns
     -------
@@ -185,6 +193,19 @@ def run_seeds(
     runs = []
     for seed in seeds:
         seeded = config.with_overrides({"training.seed": seed})
+        if resume:
+            stored, why = stored_run_matches(
+                out / f"seed{seed}",
+                seeded,
+                store_root=store_root,
+                max_windows_per_recording=max_windows_per_recording,
+                candidates=candidates,
+            )
+            if on_reuse is not None:
+                on_reuse(seed, ("reused: " if stored else "training: ") + why)
+            if stored is not None:
+                runs.append((seed, stored))
+                continue
         run = train_and_evaluate(
             seeded,
             store_root=store_root,

@@ -133,6 +133,8 @@ class RunResult:
         Which windows the run saw (evaluation refuses a store that changed since).
     max_windows_per_recording : int, optional
         Set for quick checks that used only the first windows of each recording.
+    candidates : dict of str to str, optional
+        The recipes each fold chose among (name -> hash of its whole configuration).
     """
 
     run_dir: Path
@@ -141,6 +143,7 @@ class RunResult:
     ingest_hash: str | None = None
     data_signature: str | None = None
     max_windows_per_recording: int | None = None
+    candidates: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
@@ -182,6 +185,7 @@ class RunResult:
             "split": self.split,
             "max_windows_per_recording": self.max_windows_per_recording,
             "data_signature": self.data_signature,
+            "candidates": self.candidates,
             "recording_rule": RECORDING_RULE,
             "summary": self.summary() if self.evaluated else None,
             "folds": [f.to_json() for f in self.folds],
@@ -198,6 +202,7 @@ class RunResult:
             ingest_hash=data.get("ingest_hash", data.get("config_hash")),
             data_signature=data.get("data_signature"),
             max_windows_per_recording=data.get("max_windows_per_recording"),
+            candidates=data.get("candidates"),
         )
 
     def save(self) -> Path:

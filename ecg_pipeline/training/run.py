@@ -17,7 +17,7 @@ import numpy as np
 
 from ecg_pipeline.config import StudyConfig
 from ecg_pipeline.io.store import WindowStore
-from ecg_pipeline.training.results import FoldResult, RunResult, fold_dir
+from ecg_pipeline.training.results import RESULTS_FILE, FoldResult, RunResult, fold_dir
 from ecg_pipeline.training.spec import build_from_spec, check_trainable, input_shape, model_spec
 
 
@@ -253,6 +253,7 @@ def _train_selected(
 
     _, outer = load(config)
     run = _empty_run(config, out_dir, run_name)
+    run.candidates = candidates_fingerprint(candidates)
     for split in outer:
         chosen, report = choose(candidates, load, split.name)
         data, splits = load(candidates[chosen])
@@ -265,6 +266,58 @@ def _train_selected(
     run.max_windows_per_recording = max_windows
     run.save()
     return run
+
+
+def candidates_fingerprint(candidates: Mapping[str, StudyConfig] | None) -> dict[str, str] | None:
+    """Each candidate recipe's name and a hash of its whole configuration (what a run chose among)."""
+    import hashlib
+    import json
+
+    if not candidates:
+        return None
+    return {
+        name: hashlib.sha256(
+            json.dumps(c.model_dump(mode="json"), sort_keys=True, default=str).encode()
+        ).hexdigest()[:16]
+        for name, c in sorted(candidates.items())
+    }
+
+
+def stored_run_matches(
+    run_dir: str | Path,
+    config: StudyConfig,
+    *,
+    store_root: str | Path | None = None,
+    max_windows_per_recording: int | None = None,
+    candidates: Mapping[str, StudyConfig] | None = None,
+) -> tuple[RunResult | None, str]:
+    """The evaluated run stored in ``run_dir`` if it is what training ``config`` now would give.
+
+    Reused only when every fold is evaluated and the stored run had the same whole
+    configuration, ``[ingest]`` hash, window cap, candidate recipes and the same windows in the
+    store (its data signature); otherwise ``(None, why not)``.
+    """
+    path = Path(run_dir) / RESULTS_FILE
+    if not path.is_file():
+        return None, "no stored run"
+    run = RunResult.load(run_dir)
+    if candidates:
+        seed = config.training.seed
+        candidates = {n: c.with_overrides({"training.seed": seed}) for n, c in candidates.items()}
+    checks = [
+        (run.evaluated, "not every fold was evaluated"),
+        (run.config == config.model_dump(mode="json"), "its configuration differs"),
+        (run.ingest_hash == config.ingest_hash(), "its [ingest] hash differs"),
+        (run.max_windows_per_recording == max_windows_per_recording, "its window cap differs"),
+        (run.candidates == candidates_fingerprint(candidates), "its candidate recipes differ"),
+    ]
+    for ok, why in checks:
+        if not ok:
+            return None, why
+    data, _ = _load(config, store_root, max_windows_per_recording)
+    if run.data_signature != _data_signature(data):
+        return None, "the store's windows changed since"
+    return run, "same configuration, data and candidates"
 
 
 def evaluate_run(

@@ -153,6 +153,56 @@ def test_seeds_are_summarised_with_mean_and_spread(small_store, tmp_path):
     assert (tmp_path / "two-seeds" / "seed0" / "time_block" / "model.pt").is_file()
 
 
+def test_resume_reuses_seeds_trained_as_separate_commands_and_nothing_else(
+    small_store, tmp_path, monkeypatch
+):
+    """Seeds run side by side as two commands end in one summary; a changed setting retrains."""
+    from ecg_pipeline.training import experiment
+    from ecg_pipeline.training.experiment import run_seeds
+
+    config = small_store.with_overrides({"training.epochs": 1})
+    for seed in (0, 1):  # two lanes, each its own command and summary
+        run_seeds(config, [seed], name="lanes", out_dir=tmp_path)
+    stamps = {
+        s: (tmp_path / "lanes" / f"seed{s}" / "results.json").stat().st_mtime_ns for s in (0, 1)
+    }
+    told = []
+    trained = []
+    real = experiment.train_and_evaluate
+
+    def counting(cfg, **options):
+        trained.append(cfg.training.seed)
+        return real(cfg, **options)
+
+    monkeypatch.setattr(experiment, "train_and_evaluate", counting)
+    runs, summary = run_seeds(
+        config,
+        [0, 1, 2],
+        name="lanes",
+        out_dir=tmp_path,
+        resume=True,
+        on_reuse=lambda seed, why: told.append((seed, why)),
+    )
+    assert trained == [2]  # seeds 0 and 1 were read back, not trained again
+    assert [why.split(":")[0] for _, why in told] == ["reused", "reused", "training"]
+    for s in (0, 1):
+        path = tmp_path / "lanes" / f"seed{s}" / "results.json"
+        assert path.stat().st_mtime_ns == stamps[s]
+    assert summary["seeds"] == [0, 1, 2] and summary["n_seeds"] == 3
+
+    trained.clear()
+    changed = config.with_overrides({"training.batch_size": 8})
+    run_seeds(
+        changed,
+        [0],
+        name="lanes",
+        out_dir=tmp_path,
+        resume=True,
+        on_reuse=lambda seed, why: told.append((seed, why)),
+    )
+    assert trained == [0] and told[-1] == (0, "training: its configuration differs")
+
+
 def test_tuned_recipe_trains_with_augmentation_and_a_cosine_schedule(small_store, tmp_path):
     from pathlib import Path
 
