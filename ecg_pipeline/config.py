@@ -136,6 +136,21 @@ class BeatSettings(_Strict):
         "neurokit"
     )
     detector_lowpass_hz: float | None = Field(40.0, gt=0)
+    # Used on a gap-free segment whose beats from `method` do not resemble each other (median
+    # correlation with their median beat below min_template_correlation); the more alike of
+    # the two sets is kept and the batch report says so. On dp-motion-ecg, `neurokit` beats
+    # are the most alike overall (median 0.93 over 150 recordings, `elgendi2010` 0.91) but fall
+    # below 0.25 on 3 running/walking recordings where `elgendi2010` reaches 0.41-0.77, as
+    # measured by bench/rpeaks.py --consistency. "none" (TOML has no null): refuse such a
+    # recording instead.
+    fallback_method: (
+        Literal["neurokit", "pantompkins1985", "elgendi2010", "kalidas2017", "promac"] | None
+    ) = "elgendi2010"
+
+    @field_validator("fallback_method", mode="before")
+    @classmethod
+    def _none_turns_the_fallback_off(cls, value):
+        return None if isinstance(value, str) and value.lower() == "none" else value
     segment_fs_hz: float = Field(250.0, gt=0)
     before_s: float = Field(0.25, ge=0)
     after_s: float = Field(0.45, gt=0)

@@ -137,9 +137,33 @@ def ingest_files(
         )
     with stage("write"):
         written = write_batch(processed, store, ingest_hash)
-    results = written + refused + [FileResult.refused(e) for e in contract_errors]
+    refused += [FileResult.refused(e) for e in contract_errors]
+    _drop_superseded(refused, planned, store)
+    results = written + refused
     order = {p.labels.source_path: i for i, p in enumerate(planned)}
     return sorted(results, key=lambda r: order.get(r.path, len(order)))
+
+
+def _drop_superseded(refused: list[FileResult], planned: list[PlannedFile], store) -> None:
+    """Remove the stored windows a refused file would have replaced, and say so in its reason.
+
+    They were made from an earlier version of the file or with other ``[ingest]`` settings;
+    the settings and bytes of today refuse the recording, so keeping them would leave windows
+    that no current ingest would make (and training refuses a store of mixed settings).
+    Deferred files keep theirs: nothing is known to be wrong with them yet.
+    """
+    by_path = {p.labels.source_path: p for p in planned}
+    for result in refused:
+        p = by_path.get(result.path)
+        if result.status != "rejected" or p is None or not p.replaces:
+            continue
+        store.remove(p.replaces)
+        error = result.error
+        error.reason += (
+            f"; the windows stored from it before ({len(p.replaces)} file(s), an earlier "
+            "version or other [ingest] settings) were removed"
+        )
+        error.args = (f"{error.path}: {error.reason}",)
 
 
 def finish_batch(

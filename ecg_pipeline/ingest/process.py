@@ -187,7 +187,12 @@ def segments_to_windows(segments: Sequence[Segment], settings: IngestSettings) -
         resampled = resample_to(filtered, seg.fs_hz, target_fs)
         windows = sliding_windows(resampled, window_n, hop_n)
         hop_s = hop_n / target_fs
-        beats.append(_segment_beats(filtered, seg.fs_hz, hop_s, len(windows), settings))
+        segment_beats, note = _segment_beats(filtered, seg.fs_hz, hop_s, len(windows), settings)
+        beats.append(segment_beats)
+        if note:
+            warnings.append(
+                f"segment at {seg.start_s:.2f} s: {note}" if len(segments) > 1 else note
+            )
         flat.append(
             flat_raw_windows(
                 seg.samples,
@@ -244,28 +249,46 @@ def segments_to_windows(segments: Sequence[Segment], settings: IngestSettings) -
 
 def _segment_beats(
     filtered: np.ndarray, fs_hz: float, hop_s: float, n_windows: int, settings: IngestSettings
-) -> WindowBeats:
-    """The beats of one gap-free segment, per window (window starts relative to the segment)."""
+) -> tuple[WindowBeats, str | None]:
+    """The beats of one gap-free segment, per window (window starts relative to the segment),
+    and a note when the fallback detector's beats were kept."""
     b = settings.beats
     with stage("process: R peaks + beat segments"):
-        peak_s = (
-            detect_r_peaks(filtered, fs_hz, method=b.method, lowpass_hz=b.detector_lowpass_hz)
-            / fs_hz
-        )
-        rr_s = rr_intervals_s(peak_s)
         at_segment_rate = resample_to(filtered, fs_hz, b.segment_fs_hz, allow_upsampling=True)
-        segments, kept = cut_segments(
-            at_segment_rate, b.segment_fs_hz, peak_s, before_s=b.before_s, after_s=b.after_s
-        )
-        return beats_per_window(
-            peak_s[kept],
-            rr_s[kept],
-            segments,
-            np.arange(n_windows) * hop_s,
-            settings.windows.window_s,
-            min_beats=b.min_beats,
-            rr_min_s=b.rr_min_s,
-            rr_max_s=b.rr_max_s,
+
+        def beats_by(method: str) -> tuple[WindowBeats, float]:
+            peak_s = detect_r_peaks(
+                filtered, fs_hz, method=method, lowpass_hz=b.detector_lowpass_hz
+            )
+            peak_s = peak_s / fs_hz
+            rr_s = rr_intervals_s(peak_s)
+            segments, kept = cut_segments(
+                at_segment_rate, b.segment_fs_hz, peak_s, before_s=b.before_s, after_s=b.after_s
+            )
+            beats = beats_per_window(
+                peak_s[kept],
+                rr_s[kept],
+                segments,
+                np.arange(n_windows) * hop_s,
+                settings.windows.window_s,
+                min_beats=b.min_beats,
+                rr_min_s=b.rr_min_s,
+                rr_max_s=b.rr_max_s,
+            )
+            alike = float(np.median(template_correlation(segments))) if len(segments) else 0.0
+            return beats, alike
+
+        beats, alike = beats_by(b.method)
+        if b.fallback_method is None or alike >= b.min_template_correlation:
+            return beats, None
+        # Motion can make one detector lock onto artefacts where another still finds the QRS.
+        other, other_alike = beats_by(b.fallback_method)
+        if other_alike <= alike:
+            return beats, None
+        return other, (
+            f"R peaks by the fallback detector {b.fallback_method!r} (median beat correlation "
+            f"{other_alike:.2f}; {b.method!r} found peaks that do not resemble each other: "
+            f"{alike:.2f})"
         )
 
 
@@ -298,7 +321,9 @@ def check_beats(beats: WindowBeats, settings: IngestSettings) -> list[str]:
         flagged windows than ``[ingest.beats] max_flagged_fraction``.
     """
     b = settings.beats
-    detector = f"R-peak detector {b.method!r} on the filtered ECG"
+    detector = f"R-peak detector {b.method!r} on the filtered ECG" + (
+        f", then {b.fallback_method!r}" if b.fallback_method else ""
+    )
     n_beats = sum(len(p) for p in beats.peak_s)
     if n_beats == 0:
         raise NoBeatsError(

@@ -73,6 +73,8 @@ def _load(config: StudyConfig, store_root, max_windows_per_recording: int | None
 
     t = config.training
     store = WindowStore(store_root or config.store.root, config.dataset.name)
+    catalog = store.catalog() if catalog is None else catalog
+    check_one_ingest_hash(catalog, config.ingest_hash(), store.path)
     kind, k, n = input_shape(config, config.ingest.windows.window_samples)
     # Train and evaluate tasks of one flow run share one read (see load_window_data).
     data = load_window_data(
@@ -83,6 +85,33 @@ def _load(config: StudyConfig, store_root, max_windows_per_recording: int | None
         data.x, data.meta = data.x[keep], data.meta[keep].reset_index(drop=True)
         data.labels = {k: v[keep] for k, v in data.labels.items()}
     return data, configured_splits(data.meta, t)
+
+
+def check_one_ingest_hash(catalog, ingest_hash: str, store_path) -> None:
+    """Refuse to train on windows made with other ``[ingest]`` settings than the configuration's.
+
+    A store holds one hash after a complete ingest; recordings left from other settings (the
+    configuration changed and was not re-ingested, or a recording the new settings refuse)
+    would silently mix two preprocessings in one model.
+
+    Raises
+    ------
+    ValueError
+        Naming how many recordings differ, one of them, and what to do.
+    """
+    if catalog.empty:
+        return
+    other = catalog[catalog["ingest_hash"] != ingest_hash]
+    if other.empty:
+        return
+    first = other.iloc[0]
+    raise ValueError(
+        f"{store_path}: {len(other)} of {len(catalog)} stored recording(s) were written with "
+        f"other [ingest] settings (hash {first['ingest_hash']}, e.g. {first['source_path']}) "
+        f"than this configuration's ({ingest_hash}); ingest the recordings again with this "
+        "configuration (a recording it now refuses loses its old windows), or train with the "
+        "configuration they were written with"
+    )
 
 
 def _data_signature(data) -> str:

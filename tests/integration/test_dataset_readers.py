@@ -231,3 +231,28 @@ def test_ecg_id_header_dates_and_personal_fields(ecg_id_recordings):
     assert len(several) == 89
     assert sum(len(set(d)) == 1 for d in several) == 69
     assert sum(d[-1] in d[:-1] for d in several) == 82
+
+
+@needs_dp_motion
+@pytest.mark.parametrize("name", ["07_01_beh.csv", "04_01_chodza.csv"])
+def test_dp_motion_running_recording_keeps_its_beats_through_the_fallback_detector(name):
+    """`neurokit` locks onto motion artefacts here (its beats correlate 0.10-0.24 with their
+    median beat); the fallback detector finds QRS complexes that do resemble each other."""
+    from ecg_pipeline.config import load_config
+    from ecg_pipeline.errors import NoBeatsError
+    from ecg_pipeline.ingest.process import read_windows
+
+    config = load_config(REPO / "configs" / "dp-motion.toml")
+    _, windows = read_windows(dp_file(name), config)
+    (note,) = [w for w in windows.warnings if "fallback" in w]
+    assert "'elgendi2010'" in note and "'neurokit'" in note
+    assert sum(len(p) for p in windows.beats.peak_s) > 50
+
+    # A fallback no better than the first detector changes nothing: the recording is refused.
+    same = config.with_overrides({"ingest.beats.fallback_method": "neurokit"})
+    with pytest.raises(NoBeatsError, match="do not resemble each other"):
+        read_windows(dp_file(name), same)
+    off = config.with_overrides({"ingest.beats.fallback_method": "none"})
+    assert off.ingest.beats.fallback_method is None
+    with pytest.raises(NoBeatsError, match="do not resemble each other"):
+        read_windows(dp_file(name), off)

@@ -105,6 +105,37 @@ def test_a_new_ingest_configuration_rewrites_windows_without_duplicates(inbox, c
     assert len(summary.catalog) == 4 and summary.window_counts().to_numpy().sum() == 4 * 2
 
 
+def test_a_recording_the_new_settings_refuse_loses_its_old_windows_and_training_says_why(
+    inbox, config
+):
+    """Settings under which one recording is refused: its windows from the old settings go
+    (named in its reason), and a store of mixed settings is refused by training."""
+    from ecg_pipeline.training.run import train_run
+
+    ingest_folder(inbox, config)
+    # S02_rest shortened below two windows of 4.5 s: the new settings refuse it as too short.
+    ecg, _ = demo_ecg(duration_s=9.0, subject=2, condition="rest")
+    changed: StudyConfig = config.with_overrides({"ingest.windows.window_s": 4.5})
+    stale = config.dataset_store
+    (old_file,) = (stale / "subject=S02" / "condition=rest").glob("*.parquet")
+    old_bytes = old_file.read_bytes()
+    write_ecg_file(inbox / "S02_rest.acq", ecg[: int(len(ecg) * 0.4)])
+    settle(inbox)
+    summary = ingest_folder(inbox, changed)
+    result = {os.path.basename(r.path): r for r in summary.results}["S02_rest.acq"]
+    assert result.status == "rejected"
+    assert "windows stored from it before (1 file(s)" in result.error.reason
+    assert "were removed" in summary.rejections["reason"].iloc[0]
+    assert len(summary.catalog) == 3
+    assert set(summary.catalog["ingest_hash"]) == {changed.ingest_hash()}
+    assert not list((stale / "subject=S02" / "condition=rest").glob("*.parquet"))
+
+    # The old file put back, as a store written by hand or by an older version would hold it.
+    old_file.write_bytes(old_bytes)
+    with pytest.raises(ValueError, match=r"1 of 4 stored recording\(s\) were written with other"):
+        train_run(changed.with_overrides({"training.epochs": 1}))
+
+
 def test_crash_in_the_middle_of_a_batch_then_rerun(inbox, config, monkeypatch):
     real_write = store_module._write_parquet_file
     calls = {"n": 0}
