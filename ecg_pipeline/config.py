@@ -151,6 +151,7 @@ class BeatSettings(_Strict):
     @classmethod
     def _none_turns_the_fallback_off(cls, value):
         return None if isinstance(value, str) and value.lower() == "none" else value
+
     segment_fs_hz: float = Field(250.0, gt=0)
     before_s: float = Field(0.25, ge=0)
     after_s: float = Field(0.45, gt=0)
