@@ -17,8 +17,15 @@ class IngestError(Exception):
     # (nothing wrong with it yet; a later run takes it).
     status = "rejected"
 
+    # A reason can quote a file's bytes or a library's message about them: it goes to the
+    # rejections table, the console and MLflow, so it is kept printable and short.
+    MAX_REASON_CHARS = 1000
+
     def __init__(self, path: str | Path | None, reason: str):
         self.path = str(path) if path is not None else ""
+        reason = "".join(c if c.isprintable() else "?" for c in str(reason))
+        if len(reason) > self.MAX_REASON_CHARS:
+            reason = reason[: self.MAX_REASON_CHARS - 3] + "..."
         self.reason = reason
         super().__init__(f"{self.path}: {reason}" if self.path else reason)
 
@@ -112,6 +119,13 @@ class StillBeingWrittenError(IngestError):
 
     stage = "discover"
     status = "deferred"
+
+
+class UnsafePathError(IngestError):
+    """A path that leads outside the recordings folder (a link, ``..``, an absolute path in a
+    manifest): refused unread."""
+
+    stage = "discover"
 
 
 class FormatError(IngestError):

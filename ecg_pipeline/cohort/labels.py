@@ -16,7 +16,13 @@ from pathlib import Path
 import pandas as pd
 
 from ecg_pipeline.config import StudyConfig
-from ecg_pipeline.errors import FormatError, IngestError, MetadataError, StillBeingWrittenError
+from ecg_pipeline.errors import (
+    FormatError,
+    IngestError,
+    MetadataError,
+    StillBeingWrittenError,
+    UnsafePathError,
+)
 from ecg_pipeline.io.readers import recording_files
 
 MANIFEST_COLUMNS = ["file", "subject", "condition", "session", "date"]
@@ -32,16 +38,19 @@ class Labels:
 
 
 def discover(folder: str | os.PathLike, config: StudyConfig, *, now: float | None = None):
-    """List the recordings under ``folder`` that are ready, and those still being written.
+    """List the recordings under ``folder`` that are ready, and those not to be read now.
 
     Files whose name starts with ``.`` (temp files of a copy in progress) are ignored. A file
     modified less than ``[discovery] settle_s`` ago is deferred, not waited for: the next run
-    picks it up.
+    picks it up. A symbolic link (to a file, or on the way to it) that resolves outside
+    ``folder`` is refused without being opened: a link named like a recording must not make
+    ingest read, hash or quote a file the lab never put there.
 
     Returns
     -------
     ready : list of Path
-    deferred : list of StillBeingWrittenError
+    not_ready : list of IngestError
+        :class:`StillBeingWrittenError` (deferred) and :class:`UnsafePathError` (refused).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -70,6 +79,10 @@ def discover(folder: str | os.PathLike, config: StudyConfig, *, now: float | Non
     now = time.time() if now is None else now
     ready, deferred = [], []
     for p in candidates:
+        outside = _leads_outside(p, folder, fmt)
+        if outside:
+            deferred.append(UnsafePathError(p, outside))
+            continue
         try:
             # Every file of the recording (a WFDB record's .dat too) must have settled.
             mtime = max(f.stat().st_mtime for f in recording_files(p, fmt) if f.exists())
@@ -89,6 +102,30 @@ def discover(folder: str | os.PathLike, config: StudyConfig, *, now: float | Non
         else:
             ready.append(p)
     return ready, deferred
+
+
+def _leads_outside(path: Path, folder: Path, fmt: str) -> str | None:
+    """Why ``path`` (each file of its recording) is not inside ``folder`` once links are
+    followed, or None. Nothing is opened: only the links are resolved."""
+    try:
+        # The named file first: a WFDB header is opened to find its signal files.
+        files = [path] if not path.resolve().is_relative_to(folder) else recording_files(path, fmt)
+    except (OSError, ValueError):
+        return None  # vanished or unreadable: the steps after say so
+    for f in files:
+        target = f.resolve()
+        if not target.is_relative_to(folder):
+            return (
+                "a symbolic link that leads outside the recordings folder (to "
+                f"{_printable(str(target))}): refused unread"
+            )
+    return None
+
+
+def _printable(text: str, limit: int = 120) -> str:
+    """``text`` with control characters replaced and cut to ``limit`` characters, for messages."""
+    cleaned = "".join(c if c.isprintable() else "?" for c in text)
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
@@ -115,8 +152,25 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     dupes = df.loc[df["file"].duplicated(), "file"].tolist()
     if dupes:
         raise FormatError(path, f"manifest lists file(s) more than once: {dupes}")
+    df["listed_as"] = df["file"]
     df["file"] = [str((path.parent / f.replace("\\", "/")).resolve()) for f in df["file"]]
     return df.replace({"": None})
+
+
+def unsafe_manifest_entry(listed_as: str, resolved: Path, folder: Path | None) -> str | None:
+    """Why a manifest's ``file`` cell must not be read, or None.
+
+    An absolute path, a ``..`` part, or a path that leads outside the recordings folder once
+    links are followed: a manifest names recordings in its folder, never other files.
+    """
+    text = listed_as.replace("\\", "/")
+    if text.startswith("/") or (len(text) > 1 and text[1] == ":"):
+        return "an absolute path in the manifest: name recordings relative to its folder"
+    if ".." in text.split("/"):
+        return "a '..' in the manifest's path: name recordings inside its folder"
+    if folder is not None and not resolved.is_relative_to(folder):
+        return "leads outside the recordings folder (a symbolic link on the way): refused unread"
+    return None
 
 
 def labels_from_name(path: Path, config: StudyConfig) -> Labels:
@@ -160,13 +214,28 @@ def labels_from_name(path: Path, config: StudyConfig) -> Labels:
 
 
 def label_files(
-    files: list[Path], config: StudyConfig, manifest: pd.DataFrame | None = None
+    files: list[Path],
+    config: StudyConfig,
+    manifest: pd.DataFrame | None = None,
+    folder: str | os.PathLike | None = None,
 ) -> tuple[list[Labels], list[IngestError]]:
-    """Labels for each file, from the manifest when given, else from its name."""
+    """Labels for each file, from the manifest when given, else from its name.
+
+    A manifest row naming an absolute path, a ``..`` part or a file outside ``folder`` (the
+    recordings folder) is refused with :class:`UnsafePathError`, and no file is read for it.
+    """
     by_file = {}
+    errors: list[IngestError] = []
     if manifest is not None:
-        by_file = {row.file: row for row in manifest.itertuples(index=False)}
-    labelled, errors = [], []
+        root = Path(folder).resolve() if folder is not None else None
+        for row in manifest.itertuples(index=False):
+            listed = getattr(row, "listed_as", None) or row.file
+            why = unsafe_manifest_entry(listed, Path(row.file), root)
+            if why:
+                errors.append(UnsafePathError(_printable(listed), why))
+            else:
+                by_file[row.file] = row
+    labelled = []
     aliases = config.dataset.condition_aliases
     for p in files:
         try:
@@ -187,7 +256,7 @@ def label_files(
     if manifest is not None:
         errors += [
             MetadataError(f, "listed in the manifest, but no such file")
-            for f in manifest["file"]
+            for f in by_file
             if not Path(f).exists()
         ]
     return labelled, errors

@@ -87,7 +87,7 @@ def discover_batch(
             Path(manifest) if manifest else Path(folder) / config.discovery.manifest_name
         )
         table = read_manifest(manifest_path) if manifest or manifest_path.exists() else None
-        labels, label_errors = label_files(ready, config, table)
+        labels, label_errors = label_files(ready, config, table, folder)
     return Discovered(str(folder), labels, [*deferred, *label_errors])
 
 

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ecg_pipeline.cohort.labels import Labels
-from ecg_pipeline.errors import DuplicateRecordingError, IngestError, UnreadableFileError
+from ecg_pipeline.errors import (
+    DuplicateRecordingError,
+    IngestError,
+    NotAcqFileError,
+    UnreadableFileError,
+)
 from ecg_pipeline.ingest.results import FileResult
 from ecg_pipeline.instrument import stage
 from ecg_pipeline.io.readers import recording_files, sha256_files
@@ -64,8 +69,15 @@ def plan_batch(labels: list[Labels], catalog: pd.DataFrame, ingest_hash: str, fm
     seen_sha: dict[str, str] = {}
     for lab in labels:
         try:
+            files = recording_files(lab.source_path, fmt)
+            # What is wrong with the file itself comes before its identity: ten empty files
+            # are ten "empty file" refusals, not one and nine "identical bytes".
+            empty = [f for f in files if f.stat().st_size == 0]
+            if empty:
+                errors.append(NotAcqFileError(lab.source_path, _empty_reason(files, empty)))
+                continue
             with stage("plan: sha256"):
-                sha = sha256_files(recording_files(lab.source_path, fmt))
+                sha = sha256_files(files)
         except OSError as exc:
             errors.append(UnreadableFileError(lab.source_path, f"cannot read file: {exc}"))
             continue
@@ -151,6 +163,12 @@ def plan_batch(labels: list[Labels], catalog: pd.DataFrame, ingest_hash: str, fm
     order = {id(p): i for i, p in enumerate(to_process)}
     kept.sort(key=lambda p: order[id(p)])
     return Plan(kept, unchanged, errors, stale)
+
+
+def _empty_reason(files: list, empty: list) -> str:
+    if len(files) == 1:
+        return "empty file (0 bytes)"
+    return f"empty file (0 bytes): {', '.join(f.name for f in empty)} of the recording"
 
 
 def _key_text(key: tuple) -> str:

@@ -20,6 +20,7 @@ from ecg_pipeline.ingest.results import FileResult
 from ecg_pipeline.instrument import stage
 from ecg_pipeline.io.atomic import atomic_write_text
 from ecg_pipeline.io.store import WindowStore, recording_id_of
+from ecg_pipeline.io.tables import folder_lock, spreadsheet_safe, to_safe_csv
 
 
 def rejections_table(errors: list[IngestError]) -> pd.DataFrame:
@@ -118,7 +119,8 @@ def write_batch(
 
 
 def write_batch_tables(store: WindowStore, errors: list) -> tuple[pd.DataFrame, Path]:
-    """Write the batch's ``_rejections.csv`` and the store's ``_recordings.csv`` (atomically).
+    """Write the batch's ``_rejections.csv``, add its refusals to ``_rejections_history.csv``,
+    and write the store's ``_recordings.csv`` (each atomically, formula-like cells neutralised).
 
     Returns the store's catalog and the rejections file's path.
     """
@@ -126,9 +128,55 @@ def write_batch_tables(store: WindowStore, errors: list) -> tuple[pd.DataFrame, 
         catalog = store.catalog()
     rejections_file = store.path / "_rejections.csv"
     store.path.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(rejections_file, rejections_table(errors).to_csv(index=False))
+    table = rejections_table(errors)
+    atomic_write_text(rejections_file, to_safe_csv(table))
+    append_rejections_history(store.path / HISTORY_FILE, table)
     if not catalog.empty:
         atomic_write_text(
-            store.path / "_recordings.csv", catalog.drop(columns=["file"]).to_csv(index=False)
+            store.path / "_recordings.csv", to_safe_csv(catalog.drop(columns=["file"]))
         )
     return catalog, rejections_file
+
+
+HISTORY_FILE = "_rejections_history.csv"
+HISTORY_COLUMNS = ["first_seen", "last_seen", "times", "file", "stage", "error", "reason"]
+
+
+def append_rejections_history(path: Path, rejections: pd.DataFrame) -> pd.DataFrame:
+    """Keep every refusal: ``_rejections.csv`` holds the latest batch only, so the next batch
+    would overwrite a refusal nobody has read yet.
+
+    One row per (file, error, reason), with when it was first and last refused and how many
+    batches refused it; deferred files (still being copied) are not refusals and are left out.
+    Read-modify-write under the folder's lock, so batches finishing at once lose nothing.
+    """
+    import datetime as dt
+
+    refused = rejections[rejections["status"] == "rejected"] if len(rejections) else rejections
+    with folder_lock(path.parent, ".history.lock"):
+        history = (
+            pd.read_csv(path, dtype=str, keep_default_na=False)
+            if path.exists()
+            else pd.DataFrame(columns=HISTORY_COLUMNS)
+        )
+        if refused.empty:
+            return history
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        # Cells were stored neutralised; compare on the stored (neutralised) text.
+        new = spreadsheet_safe(refused[["file", "stage", "error", "reason"]].astype(str))
+        key = ["file", "error", "reason"]
+        index = {tuple(r): i for i, r in enumerate(history[key].itertuples(index=False))}
+        history = history.copy()
+        rows = []
+        for r in new.itertuples(index=False):
+            at = index.get((r.file, r.error, r.reason))
+            if at is None:
+                rows.append({"first_seen": now, "last_seen": now, "times": "1", **r._asdict()})
+            else:
+                history.loc[at, "last_seen"] = now
+                history.loc[at, "times"] = str(int(history.loc[at, "times"]) + 1)
+        history = pd.concat(
+            [history, pd.DataFrame(rows, columns=HISTORY_COLUMNS)], ignore_index=True
+        )
+        atomic_write_text(path, history.to_csv(index=False))
+    return history

@@ -88,7 +88,8 @@ def _describe_unreadable(fileobj, exc: Exception) -> str:
     if not head.strip(b"\0"):
         kind = "all bytes are zero (a blank or preallocated file)"
     elif all(32 <= b < 127 or b in b"\t\r\n" for b in head):
-        kind = f"it looks like a text file (starts {head[:24].decode('ascii')!r})"
+        # A short prefix only: the message goes to the rejections table and to MLflow.
+        kind = f"it looks like a text file (starts {head[:8].decode('ascii')!r})"
     else:
         kind = "its header is not an AcqKnowledge graph header"
     return f"not an AcqKnowledge file: {kind} ({type(exc).__name__}: {exc})"

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ecg_pipeline.errors import IngestError
 from ecg_pipeline.io.atomic import atomic_write_text
+from ecg_pipeline.io.tables import to_safe_csv
 
 __all__ = ["PredictionFiles", "prediction_table", "rejections_of", "write_predictions"]
 
@@ -146,5 +147,5 @@ def write_predictions(
     files = PredictionFiles(
         folder / f"predictions-{name}.parquet", folder / f"rejections-{name}.csv"
     )
-    atomic_write_text(files.rejections, rejections_of(errors).to_csv(index=False))
+    atomic_write_text(files.rejections, to_safe_csv(rejections_of(errors)))
     return files

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ecg_pipeline.config import StudyConfig
+from ecg_pipeline.io.tables import spreadsheet_safe
 from ecg_pipeline.tracking.keys import fold_prefixes
 from ecg_pipeline.tracking.lineage import data_hash, git_commit, git_dirty, shareable_rejections
 from ecg_pipeline.training.results import RECORDING_RULE, FoldResult, RunResult
@@ -105,9 +106,11 @@ def write_files(out: Path, run: RunResult, published, rejections, checkpoint: Pa
     """Everything but the plots: data/, results.json and the project checkpoint."""
     (out / "data").mkdir(parents=True, exist_ok=True)
     if published is not None:
-        published.to_csv(out / "data" / "recordings.csv", index=False)
+        spreadsheet_safe(published).to_csv(out / "data" / "recordings.csv", index=False)
     if rejections is not None and Path(rejections).is_file():
-        shareable_rejections(rejections).to_csv(out / "data" / "rejections.csv", index=False)
+        spreadsheet_safe(shareable_rejections(rejections)).to_csv(
+            out / "data" / "rejections.csv", index=False
+        )
     (out / "results.json").write_text(
         json.dumps(run.to_json(), indent=1, default=float), encoding="utf-8"
     )

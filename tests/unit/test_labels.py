@@ -92,7 +92,16 @@ def test_manifest_with_extra_columns_bom_crlf_and_backslashes(tmp_path, config):
         "\ufefffile,subject,condition,notes,age\r\nday 1\\Über.acq,S01,rest,ok,31\r\n".encode()
     )
     manifest = read_manifest(tmp_path / "manifest.csv")
-    assert list(manifest.columns) == ["file", "subject", "condition", "session", "date"]
+    # the labels, and the file cell as written (to refuse '..' and absolute paths by it)
+    assert list(manifest.columns) == [
+        "file",
+        "subject",
+        "condition",
+        "session",
+        "date",
+        "listed_as",
+    ]
+    assert manifest["listed_as"].tolist() == ["day 1\\Über.acq"]
     (lab,), errors = label_files([rec.resolve()], config, manifest)
     assert not errors and (lab.subject, lab.condition) == ("S01", "rest")
 

@@ -1,0 +1,171 @@
+"""Input a lab folder should never be able to turn against the machine or the people reading it.
+
+Links and manifest rows that lead outside the recordings folder are refused unread; what is wrong
+with a file is said before whether it duplicates another; a refusal is never lost to the next
+batch; CSVs the project writes open in a spreadsheet as text. Real bioread, real store.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers import demo_ecg, write_ecg_file
+
+from ecg_pipeline.config import StudyConfig
+from ecg_pipeline.ingest import ingest_folder
+from ecg_pipeline.io.tables import spreadsheet_safe
+
+pytestmark = pytest.mark.integration
+
+SECRET = "SECRET-BYTES-0123456789"
+_opened: list[str] = []
+
+
+def _audit(event: str, args) -> None:
+    # Every open() of the process passes here; the tests read the list for one path only.
+    if event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
+        _opened.append(os.fsdecode(args[0]))
+
+
+sys.addaudithook(_audit)
+
+
+def _opened_during(action) -> tuple[object, list[str]]:
+    start = len(_opened)
+    result = action()
+    return result, _opened[start:]
+
+
+@pytest.fixture
+def config(tmp_path) -> StudyConfig:
+    return StudyConfig().with_overrides(
+        {"store.root": tmp_path / "store", "discovery.settle_s": 0.0}
+    )
+
+
+def _results(report) -> dict[str, object]:
+    return {Path(r.path).name: r for r in report.results}
+
+
+def test_a_link_leading_outside_the_folder_is_refused_unread(tmp_path, config):
+    outside = tmp_path / "elsewhere" / "system-file"
+    outside.parent.mkdir()
+    outside.write_text(SECRET * 10)
+    inbox = tmp_path / "inbox"
+    write_ecg_file(inbox / "S01_rest.acq", demo_ecg(duration_s=9.0)[0])
+    (inbox / "S11_rest.acq").symlink_to(outside)
+    # A link inside the folder to a recording inside it is an ordinary recording.
+    (inbox / "day2").mkdir()
+    write_ecg_file(inbox / "day2" / "real.bin", demo_ecg(duration_s=9.0, subject=2)[0])
+    (inbox / "S02_rest.acq").symlink_to(inbox / "day2" / "real.bin")
+    # A linked folder that leads outside: its files are outside too.
+    (tmp_path / "elsewhere" / "S12_rest.acq").write_text(SECRET)
+    (inbox / "linked").symlink_to(tmp_path / "elsewhere")
+
+    report, opened = _opened_during(lambda: ingest_folder(inbox, config))
+    results = _results(report)
+    link = results["S11_rest.acq"]
+    assert link.status == "rejected" and type(link.error).__name__ == "UnsafePathError"
+    assert "leads outside the recordings folder" in link.error.reason
+    assert results["S02_rest.acq"].status == "written"
+    assert "S12_rest.acq" not in results or results["S12_rest.acq"].status == "rejected"
+    assert not [p for p in opened if Path(p).resolve().parent == outside.parent.resolve()]
+    for table in ("_rejections.csv", "_rejections_history.csv"):
+        assert SECRET not in (report.store_path / table).read_text()
+
+
+def test_no_message_quotes_more_than_a_short_printable_prefix(tmp_path, config):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "S01_rest.acq").write_text(SECRET + "x" * 5000)
+    (inbox / "S02_rest.acq").write_bytes(b"\x1b[31mred\x00" * 300)
+    report = ingest_folder(inbox, config)
+    for r in report.results:
+        assert r.status == "rejected"
+        assert SECRET not in r.error.reason and "\x1b" not in r.error.reason
+        assert r.error.reason.isprintable() and len(r.error.reason) <= 1000
+    text = _results(report)["S01_rest.acq"].error.reason
+    assert "starts 'SECRET-B'" in text
+
+
+def test_ten_empty_files_are_ten_empty_files_not_nine_duplicates(tmp_path, config):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for i in range(10):
+        (inbox / f"S{i:02d}_rest.acq").write_bytes(b"")
+    report = ingest_folder(inbox, config)
+    reasons = {r.error.reason for r in report.results}
+    assert len(report.results) == 10 and reasons == {"empty file (0 bytes)"}
+
+
+def test_manifest_rows_leading_outside_the_folder_are_refused_with_a_reason(tmp_path, config):
+    outside = tmp_path / "outside.acq"
+    write_ecg_file(outside, demo_ecg(duration_s=9.0)[0])
+    inbox = tmp_path / "inbox"
+    write_ecg_file(inbox / "a.acq", demo_ecg(duration_s=9.0, subject=2)[0])
+    write_ecg_file(inbox / "sub" / "b.acq", demo_ecg(duration_s=9.0, subject=3)[0])
+    (inbox / "manifest.csv").write_text(
+        "file,subject,condition\n"
+        "a.acq,S02,rest\n"
+        "../outside.acq,S01,rest\n"
+        f"{outside},S01,exercise\n"
+        "sub/../a.acq,S03,exercise\n"
+        "=cmd|' /C calc'!A0/../b.acq,S04,rest\n"
+    )
+    report, opened = _opened_during(lambda: ingest_folder(inbox, config))
+    refused = {r.path: r.error for r in report.results if r.status == "rejected"}
+    assert type(refused["../outside.acq"]).__name__ == "UnsafePathError"
+    assert "'..'" in refused["../outside.acq"].reason
+    assert "absolute path" in refused[str(outside)].reason
+    assert "'..'" in refused["sub/../a.acq"].reason
+    assert not [p for p in opened if Path(p).resolve() == outside.resolve()]
+    assert {r.path for r in report.results if r.status == "written"} == {
+        str((inbox / "a.acq").resolve())
+    }
+    # The formula-like row is plain data: refused for its '..', and written as text.
+    rejections = pd.read_csv(report.rejections_file, dtype=str, keep_default_na=False)
+    formula_rows = rejections[rejections["file"].str.contains("cmd")]
+    assert len(formula_rows) == 1 and formula_rows["file"].iloc[0].startswith("'=")
+
+
+def test_a_refusal_is_kept_when_the_next_batch_refuses_something_else(tmp_path, config):
+    inbox = tmp_path / "inbox"
+    write_ecg_file(inbox / "S01_rest.acq", demo_ecg(duration_s=9.0)[0])
+    (inbox / "S02_rest.acq").write_bytes(b"not ecg at all")
+    first = ingest_folder(inbox, config)
+    (inbox / "S02_rest.acq").unlink()  # someone removed the bad file
+    (inbox / "S03_rest.acq").write_bytes(b"")
+    second = ingest_folder(inbox, config)
+    latest = pd.read_csv(second.rejections_file, dtype=str)
+    assert [Path(f).name for f in latest["file"]] == ["S03_rest.acq"]
+    history = pd.read_csv(first.store_path / "_rejections_history.csv", dtype=str)
+    assert sorted(Path(f).name for f in history["file"]) == ["S02_rest.acq", "S03_rest.acq"]
+    ingest_folder(inbox, config)  # the same refusal again: counted, not repeated
+    history = pd.read_csv(first.store_path / "_rejections_history.csv", dtype=str)
+    row = history[history["file"].str.endswith("S03_rest.acq")]
+    assert len(history) == 2 and row["times"].tolist() == ["2"]
+    assert row["first_seen"].iloc[0] <= row["last_seen"].iloc[0]
+
+
+def test_formula_like_cells_are_written_as_text():
+    table = pd.DataFrame(
+        {
+            "file": ["=cmd|' /C calc'!A0", "+1", "-2+3", "@SUM(A1)", "\tx", "plain", "a=b"],
+            "n": [1, 2, 3, 4, 5, 6, 7],
+        }
+    )
+    safe = spreadsheet_safe(table)
+    assert safe["file"].tolist() == [
+        "'=cmd|' /C calc'!A0",
+        "'+1",
+        "'-2+3",
+        "'@SUM(A1)",
+        "'\tx",
+        "plain",
+        "a=b",
+    ]
+    assert safe["n"].tolist() == table["n"].tolist()
