@@ -125,10 +125,15 @@ def experiment_id(client, name: str) -> str:
         return found.experiment_id
 
 
+REGISTRATION_TAG = "registration"
+
+
 def discard_unfinished_attempts(client, exp_id: str, flow_run_id: str | None) -> None:
     """Delete the runs an earlier, failed attempt of the same flow run's logging left behind.
 
-    A retried ``log-mlflow`` task must leave one run per flow run, not a FAILED one beside it.
+    A retried ``log-mlflow`` task must leave one run per flow run, not a FAILED one beside it:
+    runs not FINISHED, and FINISHED runs whose registration never completed (tag
+    ``registration = pending``), with any model version registered from them.
     """
     if not flow_run_id:
         return
@@ -136,7 +141,12 @@ def discard_unfinished_attempts(client, exp_id: str, flow_run_id: str | None) ->
         [exp_id], filter_string=f"tags.prefect_flow_run_id = '{flow_run_id}'", max_results=50
     )
     for run in runs:
-        if run.info.status in ("FAILED", "RUNNING", "SCHEDULED", "KILLED"):
+        unfinished = run.info.status in ("FAILED", "RUNNING", "SCHEDULED", "KILLED")
+        if unfinished or run.data.tags.get(REGISTRATION_TAG) == "pending":
+            # A version registered from it before the attempt failed goes too (with any alias
+            # it took), so the registry never names a deleted run's model.
+            for version in client.search_model_versions(f"run_id = '{run.info.run_id}'"):
+                client.delete_model_version(version.name, version.version)
             client.delete_run(run.info.run_id)
 
 
@@ -269,22 +279,28 @@ def log_training_run(
             with stage(LOG_STAGES[4]):
                 info = log_checkpoint_model(
                     ckpt,
-                    registered_model_name=registered_name,
                     metadata={"fs_hz": fs_hz, "fold": fold.name, "heldout_score": score},
                     tags={"data_hash": all_tags["data_hash"]},
                 )
-            version, is_champion = None, False
             if registered_name is not None:
-                version = str(info.registered_model_version)
-                client.set_model_version_tag(
-                    registered_name, version, "data_hash", all_tags["data_hash"]
-                )
-                promotion = promote_if_better(
-                    client, registered_name, version, score, protocol=heldout_protocol(config)
-                )
-                is_champion = promotion.is_champion
-                # What the registry decided when this run was logged (the alias may move on).
-                client.set_tag(run_id, "became_champion", str(is_champion).lower())
+                # Until registration is done, a retry treats this run as unfinished.
+                client.set_tag(run_id, REGISTRATION_TAG, "pending")
+        # Registered only once the run has ended FINISHED: the champion alias can never point
+        # at a version whose run a retry then deletes (discard_unfinished_attempts).
+        version, is_champion = None, False
+        if registered_name is not None:
+            version = str(
+                mlflow.register_model(
+                    info.model_uri, registered_name, tags={"data_hash": all_tags["data_hash"]}
+                ).version
+            )
+            promotion = promote_if_better(
+                client, registered_name, version, score, protocol=heldout_protocol(config)
+            )
+            is_champion = promotion.is_champion
+            # What the registry decided when this run was logged (the alias may move on).
+            client.set_tag(run_id, "became_champion", str(is_champion).lower())
+            client.set_tag(run_id, REGISTRATION_TAG, "done")
     return TrackingResult(
         run_id=run_id,
         run_url=f"{tracking_uri.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}",

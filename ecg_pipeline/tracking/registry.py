@@ -24,6 +24,8 @@ from ecg_pipeline.training.model_handle import Model, threshold_value
 
 __all__ = [
     "CHAMPION_ALIAS",
+    "TrackingUnavailableError",
+    "check_tracking_server",
     "ModelNotFoundError",
     "PROTOCOL_TAG",
     "SCORE_TAG",
@@ -40,6 +42,65 @@ SCORE_TAG = "heldout_score"
 PROTOCOL_TAG = "heldout_protocol"
 _PICKLE_ENV = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
 _URI_ENVS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+# MLflow's client retries an unanswered request 7 times with exponential backoff: about 250 s
+# before the first sign of a stopped server, and minutes per failing run. The product bounds
+# it (a person's own MLFLOW_HTTP_* settings win); the flow's log task retries on top of this.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+PROBE_TIMEOUT_S = 5.0
+
+
+class TrackingUnavailableError(ConnectionError):
+    """The MLflow server does not answer; the message names its URL."""
+
+
+def bound_mlflow_retries() -> None:
+    """Give MLflow's HTTP client bounded retries unless the person set their own."""
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+def check_tracking_server(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Ask an ``http(s)`` tracking server's ``/health`` once, within ``timeout_s``.
+
+    So that a stopped server is reported in seconds, naming its URL, before any logging
+    starts. File and database URIs are not probed.
+
+    Raises
+    ------
+    TrackingUnavailableError
+    """
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    if urlsplit(uri).scheme not in ("http", "https"):
+        return
+    handlers = [urllib.request.ProxyHandler({})] if _loopback(uri) else []
+    try:
+        with urllib.request.build_opener(*handlers).open(
+            f"{uri.rstrip('/')}/health", timeout=timeout_s
+        ) as response:
+            if response.status == 200:
+                return
+            why = f"/health answered {response.status}"
+    except urllib.error.HTTPError as exc:
+        why = f"/health answered {exc.code}"
+    except (OSError, ValueError) as exc:
+        why = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+    raise TrackingUnavailableError(
+        f"MLflow at {uri} is not answering ({why}); start it (`ecg-pipeline servers`, or "
+        "`make run`) or point [servers] tracking_uri at a running server"
+    )
+
+
+def _loopback(uri: str) -> bool:
+    from urllib.parse import urlsplit
+
+    return (urlsplit(uri).hostname or "") in ("127.0.0.1", "localhost", "::1")
 
 
 def disallow_pickle() -> None:
@@ -51,6 +112,10 @@ def disallow_pickle() -> None:
 def using_tracking_uri(uri: str) -> Iterator[None]:
     """Point MLflow's fluent API (tracking and registry) at ``uri`` for the block only.
 
+    An ``http(s)`` server is asked for ``/health`` first (:func:`check_tracking_server`), and
+    MLflow's own retries are bounded (:data:`HTTP_DEFAULTS`), so a stopped server fails the
+    caller within seconds with :class:`TrackingUnavailableError` naming its URL.
+
     ``mlflow.pytorch.log_model`` and ``load_model`` resolve the server from MLflow's globals,
     not from a client, so they are set here and put back afterwards. ``set_tracking_uri`` and
     ``set_registry_uri`` mirror themselves into the ``MLFLOW_*_URI`` variables, so those
@@ -59,6 +124,8 @@ def using_tracking_uri(uri: str) -> Iterator[None]:
     """
     import mlflow
 
+    bound_mlflow_retries()
+    check_tracking_server(uri)
     before = {name: os.environ.get(name) for name in _URI_ENVS}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)

@@ -11,6 +11,7 @@ data loader; batches are index slices of a seeded permutation.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -80,6 +81,11 @@ def fit(
 ) -> FitResult:
     """Train ``model`` on ``train_idx`` and keep the epoch that scores best on ``val_idx``.
 
+    With no validation windows (recordings too short for ``val_fraction``), there is nothing to
+    choose on: the last epoch is kept, its history rows carry a NaN ``val_score``, and a
+    warning says so (the identity threshold has the matching fallback, see
+    :mod:`~ecg_pipeline.training.calibration`).
+
     Parameters
     ----------
     model : nn.Module
@@ -143,6 +149,13 @@ def fit(
     augment_generator = torch.Generator().manual_seed(settings.seed + 1)
     result = FitResult()
     best_score = -np.inf
+    if len(val) == 0:
+        warnings.warn(
+            "no validation windows (the recordings are too short for val_fraction): "
+            "nothing to choose an epoch on, the last of the "
+            f"{settings.epochs} epochs is kept",
+            stacklevel=2,
+        )
     for epoch in range(1, settings.epochs + 1):
         model.train()
         for module in objective.modules():
@@ -173,10 +186,15 @@ def fit(
             if isinstance(objective, Supervised):
                 row[f"{t}_train_acc"] = sums[t][1] / max(sums[t][2], 1)
             row[f"{t}_weight"] = weights[i]
-        row.update(objective.validate(model, x_val, val))
+        if len(val):
+            row.update(objective.validate(model, x_val, val))
+        else:
+            row["val_score"] = float("nan")
         result.history.append(row)
-        if row["val_score"] > best_score:
-            best_score = row["val_score"]
+        # Without a usable score (no validation windows, or a NaN loss) the last epoch is kept.
+        last_resort = epoch == settings.epochs and result.best_state is None
+        if row["val_score"] > best_score or last_resort:
+            best_score = row["val_score"] if row["val_score"] > best_score else best_score
             result.best_epoch = epoch
             result.best_state = copy.deepcopy(
                 {k: v.detach().cpu() for k, v in model.state_dict().items()}

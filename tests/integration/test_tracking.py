@@ -233,6 +233,64 @@ def test_a_retried_log_leaves_one_run_per_flow_run(mlflow_server, trained):
     assert client.get_run(failed.info.run_id).info.lifecycle_stage == "deleted"
 
 
+def test_a_retry_after_a_half_done_registration_leaves_no_alias_on_a_deleted_run(
+    mlflow_server, trained
+):
+    """The first attempt registered a version (and it took the champion alias) but failed
+    before marking its registration done; the retry removes that run and its version."""
+    import mlflow
+
+    config, run, *_ = trained
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
+    name = "dt4ecg-halfdone"
+    config = config.with_overrides({"dataset.name": "halfdone"})
+    tags = {"prefect_flow_run_id": "half-done-flow-run"}
+    first = log_training_run(run, config, tracking_uri=mlflow_server, tags=tags)
+    assert first.is_champion and client.get_model_version_by_alias(name, "champion")
+    client.set_tag(first.run_id, "registration", "pending")  # as if it died right there
+
+    second = log_training_run(run, config, tracking_uri=mlflow_server, tags=tags)
+    exp = client.get_experiment_by_name("halfdone").experiment_id
+    found = client.search_runs(
+        [exp], filter_string="tags.prefect_flow_run_id = 'half-done-flow-run'"
+    )
+    assert [r.info.run_id for r in found] == [second.run_id]
+    assert client.get_run(first.run_id).info.lifecycle_stage == "deleted"
+    champion = client.get_model_version_by_alias(name, "champion")
+    assert champion.version == second.registered_version
+    assert champion.run_id == second.run_id
+    assert [v.version for v in client.search_model_versions(f"name = '{name}'")] == [
+        second.registered_version
+    ]
+    assert client.get_run(second.run_id).data.tags["registration"] == "done"
+
+
+def test_a_stopped_mlflow_server_is_named_within_seconds(trained):
+    """Nothing listening, or a listener that never answers: a clear error, not minutes of
+    retries."""
+    import socket
+    import time
+
+    from ecg_pipeline.stack.servers import free_port
+    from ecg_pipeline.tracking.registry import TrackingUnavailableError
+
+    config, run, *_ = trained
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections into the backlog, never answers
+    try:
+        for url in (
+            f"http://127.0.0.1:{free_port()}",
+            f"http://127.0.0.1:{silent.getsockname()[1]}",
+        ):
+            started = time.monotonic()
+            with pytest.raises(TrackingUnavailableError, match=f"MLflow at {url} is not answering"):
+                log_training_run(run, config, tracking_uri=url, register=False)
+            assert time.monotonic() - started < 15
+    finally:
+        silent.close()
+
+
 def test_champion_loads_without_pickle_and_predicts_like_the_trained_model(
     mlflow_server, trained, logged, monkeypatch
 ):

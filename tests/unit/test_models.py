@@ -288,3 +288,20 @@ def test_dt4ecg_overfits_four_samples():
         out = model(x)  # training-mode BN: the statistics it was fitted with
     for k in y:
         assert torch.equal(out[k].argmax(1), y[k])
+
+
+def test_fit_without_validation_windows_keeps_the_last_epoch_and_says_so():
+    """Recordings too short for a validation part: the documented fallback, not a crash."""
+    from ecg_pipeline.config import TrainingSettings
+    from ecg_pipeline.training.loop import fit
+
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 1, T), dtype=np.float32)
+    labels = {"identity": np.array([0, 1] * 4), "activity": np.array([0, 0, 1, 1] * 2)}
+    model = DT4ECG(in_channels=1, n_samples=T, heads={"identity": 2, "activity": 2})
+    settings = TrainingSettings(epochs=3, batch_size=4, cpu_threads=1)
+    with pytest.warns(UserWarning, match="no validation windows.*last of the 3 epochs"):
+        result = fit(model, x, labels, np.arange(8), np.array([], dtype=np.int64), settings)
+    assert result.best_epoch == 3 and result.best_state is not None
+    assert all(np.isnan(row["val_score"]) for row in result.history)
+    assert set(model.state_dict()) == set(result.best_state)
