@@ -30,9 +30,9 @@ from ecg_pipeline.errors import DuplicateRecordingError, IngestError, TooShortEr
 from ecg_pipeline.ingest.plan import Plan, PlannedFile, plan_batch
 from ecg_pipeline.ingest.process import process_file
 from ecg_pipeline.ingest.results import BatchReport, FileResult
-from ecg_pipeline.ingest.write import validate_batch, write_batch, write_batch_tables
+from ecg_pipeline.ingest.write import WRITE_LOCK, validate_batch, write_batch, write_batch_tables
 from ecg_pipeline.instrument import stage
-from ecg_pipeline.io.atomic import remove_dead_temp_files
+from ecg_pipeline.io.atomic import folder_lock, remove_dead_temp_files
 from ecg_pipeline.io.store import WindowStore
 
 
@@ -104,7 +104,8 @@ def plan_files(found: Discovered, store: WindowStore, config: StudyConfig) -> Pl
         with stage("plan: store catalog"):
             catalog = store.catalog()
         plan = plan_batch(found.labels, catalog, config.ingest_hash(), config.dataset.format)
-        store.remove(plan.stale_files)
+        with folder_lock(store.path, WRITE_LOCK):
+            store.remove(plan.stale_files)
     return plan
 
 
@@ -157,7 +158,8 @@ def _drop_superseded(refused: list[FileResult], planned: list[PlannedFile], stor
         p = by_path.get(result.path)
         if result.status != "rejected" or p is None or not p.replaces:
             continue
-        store.remove(p.replaces)
+        with folder_lock(store.path, WRITE_LOCK):
+            store.remove(p.replaces)
         error = result.error
         error.reason += (
             f"; the windows stored from it before ({len(p.replaces)} file(s), an earlier "

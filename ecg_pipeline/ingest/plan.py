@@ -97,7 +97,7 @@ def plan_batch(labels: list[Labels], catalog: pd.DataFrame, ingest_hash: str, fm
                 errors.append(
                     DuplicateRecordingError(
                         lab.source_path,
-                        f"identical bytes are already stored as {_key_text(stored_key)} from "
+                        f"identical bytes are already stored as {key_text(stored_key)} from "
                         f"{stored.source_path}; one of the two labels is wrong",
                     )
                 )
@@ -131,7 +131,7 @@ def plan_batch(labels: list[Labels], catalog: pd.DataFrame, ingest_hash: str, fm
             errors.append(
                 DuplicateRecordingError(
                     lab.source_path,
-                    f"duplicate recording: {_key_text(key)} is already stored from "
+                    f"duplicate recording: {key_text(key)} is already stored from "
                     f"{others[0].source_path} (sha256 {others[0].sha256[:12]}); remove that "
                     "recording from the store or correct the labels",
                     pair=key,
@@ -155,7 +155,7 @@ def plan_batch(labels: list[Labels], catalog: pd.DataFrame, ingest_hash: str, fm
             errors.append(
                 DuplicateRecordingError(
                     p.labels.source_path,
-                    f"duplicate recording: {_key_text(key)} is also claimed by "
+                    f"duplicate recording: {key_text(key)} is also claimed by "
                     f"{', '.join(others)} in this batch; keep one",
                     pair=key,
                 )
@@ -171,7 +171,7 @@ def _empty_reason(files: list, empty: list) -> str:
     return f"empty file (0 bytes): {', '.join(f.name for f in empty)} of the recording"
 
 
-def _key_text(key: tuple) -> str:
+def key_text(key: tuple) -> str:
     subject, condition, session = key
     return f"subject {subject} x condition {condition}" + (
         f" x session {session}" if session else ""

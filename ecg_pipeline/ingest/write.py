@@ -14,13 +14,14 @@ import numpy as np
 import pandas as pd
 
 from ecg_pipeline.config import StudyConfig
-from ecg_pipeline.errors import IngestError, MetadataError
+from ecg_pipeline.errors import DuplicateRecordingError, IngestError, MetadataError
+from ecg_pipeline.ingest.plan import key_text
 from ecg_pipeline.ingest.process import ProcessedFile
 from ecg_pipeline.ingest.results import FileResult
 from ecg_pipeline.instrument import stage
-from ecg_pipeline.io.atomic import atomic_write_text
+from ecg_pipeline.io.atomic import atomic_write_text, folder_lock
 from ecg_pipeline.io.store import WindowStore, recording_id_of
-from ecg_pipeline.io.tables import folder_lock, spreadsheet_safe, to_safe_csv
+from ecg_pipeline.io.tables import spreadsheet_safe, to_safe_csv
 
 
 def rejections_table(errors: list[IngestError]) -> pd.DataFrame:
@@ -97,13 +98,24 @@ def validate_batch(
 def write_batch(
     processed: list[ProcessedFile], store: WindowStore, ingest_hash: str
 ) -> list[FileResult]:
-    """Write each recording atomically, then remove the files it replaces."""
+    """Write each recording atomically, then remove the files it replaces.
+
+    Each recording is committed under the store's lock, after checking the store as it is
+    now: another ingest (a second CLI, flow run or watcher batch) may have stored the same
+    subject x condition since this batch planned. Two ingests at once therefore never store
+    two recordings for one key: the later one is refused as a duplicate, or finds its very
+    bytes already stored (``unchanged``).
+    """
     results = []
     for p in processed:
-        written = store.write_recording(p.manifest_row, p.windows, ingest_hash)
-        stale = [f for f in p.plan.replaces if Path(f) != written]
-        store.remove(stale)
         lab = p.plan.labels
+        with folder_lock(store.path, WRITE_LOCK):
+            meanwhile = stored_meanwhile(store, p, ingest_hash)
+            if meanwhile is not None:
+                results.append(meanwhile)
+                continue
+            written = store.write_recording(p.manifest_row, p.windows, ingest_hash)
+            store.remove([f for f in p.plan.replaces if Path(f) != written])
         results.append(
             FileResult(
                 lab.source_path,
@@ -116,6 +128,49 @@ def write_batch(
             )
         )
     return results
+
+
+WRITE_LOCK = ".write.lock"
+
+
+def stored_meanwhile(store: WindowStore, p: ProcessedFile, ingest_hash: str) -> FileResult | None:
+    """What another ingest stored for this recording since the batch planned, if anything.
+
+    Read under the store's lock (the catalog's footers are cached: this stats the files).
+    """
+    lab = p.plan.labels
+    key = (lab.subject, lab.condition, lab.session or None)
+    superseded = {str(f) for f in p.plan.replaces}
+    for row in store.catalog().itertuples(index=False):
+        if row.file in superseded:
+            continue
+        same_key = (row.subject, row.condition, row.session or None) == key
+        if row.sha256 == p.plan.sha256 and same_key and row.ingest_hash == ingest_hash:
+            return FileResult(
+                lab.source_path,
+                "unchanged",
+                lab.subject,
+                lab.condition,
+                row.recording_id,
+                int(row.n_windows),
+                f"stored meanwhile by another ingest from {row.source_path}",
+            )
+        if same_key or row.sha256 == p.plan.sha256:
+            what = (
+                f"{key_text(key)} was stored meanwhile by another ingest"
+                if same_key
+                else "identical bytes were stored meanwhile by another ingest under other labels"
+            )
+            return FileResult.refused(
+                DuplicateRecordingError(
+                    lab.source_path,
+                    f"duplicate recording: {what}, from {row.source_path} (sha256 "
+                    f"{row.sha256[:12]}); remove that recording from the store or correct the "
+                    "labels",
+                    pair=key if same_key else None,
+                )
+            )
+    return None
 
 
 def write_batch_tables(store: WindowStore, errors: list) -> tuple[pd.DataFrame, Path]:

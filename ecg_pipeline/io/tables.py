@@ -1,4 +1,4 @@
-"""CSV tables the project writes for people to open: safe in a spreadsheet, locked when shared.
+"""CSV tables the project writes for people to open: safe to open in a spreadsheet.
 
 A cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is a formula to
 Excel, LibreOffice and Google Sheets; a file name or a quoted reason that starts so
@@ -8,11 +8,6 @@ Numbers are left alone: only text cells are changed.
 """
 
 from __future__ import annotations
-
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import pandas as pd
 
@@ -37,22 +32,3 @@ def _neutralise(value):
 def to_safe_csv(table: pd.DataFrame) -> str:
     """``table`` as CSV text, with formula-like cells neutralised."""
     return spreadsheet_safe(table).to_csv(index=False)
-
-
-@contextmanager
-def folder_lock(folder: str | os.PathLike, name: str = ".lock") -> Iterator[None]:
-    """Hold an exclusive lock on ``folder`` (``fcntl.flock`` on ``<folder>/<name>``).
-
-    Processes on one machine that take it run one at a time; the kernel releases it when its
-    holder dies, so a killed writer never leaves the folder locked.
-    """
-    import fcntl
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / name, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
