@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every row of the README's evaluation table, one command each; `ecg-pipeline table results`
 # rebuilds the table from the summary.json files these write. On the 2-core CPU, one thread per
-# run, this takes about 2.5 hours in a row (half that as two lanes side by side); each command can also be run on its own.
+# run, this takes about 9 hours in a row (half that as two lanes side by side); each command can also be run on its own.
 # Needs the datasets ingested first (README, "Real datasets"):
 #   ecg-pipeline ingest ../shared/datasets/dp-motion-ecg/data --config configs/dp-motion.toml
 #   ecg-pipeline ingest ../shared/datasets/ecg-id --config configs/ecg-id.toml
@@ -23,6 +23,16 @@ train --config $DP --recipe $TUNED --seeds 0 1 --set model.name=resnet1d --name 
 train --config $DP --recipe $TUNED --seeds 0 1 --set training.weighting=equal --name dp-motion/loso-tuned-no-gradnorm
 train --config $DP --split window --seeds 0 1 2 --name dp-motion/window-paper
 train --config $DP --recipe $TUNED --split window --seeds 0 1 2 --name dp-motion/window-tuned
+# The DT4ECG recipe chosen per seed and fold on an inner leave-one-session-out of the training side
+train --config $DP --candidate paper= --candidate tuned=$TUNED --seeds 0 1 2 --name dp-motion/loso-selected --resume
+# ECG-SL: from scratch, and fine-tuned from contrastive encoders pre-trained on dp-motion-ecg +
+# ECG-ID without each fold's held-out session
+train --config $DP --set model.name=ecg_sl --seeds 0 1 2 --name dp-motion/loso-ecgsl --resume
+train --config $DP --set model.name=ecg_sl --split window --seeds 0 1 2 --name dp-motion/window-ecgsl --resume
+.venv/bin/ecg-pipeline pretrain --config $DP --set training.cpu_threads=1 --objective contrastive \
+  --datasets dp-motion ecg-id --out results/pretrained --name dp-motion-loso-contrastive-pooled
+train --config $DP --set model.name=ecg_sl --set model.pretrained=results/pretrained/dp-motion-loso-contrastive-pooled \
+  --seeds 0 1 2 --name dp-motion/loso-ecgsl-contrastive-pooled --resume
 
 # ECG-ID: identity only
 train --config $ID --seeds 0 1 2 --name ecg-id/last-record-paper
