@@ -201,6 +201,16 @@ class DiscoverySettings(_Strict):
     suffixes: tuple[str, ...] = (".acq",)
 
 
+class LimitSettings(_Strict):
+    """What one file may cost before it is refused; not hashed (they decide whether a file is
+    read, not how its windows look)."""
+
+    # Reading and windowing one file longer than this refuses it (FileTimeLimitError) and the
+    # batch goes on: a corrupt header can make a reader loop for hours. A 3-minute recording
+    # takes well under a second here; 0 turns the limit off.
+    file_time_s: float = Field(300.0, ge=0)
+
+
 class StoreSettings(_Strict):
     """Where windows live and how training reads them back."""
 
@@ -405,6 +415,7 @@ class StudyConfig(_Strict):
     dataset: DatasetSettings = DatasetSettings()
     ingest: IngestSettings = IngestSettings()
     discovery: DiscoverySettings = DiscoverySettings()
+    limits: LimitSettings = LimitSettings()
     store: StoreSettings = StoreSettings()
     demo: DemoSettings = DemoSettings()
     model: ModelSettings = ModelSettings()

@@ -108,6 +108,12 @@ class UnreadableFileError(IngestError):
     stage = "read"
 
 
+class FileTimeLimitError(IngestError):
+    """Reading and windowing the file took longer than ``[limits] file_time_s``."""
+
+    stage = "read"
+
+
 class UnexpectedIngestError(IngestError):
     """A failure nobody foresaw (a reader bug, an unknown layout): reported, never fatal."""
 

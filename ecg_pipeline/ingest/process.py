@@ -18,6 +18,7 @@ import numpy as np
 
 from ecg_pipeline.config import IngestSettings, StudyConfig
 from ecg_pipeline.errors import (
+    FileTimeLimitError,
     IngestError,
     NoBeatsError,
     SamplingRateError,
@@ -30,6 +31,7 @@ from ecg_pipeline.ingest.plan import PlannedFile
 from ecg_pipeline.instrument import stage
 from ecg_pipeline.io.readers import read_recording
 from ecg_pipeline.io.recording import RawRecording, Segment
+from ecg_pipeline.io.time_limit import TimeLimitReached, time_limit
 from ecg_pipeline.signal.beats import (
     FLAG_IMPLAUSIBLE_RR,
     FLAG_TOO_FEW_BEATS,
@@ -65,9 +67,10 @@ def read_windows(path: str | os.PathLike, config: StudyConfig) -> tuple[RawRecor
         A subclass naming the file and the reason; unexpected failures are wrapped too, so that
         one bad file never stops a batch.
     """
-    raw = read_raw(path, config)
-    with _named_errors(path), stage("process: filter + resample + window"):
-        return raw, segments_to_windows(raw.segments, config.ingest)
+    with _named_errors(path, config.limits.file_time_s), time_limit(config.limits.file_time_s):
+        raw = read_raw(path, config)
+        with stage("process: filter + resample + window"):
+            return raw, segments_to_windows(raw.segments, config.ingest)
 
 
 def read_raw(path: str | os.PathLike, config: StudyConfig) -> RawRecording:
@@ -83,11 +86,17 @@ def read_raw(path: str | os.PathLike, config: StudyConfig) -> RawRecording:
 
 
 @contextlib.contextmanager
-def _named_errors(path: str | os.PathLike) -> Iterator[None]:
+def _named_errors(path: str | os.PathLike, time_limit_s: float | None = None) -> Iterator[None]:
     """Every failure inside as an :class:`IngestError` naming ``path``."""
     path = str(path)
     try:
         yield
+    except TimeLimitReached as exc:
+        raise FileTimeLimitError(
+            path,
+            f"reading and windowing took longer than {time_limit_s:g} s ([limits] file_time_s): "
+            "a corrupt header can make a reader loop; raise the limit for very long recordings",
+        ) from exc
     except IngestError as exc:
         if exc.path:
             raise

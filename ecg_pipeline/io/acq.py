@@ -12,6 +12,7 @@ Files are opened read-only and read once; every failure becomes an error from
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -48,8 +49,9 @@ def _read_headers(fileobj, path: Path):
     size = os.fstat(fileobj.fileno()).st_size
     if size == 0:
         raise NotAcqFileError(path, "empty file (0 bytes)")
-    reader = Reader(fileobj)
+    _bound_bioread_header_counts()
     _quiet_bioread()
+    reader = Reader(fileobj)
     try:
         reader._read_headers()
     except Exception as exc:  # bioread raises many types on garbage; all mean "not readable"
@@ -73,12 +75,67 @@ def _read_headers(fileobj, path: Path):
 
 def _quiet_bioread() -> None:
     """Keep bioread's log lines off the console: every failure it logs and carries on from
-    becomes one of our errors instead. Set once (idempotent), never toggled, so that threads
-    reading files side by side cannot race on it."""
+    becomes one of our errors instead. bioread adds a console handler of its own on import;
+    it is replaced once (idempotent), never toggled, so that threads reading files side by
+    side cannot race on it."""
     log = logging.getLogger("bioread")
-    if not log.handlers:
+    if not any(isinstance(h, logging.NullHandler) for h in log.handlers):
+        for handler in list(log.handlers):
+            log.removeHandler(handler)
         log.addHandler(logging.NullHandler())
         log.propagate = False
+
+
+def _bound_bioread_header_counts() -> None:
+    """Make bioread refuse a header count the file's bytes cannot hold, before it loops.
+
+    bioread reads as many marker, channel or padding headers as a count in the file says, one
+    Python object each: a corrupt marker count of 2**31 keeps it reading (and allocating about
+    90 MB/s) for hours. Each header occupies at least its structure's bytes, so a count whose
+    structures do not fit between its offset and the end of the file is corrupt; refusing it
+    bounds both the time and the memory of parsing by the file's size. bioread's reader looks
+    its ``HeaderReader`` up in its module, so the bounded subclass is installed there once (the
+    version is pinned; valid files read exactly as before, which the reader tests check).
+    """
+    import bioread.reader
+
+    if not getattr(bioread.reader.HeaderReader, "bounded_by_ecg_pipeline", False):
+        bioread.reader.HeaderReader = _bounded_header_reader(bioread.reader.HeaderReader)
+
+
+def _bounded_header_reader(base: type) -> type:
+    class BoundedHeaderReader(base):
+        bounded_by_ecg_pipeline = True
+
+        def multi_headers(self, num, start_offset, h_class):
+            header = h_class.for_revision(
+                self.file_revision, self.byte_order_char, encoding=self.encoding
+            )
+            room = max(os.fstat(self.acq_file.fileno()).st_size - start_offset, 0)
+            if num < 0 or num * max(header.struct_length, 1) > room:
+                raise ValueError(
+                    f"header claims {num} {h_class.__name__} structures of "
+                    f"{header.struct_length} bytes at byte {start_offset}, but only {room} "
+                    "bytes follow"
+                )
+            if h_class.__name__ == "ChannelDTypeHeader":
+                return self._dtype_headers_until_invalid(num, start_offset, h_class)
+            return super().multi_headers(num, start_offset, h_class)
+
+        def _dtype_headers_until_invalid(self, num, start_offset, h_class):
+            # bioread scans up to 4096 offsets for the data type headers, reading all `num`
+            # at each and keeping them only if all are plausible: stopping at the first
+            # implausible one gives the same answer without 4096 x num header objects.
+            headers, offset = [], start_offset
+            for _ in range(num):
+                (header,) = super().multi_headers(1, offset, h_class)
+                headers.append(header)
+                if not header.possibly_valid:
+                    break
+                offset += header.effective_len_bytes
+            return headers
+
+    return BoundedHeaderReader
 
 
 def _describe_unreadable(fileobj, exc: Exception) -> str:
@@ -115,6 +172,19 @@ def _check_data_fits(reader, file_size: int, path: Path) -> None:
                     f"but its compressed block inflates to {cch._struct.lUncompressedLen} bytes",
                 )
         return
+    dividers = [int(ch.frequency_divider) for ch in channels]
+    if min(dividers) < 1:
+        raise NotAcqFileError(path, f"corrupt header: channel frequency dividers {dividers}")
+    # Samples interleave in a period of lcm(dividers) base ticks; one period must fit in the
+    # data, or reading would build a pattern array larger than the file.
+    period_ticks = math.lcm(*dividers)
+    period_bytes = sum(ch.sample_size * (period_ticks // d) for ch, d in zip(channels, dividers))
+    if period_bytes > max(reader.data_length, 1):
+        raise NotAcqFileError(
+            path,
+            f"corrupt header: frequency dividers {dividers} interleave samples in periods of "
+            f"{period_bytes} bytes, longer than the {reader.data_length}-byte data block",
+        )
     available = file_size - reader.data_start_offset
     if reader.data_length > available:
         claimed = sum(ch.point_count for ch in channels)

@@ -109,3 +109,51 @@ def test_reader_opens_read_only(acq_dir, tmp_path):
     shutil.copy(acq_dir / "r42_test.acq", f)
     f.chmod(0o444)
     assert read_acq(f).native_fs_hz == 1000.0
+
+
+def _with_int(acq_dir, tmp_path, offset: int, value: int, fmt: str = ">i"):
+    """physio-4.4.0.acq (big-endian) with one header integer overwritten."""
+    import struct
+
+    data = bytearray((acq_dir / "physio-4.4.0.acq").read_bytes())
+    data[offset : offset + struct.calcsize(fmt)] = struct.pack(fmt, value)
+    out = tmp_path / "corrupt.acq"
+    out.write_bytes(bytes(data))
+    return out
+
+
+def test_a_marker_count_the_file_cannot_hold_is_refused_at_once(acq_dir, tmp_path):
+    # bioread would read 2**30 marker headers one Python object at a time (hours, gigabytes).
+    import time
+
+    from ecg_pipeline.errors import TruncatedFileError
+
+    marker_header = 1371916  # physio-4.4.0.acq's MarkerHeader; its count (lMarkersExtra) at +4
+    path = _with_int(acq_dir, tmp_path, marker_header + 4, 2**30)
+    started = time.perf_counter()
+    with pytest.raises(TruncatedFileError, match="header claims 1073741823 MarkerItemHeader"):
+        read_acq(path)
+    assert time.perf_counter() - started < 5
+
+
+def test_frequency_dividers_whose_pattern_outgrows_the_data_are_refused(acq_dir, tmp_path):
+    from ecg_pipeline.errors import NotAcqFileError
+
+    ecg_header = 4276  # physio-4.4.0.acq's second channel header; nVarSampleDivider at +152
+    path = _with_int(acq_dir, tmp_path, ecg_header + 152, 30011, ">h")
+    with pytest.raises(NotAcqFileError, match="interleave samples in periods of"):
+        read_acq(path)
+
+
+def test_bioread_logs_nothing_to_the_console(acq_dir, tmp_path, capfd):
+    # bioread adds a console handler on import and logs each header it fails to read ("Error
+    # reading <class MarkerItemHeader> at offset ..."); the reason reaches our error instead.
+    from ecg_pipeline.errors import TruncatedFileError
+
+    data = (acq_dir / "physio-4.4.0.acq").read_bytes()
+    cut = tmp_path / "cut.acq"
+    cut.write_bytes(data[: 1371916 + 100])  # inside the marker items
+    with pytest.raises(TruncatedFileError, match="MarkerItemHeader"):
+        read_acq(cut)
+    out, err = capfd.readouterr()
+    assert "Error reading" not in out + err
