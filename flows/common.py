@@ -54,3 +54,23 @@ def flow_run_tags() -> dict[str, str]:
     run_id = str(flow_run.id)
     ui = PREFECT_UI_URL.value() or (PREFECT_API_URL.value() or "").removesuffix("/api")
     return {"prefect_flow_run_id": run_id, "prefect_flow_run_url": f"{ui}/runs/flow-run/{run_id}"}
+
+
+def fail_mlflow_runs_of_crashed_run(flow, flow_run, state) -> None:
+    """``on_crashed`` hook: the flow run's process died (killed, out of memory), so end the
+    MLflow runs it had open FAILED instead of leaving them "running" for ever.
+
+    The deployment server runs it when it sees the process exit; the next logging run also
+    ends any run whose process is gone (``ecg_pipeline.tracking.abandoned``).
+    """
+    from ecg_pipeline.config import load_config
+    from ecg_pipeline.tracking.abandoned import fail_runs_of_flow_run
+    from ecg_pipeline.tracking.registry import using_tracking_uri
+
+    default = flow.parameters.properties.get("config", {}).get("default")
+    config = load_config(flow_run.parameters.get("config") or default)
+    uri = config.servers.mlflow_uri
+    with using_tracking_uri(uri):
+        fail_runs_of_flow_run(
+            uri, str(flow_run.id), f"the Prefect flow run crashed: {state.message}"
+        )

@@ -27,7 +27,12 @@ from prefect import Flow, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.common import FLOW_DEFAULTS, flow_run_tags, retry_on_connection_error
+from flows.common import (
+    FLOW_DEFAULTS,
+    fail_mlflow_runs_of_crashed_run,
+    flow_run_tags,
+    retry_on_connection_error,
+)
 
 
 # --- tasks ------------------------------------------------------------------------------------
@@ -166,6 +171,7 @@ def log_mlflow(
     task_runner=ThreadPoolTaskRunner(max_workers=FLOW_DEFAULTS.read_workers),
     persist_result=True,
     result_serializer="json",
+    on_crashed=[fail_mlflow_runs_of_crashed_run],
 )
 def ingest_train(
     recordings: str | None = None,

@@ -23,7 +23,12 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import FLOW_DEFAULTS, flow_run_tags, retry_on_connection_error
+from flows.common import (
+    FLOW_DEFAULTS,
+    fail_mlflow_runs_of_crashed_run,
+    flow_run_tags,
+    retry_on_connection_error,
+)
 
 
 @task(name="find-recordings", cache_policy=NO_CACHE)
@@ -98,7 +103,7 @@ def log_files(written: dict[str, str], config, model: dict, tags: dict[str, str]
     return {"mlflow_run_id": run.run_id, "mlflow_run_url": run.run_url}
 
 
-@flow(name="predict")
+@flow(name="predict", on_crashed=[fail_mlflow_runs_of_crashed_run])
 def predict(
     recordings: list[str] | str,
     config: str = "configs/demo.toml",

@@ -34,6 +34,7 @@ import pandas as pd
 
 from ecg_pipeline.config import StudyConfig
 from ecg_pipeline.instrument import stage
+from ecg_pipeline.tracking.abandoned import fail_abandoned_runs, owner_tags
 from ecg_pipeline.tracking.artifacts import (
     beat_example,
     examples_from_store,
@@ -253,11 +254,14 @@ def log_training_run(
     with using_tracking_uri(tracking_uri), tempfile.TemporaryDirectory() as tmp:
         client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         exp_id = experiment_id(client, experiment or config.dataset.name)
+        fail_abandoned_runs(client, exp_id)
         discard_unfinished_attempts(client, exp_id, all_tags.get("prefect_flow_run_id"))
         name = run_name or Path(run_result.run_dir).name
         # The fluent run is needed by mlflow.pytorch.log_model; leaving the block ends it as
-        # FINISHED, or FAILED when anything inside raised.
-        with mlflow.start_run(experiment_id=exp_id, run_name=name, tags=all_tags) as run:
+        # FINISHED, or FAILED when anything inside raised (a killed process: see abandoned.py).
+        with mlflow.start_run(
+            experiment_id=exp_id, run_name=name, tags=all_tags | owner_tags()
+        ) as run:
             run_id = run.info.run_id
             metrics = epoch_metrics(folds) + [(k, v, 0) for k, v in summary.items()]
             with stage(LOG_STAGES[0]):

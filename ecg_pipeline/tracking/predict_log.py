@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from ecg_pipeline.config import StudyConfig
+from ecg_pipeline.tracking.abandoned import fail_abandoned_runs, owner_tags
 from ecg_pipeline.tracking.lineage import git_commit
 from ecg_pipeline.tracking.registry import using_tracking_uri
 
@@ -101,7 +102,7 @@ def log_predictions(
     mlflow.exceptions.MlflowException
         When the server refuses a request; a run already created is then marked FAILED.
     """
-    from mlflow.entities import Metric, RunTag
+    from mlflow.entities import Metric
 
     import mlflow
     from ecg_pipeline.tracking.mlflow_log import discard_unfinished_attempts, experiment_id
@@ -121,19 +122,17 @@ def log_predictions(
         client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
         exp_id = experiment_id(client, config.dataset.name)
         # A retried task must leave one predict run per flow run, not a FAILED one beside it.
+        fail_abandoned_runs(client, exp_id)
         discard_unfinished_attempts(client, exp_id, all_tags.get("prefect_flow_run_id"))
-        run = client.create_run(exp_id, run_name=name)
+        # Tagged as it is created: a process killed right after still names its owner.
+        run = client.create_run(exp_id, run_name=name, tags=all_tags | owner_tags())
         run_id = run.info.run_id
         try:
             now = int(time.time() * 1000)
             metrics = prediction_metrics(
                 pd.read_parquet(files.predictions), pd.read_csv(files.rejections, dtype=str)
             )
-            client.log_batch(
-                run_id,
-                metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
-                tags=[RunTag(k, v) for k, v in all_tags.items()],
-            )
+            client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
             for path in (files.predictions, files.rejections):
                 client.log_artifact(run_id, str(Path(path)), artifact_path="predictions")
         except BaseException:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from ecg_pipeline.config import StudyConfig
+from ecg_pipeline.tracking.abandoned import fail_abandoned_runs, owner_tags
 from ecg_pipeline.tracking.keys import flatten_params
 from ecg_pipeline.tracking.mlflow_log import _log_numbers, experiment_id
 from ecg_pipeline.tracking.registry import using_tracking_uri
@@ -64,8 +65,9 @@ def log_pretraining(
     with using_tracking_uri(uri):
         client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
         exp_id = experiment_id(client, f"{config.dataset.name}-pretrain")
+        fail_abandoned_runs(client, exp_id)
         with mlflow.start_run(
-            experiment_id=exp_id, run_name=Path(result.out_dir).name, tags=tags
+            experiment_id=exp_id, run_name=Path(result.out_dir).name, tags=tags | owner_tags()
         ) as run:
             _log_numbers(client, run.info.run_id, flatten_params(config), metrics)
             for fold in folds:

@@ -357,3 +357,38 @@ def test_several_folds_get_valid_prefixed_names_and_means():
     assert final["fold_session_01/test_windows"] == 3
     single = final_metrics(folds[:1])
     assert "identity_test_accuracy_std" not in single and single["best_epoch"] == 1
+
+
+def test_a_run_whose_process_was_killed_is_ended_failed_by_the_next_logging(mlflow_server, trained):
+    """SIGKILL leaves an MLflow run "running" for ever; the next log of the experiment ends it
+    FAILED, naming the dead process, and leaves a live process's run alone."""
+    import multiprocessing
+    import signal
+
+    import mlflow
+    from ecg_pipeline.tracking.abandoned import FAILURE_TAG, fail_abandoned_runs, owner_tags
+
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
+    exp_id = client.create_experiment("killed-runs")
+    opened = multiprocessing.get_context("fork").Queue()
+
+    def open_a_run_and_hang():
+        # What log_training_run does first: a run tagged with its owner, then work.
+        child = mlflow.MlflowClient(tracking_uri=mlflow_server)
+        opened.put(child.create_run(exp_id, tags=owner_tags()).info.run_id)
+        signal.pause()
+
+    process = multiprocessing.get_context("fork").Process(target=open_a_run_and_hang)
+    process.start()
+    dead_run = opened.get(timeout=60)
+    os.kill(process.pid, signal.SIGKILL)
+    process.join(10)
+    live_run = client.create_run(exp_id, tags=owner_tags()).info.run_id  # this process's
+
+    assert client.get_run(dead_run).info.status == "RUNNING"
+    assert fail_abandoned_runs(client, exp_id) == [dead_run]
+    ended = client.get_run(dead_run)
+    assert ended.info.status == "FAILED" and ended.info.end_time is not None
+    assert f":{process.pid}:" in ended.data.tags[FAILURE_TAG]
+    assert client.get_run(live_run).info.status == "RUNNING"
+    client.set_terminated(live_run)
