@@ -23,7 +23,7 @@ class RecordingLabels(pa.DataFrameModel):
     source_path: Series[str] = pa.Field(unique=True)
     subject: Series[str] = pa.Field(str_length={"min_value": 1, "max_value": 64})
     condition: Series[str]
-    session: Series[str] = pa.Field(nullable=True)
+    session: Series[str] = pa.Field(nullable=True, str_length={"max_value": 64})
     date: Series[str] = pa.Field(nullable=True, str_matches=ISO_DATE_PATTERN)
 
     class Config:
@@ -53,14 +53,13 @@ def _study_checks(
     subject_pattern: str,
     subjects: Sequence[str] = (),
 ) -> pa.DataFrameSchema:
-    subject_checks = [pa.Check.str_matches(subject_pattern)]
+    # Added to the model's own checks (the subject's length bound among them), not instead.
+    subject_checks = [*schema.columns["subject"].checks, pa.Check.str_matches(subject_pattern)]
     if subjects:
         subject_checks.append(pa.Check.isin(list(subjects)))
+    condition_checks = [*schema.columns["condition"].checks, pa.Check.isin(list(conditions))]
     return schema.update_columns(
-        {
-            "condition": {"checks": [pa.Check.isin(list(conditions))]},
-            "subject": {"checks": subject_checks},
-        }
+        {"condition": {"checks": condition_checks}, "subject": {"checks": subject_checks}}
     )
 
 

@@ -140,6 +140,23 @@ class FormatError(IngestError):
     stage = "read"
 
 
+class StoreFullError(OSError):
+    """The store's disk is full or over quota: the batch stops, nothing partial is left.
+
+    Not a fault of any recording, so not an :class:`IngestError`: every file not yet written
+    is taken by the next run once there is space.
+    """
+
+    def __init__(self, store: str | Path, detail: OSError):
+        self.store = str(store)
+        super().__init__(
+            detail.errno,
+            f"the window store's disk is full ({detail.strerror}) at {self.store}: the "
+            "recordings written so far are complete, the rest are not stored and no partial "
+            "file is left; free space and run again (raw recordings are untouched)",
+        )
+
+
 class ModelMismatchError(ValueError):
     """A model and a configuration that would feed it windows it was not trained on.
 

@@ -8,13 +8,21 @@ refusals and the store's recordings list beside the windows.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ecg_pipeline.config import StudyConfig
-from ecg_pipeline.errors import DuplicateRecordingError, IngestError, MetadataError
+from ecg_pipeline.errors import (
+    DuplicateRecordingError,
+    IngestError,
+    MetadataError,
+    StoreFullError,
+)
 from ecg_pipeline.ingest.plan import key_text
 from ecg_pipeline.ingest.process import ProcessedFile
 from ecg_pipeline.ingest.results import FileResult
@@ -109,7 +117,7 @@ def write_batch(
     results = []
     for p in processed:
         lab = p.plan.labels
-        with folder_lock(store.path, WRITE_LOCK):
+        with folder_lock(store.path, WRITE_LOCK), store_space(store):
             meanwhile = stored_meanwhile(store, p, ingest_hash)
             if meanwhile is not None:
                 results.append(meanwhile)
@@ -182,15 +190,28 @@ def write_batch_tables(store: WindowStore, errors: list) -> tuple[pd.DataFrame, 
     with stage("finish: store catalog"):
         catalog = store.catalog()
     rejections_file = store.path / "_rejections.csv"
-    store.path.mkdir(parents=True, exist_ok=True)
     table = rejections_table(errors)
-    atomic_write_text(rejections_file, to_safe_csv(table))
-    append_rejections_history(store.path / HISTORY_FILE, table)
-    if not catalog.empty:
-        atomic_write_text(
-            store.path / "_recordings.csv", to_safe_csv(catalog.drop(columns=["file"]))
-        )
+    with store_space(store):
+        store.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(rejections_file, to_safe_csv(table))
+        append_rejections_history(store.path / HISTORY_FILE, table)
+        if not catalog.empty:
+            atomic_write_text(
+                store.path / "_recordings.csv", to_safe_csv(catalog.drop(columns=["file"]))
+            )
     return catalog, rejections_file
+
+
+@contextlib.contextmanager
+def store_space(store: WindowStore) -> Iterator[None]:
+    """A full disk (or quota) under the store as :class:`StoreFullError` naming the store; the
+    atomic writes have already removed their temp files."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) and not isinstance(exc, StoreFullError):
+            raise StoreFullError(store.path, exc) from exc
+        raise
 
 
 HISTORY_FILE = "_rejections_history.csv"

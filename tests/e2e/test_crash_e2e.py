@@ -102,3 +102,31 @@ def test_a_run_killed_while_training_or_logging_is_marked_and_the_next_succeeds(
     )
     assert run["state_type"] == "COMPLETED", stack["serve_log"].read_text()[-4000:]
     assert [r["info"]["status"] for r in mlflow_runs_of(mlflow, made["id"])] == ["FINISHED"]
+
+
+def test_two_runs_requested_at_once_run_one_after_the_other_without_locking_errors(
+    stack, trained_run
+):
+    """The embedded servers keep their state in SQLite, which refuses concurrent writers
+    ("database is locked"); the deployment server takes one run at a time (limit=1), so two
+    runs requested together both complete, the second after the first."""
+    api, dep, mlflow = stack["api"], stack["deployment_id"], stack["mlflow"]
+    made = [
+        call(f"{api}/deployments/{dep}/create_flow_run", {"parameters": {"force": True}})
+        for _ in range(2)
+    ]
+    runs = [
+        wait_for(
+            lambda m=m: (r := call(f"{api}/flow_runs/{m['id']}"))["state_type"] in TERMINAL and r,
+            2 * RUN_TIMEOUT_S,
+            "both runs",
+            2.0,
+        )
+        for m in made
+    ]
+    assert [r["state_type"] for r in runs] == ["COMPLETED", "COMPLETED"]
+    first, second = sorted(runs, key=lambda r: r["start_time"])
+    assert second["start_time"] >= first["end_time"]  # serialised, not side by side
+    for r in runs:
+        assert [x["info"]["status"] for x in mlflow_runs_of(mlflow, r["id"])] == ["FINISHED"]
+    assert "database is locked" not in stack["serve_log"].read_text()

@@ -169,3 +169,37 @@ def test_formula_like_cells_are_written_as_text():
         "a=b",
     ]
     assert safe["n"].tolist() == table["n"].tolist()
+
+
+def test_manifest_cells_with_control_characters_or_huge_values_are_refused_as_data(
+    tmp_path, config
+):
+    inbox = tmp_path / "inbox"
+    for name, subject in (("good.acq", 1), ("huge.acq", 2), ("ctrl.acq", 3), ("formula.acq", 4)):
+        write_ecg_file(inbox / name, demo_ecg(duration_s=9.0, subject=subject)[0])
+    huge = "S" + "9" * 200_000
+    (inbox / "manifest.csv").write_text(
+        "file,subject,condition\n"
+        "good.acq,S01,rest\n"
+        f"huge.acq,{huge},rest\n"
+        'ctrl.acq,"S0\x1b[31m3\x07",rest\n'
+        "formula.acq,S04,=cmd|' /C calc'!A0\n",
+        encoding="utf-8",
+    )
+    report = ingest_folder(inbox, config)
+    by_name = {Path(r.path).name: r for r in report.results}
+    assert by_name["good.acq"].status == "written"
+    for name in ("huge.acq", "ctrl.acq", "formula.acq"):
+        error = by_name[name].error
+        assert by_name[name].status == "rejected" and type(error).__name__ == "MetadataError"
+        assert error.reason.isprintable() and len(error.reason) <= error.MAX_REASON_CHARS
+    assert "subject" in by_name["huge.acq"].error.reason
+    assert "\x1b" not in by_name["ctrl.acq"].error.reason
+    assert "condition" in by_name["formula.acq"].error.reason
+    # What reaches the tables is bounded and inert: nothing a spreadsheet would run.
+    for table in ("_rejections.csv", "_rejections_history.csv"):
+        text = (report.store_path / table).read_text(encoding="utf-8")
+        assert len(text) < 20_000 and "\x1b" not in text and "\x07" not in text
+        rows = pd.read_csv(report.store_path / table, dtype=str, keep_default_na=False)
+        for column in rows.columns:
+            assert not rows[column].str.match(r"^[=+\-@\t\r]").any(), (table, column)

@@ -7,6 +7,7 @@ at once; the tests that need no running server use a folder of their own.
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -67,6 +68,47 @@ def test_servers_answer_health(servers):
     assert _get(h["mlflow"].url + "/health") == 200
     assert (settings.state_dir / "prefect" / "prefect.db").exists()
     assert (settings.mlflow_dir / "mlflow.db").exists()
+
+
+def _listening_addresses(pids: list[int]) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket in LISTEN state that one of ``pids`` holds, read
+    from the kernel's socket table (/proc/net/tcp, tcp6) by the sockets' inodes."""
+    import ipaddress
+
+    inodes = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state != "0A" or inode not in inodes:  # 0A: LISTEN
+                continue
+            hex_addr, hex_port = local.split(":")
+            raw = bytes.fromhex(hex_addr)
+            # The kernel prints each 32-bit word in host (little-endian) order.
+            raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            found.add((str(ipaddress.ip_address(raw)), int(hex_port, 16)))
+    return found
+
+
+def test_servers_listen_on_loopback_only_by_the_socket_table(servers):
+    from ecg_pipeline.stack.processes import group_members
+
+    settings, h = servers
+    for name, handle in h.items():
+        pids = group_members(os.getpgid(handle.pid)) or [handle.pid]
+        addresses = _listening_addresses(pids)
+        assert addresses, f"{name}: no listening socket found for pids {pids}"
+        assert {a for a, _ in addresses} == {"127.0.0.1"}, (name, addresses)
+        assert handle.port in {p for _, p in addresses}
 
 
 def test_pid_files_name_the_servers(servers):
