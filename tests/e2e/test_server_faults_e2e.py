@@ -1,5 +1,11 @@
-"""A served run killed with SIGKILL is marked Crashed in Prefect and FAILED in MLflow, and the next
-run succeeds. Real Prefect and MLflow servers, the real deployment server (``stack``)."""
+"""Faults while the deployment is served: a run killed with SIGKILL (marked Crashed in Prefect and
+FAILED in MLflow), two runs requested at once, the MLflow server stopped during training, the
+Prefect server restarted while files arrive; after each, the next run succeeds. Real Prefect and
+MLflow servers, the real deployment server and watcher (``stack``).
+
+Last of the e2e modules (by name): it trains extra versions and adds recordings, which the
+checks of ``test_flow_e2e.py`` (the champion, the store's count) must not see.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_support import RUN_TIMEOUT_S, TERMINAL, call, mlflow_runs_of, wait_for
+from e2e_support import RUN_TIMEOUT_S, TERMINAL, call, flow_runs, logs_of, mlflow_runs_of, wait_for
+
+from ecg_pipeline.cohort.demo import write_demo_recording
+from ecg_pipeline.config import load_config
+from ecg_pipeline.io.store import WindowStore
+from ecg_pipeline.stack.processes import alive
+from ecg_pipeline.stack.servers import start_mlflow, start_prefect, start_watcher, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -130,3 +142,71 @@ def test_two_runs_requested_at_once_run_one_after_the_other_without_locking_erro
     for r in runs:
         assert [x["info"]["status"] for x in mlflow_runs_of(mlflow, r["id"])] == ["FINISHED"]
     assert "database is locked" not in stack["serve_log"].read_text()
+
+
+def test_mlflow_stopped_during_training_fails_the_run_naming_it_and_registers_nothing(
+    stack, trained_run
+):
+    api, dep, mlflow = stack["api"], stack["deployment_id"], stack["mlflow"]
+    settings = stack["settings"]
+    versions = f"{mlflow}/api/2.0/mlflow/model-versions/search"
+    before = len(call(versions).get("model_versions", []))
+
+    made = call(
+        f"{api}/deployments/{dep}/create_flow_run", {"parameters": {"force": True, "epochs": 3}}
+    )
+    wait_for(lambda: _task_running(api, made["id"], "train"), RUN_TIMEOUT_S, "training", 0.5)
+    stop(start_mlflow(settings))  # the running server (reused by the call), stopped by pid
+    try:
+        run = _ended(api, made["id"])
+        assert run["state_type"] == "FAILED", run["state"]
+        logs = logs_of(api, made["id"])
+        assert f"MLflow at {mlflow} is not answering" in logs, logs[-3000:]
+        assert "Retry 2/2" in logs or "Retrying" in logs or logs.count("not answering") >= 2
+    finally:
+        start_mlflow(settings, timeout_s=120)
+    # Nothing half-logged: no run for the failed flow run, no new model version.
+    assert mlflow_runs_of(mlflow, made["id"]) == []
+    assert len(call(versions).get("model_versions", [])) == before
+
+    made = call(f"{api}/deployments/{dep}/create_flow_run", {"parameters": {"force": True}})
+    run = _ended(api, made["id"])
+    assert run["state_type"] == "COMPLETED", stack["serve_log"].read_text()[-4000:]
+    assert [r["info"]["status"] for r in mlflow_runs_of(mlflow, made["id"])] == ["FINISHED"]
+
+
+def test_prefect_restarted_while_served_loses_no_arrival(stack, trained_run):
+    """The Prefect server goes away while the deployment is served and files arrive: the
+    watcher keeps the event it could not send and sends it once the server is back, and the
+    deployment server, still polling, starts the run."""
+    api, dep = stack["api"], stack["deployment_id"]
+    settings = stack["settings"]
+    watcher = start_watcher(stack["config"], settings)
+    before = {r["id"] for r in flow_runs(api, dep)}
+
+    stop(start_prefect(settings))
+    try:
+        staging, inbox = stack["root"] / "staging2", (stack["root"] / "inbox").resolve()
+        arrived = []
+        for subject in (21, 22):
+            written = write_demo_recording(staging, subject, "rest", duration_s=20.0)
+            os.replace(written, inbox / written.name)
+            arrived.append(written.name)
+        wait_for(
+            lambda: "file(s) kept" in watcher.log_path.read_text(),
+            60,
+            "the watcher keeping the burst",
+            0.5,
+        )
+    finally:
+        start_prefect(settings, timeout_s=120)
+
+    def new_run_finished():
+        new = [r for r in flow_runs(api, dep) if r["id"] not in before]
+        return new if new and all(r["state_type"] in TERMINAL for r in new) else None
+
+    new = wait_for(new_run_finished, RUN_TIMEOUT_S, "the run of the kept arrival", 2.0)
+    assert [r["state_type"] for r in new] == ["COMPLETED"], stack["serve_log"].read_text()[-4000:]
+    assert alive(watcher.pid)
+    stored = WindowStore(load_config(stack["config"]).store.root, "demo").catalog()
+    assert {Path(p).name for p in stored["source_path"]} >= set(arrived)
