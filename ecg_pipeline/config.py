@@ -355,10 +355,15 @@ class FlowSettings(_Strict):
 
     # "threads": files are read in a thread pool (reading and filtering release the GIL for
     # most of their time); "processes": a process pool, for CPU-heavy preprocessing on many
-    # cores; "sequential": one file at a time, for debugging.
-    task_runner: Literal["threads", "processes", "sequential"] = "threads"
+    # cores; "dask": a Dask cluster through prefect-dask (a local one of read_workers worker
+    # processes, or the scheduler at dask_address, whose workers may be other machines that
+    # see the recordings and the store at the same paths); "sequential": one file at a time,
+    # for debugging.
+    task_runner: Literal["threads", "processes", "dask", "sequential"] = "threads"
     # Three keeps a two-core machine busy without holding many recordings in memory.
     read_workers: int = Field(3, ge=1, le=64)
+    # The Dask scheduler ("tcp://host:8786") for task_runner = "dask"; None: a local cluster.
+    dask_address: str | None = None
     # Logging to MLflow is retried only when the server could not be reached.
     log_retries: int = Field(2, ge=0)
     log_retry_delay_s: float = Field(5.0, ge=0)

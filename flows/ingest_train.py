@@ -271,12 +271,29 @@ def task_runner_for(settings):
     Returns
     -------
     prefect.task_runners.TaskRunner
-        A thread pool (the default), a process pool, or a pool of one thread (sequential).
+        A thread pool (the default), a process pool, a Dask cluster (local, of ``read_workers``
+        single-threaded worker processes, or the one at ``dask_address``), or a pool of one
+        thread (sequential).
     """
     from prefect.task_runners import ProcessPoolTaskRunner
 
     if settings.task_runner == "processes":
         return ProcessPoolTaskRunner(max_workers=settings.read_workers)
+    if settings.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if settings.dask_address:
+            return DaskTaskRunner(address=settings.dask_address)
+        # One thread per worker process: NeuroKit2 and the filters hold the GIL for part of
+        # each file, so processes, not threads, scale the reads.
+        return DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": settings.read_workers,
+                "threads_per_worker": 1,
+                "processes": True,
+                "dashboard_address": None,
+            }
+        )
     workers = 1 if settings.task_runner == "sequential" else settings.read_workers
     return ThreadPoolTaskRunner(max_workers=workers)
 

@@ -239,7 +239,7 @@ def test_predict_deployment_labels_new_recordings_with_the_champion(stack, train
     assert len(mlflow_runs_of(stack["mlflow"], run["id"])) == 1
 
 
-@pytest.mark.parametrize("runner", ["processes", "sequential"])
+@pytest.mark.parametrize("runner", ["processes", "dask", "sequential"])
 def test_other_task_runners_from_the_flow_settings_ingest_the_same(stack, trained_run, runner):
     """[flow] task_runner: the flow in a script of its own (a process pool re-imports the main
     module), ingest only, into a store of its own; a bad file's error crosses back as a refusal."""
