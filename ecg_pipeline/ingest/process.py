@@ -44,7 +44,7 @@ from ecg_pipeline.signal.beats import (
 )
 from ecg_pipeline.signal.filters import design_ecg_filter, zero_phase_filter
 from ecg_pipeline.signal.quality import flat_raw_windows
-from ecg_pipeline.signal.resample import resample_to
+from ecg_pipeline.signal.resample import resample_to, resampling_problem
 from ecg_pipeline.signal.windows import Windows, sliding_windows
 
 
@@ -160,6 +160,10 @@ def segments_to_windows(segments: Sequence[Segment], settings: IngestSettings) -
     chunks, starts, flat, warnings, beats = [], [], [], [], []
     designs: dict[float, object] = {}
     for seg in segments:
+        for rate in (target_fs, settings.beats.segment_fs_hz):
+            problem = resampling_problem(seg.fs_hz, rate)
+            if problem:
+                raise SamplingRateError(None, problem)
         if seg.fs_hz < target_fs:
             raise SamplingRateError(
                 None,

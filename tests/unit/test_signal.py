@@ -176,3 +176,38 @@ def test_raw_flat_and_railed_windows(fs_hz):
     x[6 * w : 7 * w] = np.where(np.arange(w) % 200 < 100, 9.99, -9.99)  # window 6 railed
     flags = flat_raw_windows(x, fs_hz, 3.0, 3.0, 10, min_std=0.05)
     assert np.flatnonzero(flags).tolist() == [3, 6]
+
+
+@pytest.mark.parametrize(
+    "fs_hz",
+    [
+        100.0,
+        128.0,
+        250.0,
+        360.0,
+        500.0,
+        1000.0,
+        2000.0,
+        1000.0 / 3,
+        2000.0 / 3,
+        1024.0,
+        9999.0,
+        10_000.0,
+    ],
+)
+def test_every_recorder_rate_has_a_small_polyphase_ratio(fs_hz):
+    from ecg_pipeline.signal.resample import resampling_problem
+
+    assert resampling_problem(fs_hz, 100.0) is None
+    assert resampling_problem(fs_hz, 250.0) is None
+
+
+@pytest.mark.parametrize("fs_hz", [968.108669237675, float("nan"), float("inf"), 0.0, -1000.0])
+def test_a_rate_only_a_corrupt_header_gives_is_refused_before_any_filter_is_built(fs_hz):
+    # 968.1087 Hz came from a fuzzed file: resampling it to 100 Hz would need polyphase factors
+    # 197480 / 1911821, a filter of about 4 x 10^7 taps (seconds and gigabytes).
+    from ecg_pipeline.signal.resample import resampling_problem
+
+    assert resampling_problem(fs_hz, 100.0)
+    with pytest.raises(ValueError):
+        resample_to(np.zeros(5000), fs_hz, 100.0)
