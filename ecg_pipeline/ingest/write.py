@@ -149,21 +149,22 @@ def stored_meanwhile(store: WindowStore, p: ProcessedFile, ingest_hash: str) -> 
     lab = p.plan.labels
     key = (lab.subject, lab.condition, lab.session or None)
     superseded = {str(f) for f in p.plan.replaces}
-    for row in store.catalog().itertuples(index=False):
-        if row.file in superseded:
+    for row in store.catalog_rows():
+        if row["file"] in superseded:
             continue
-        same_key = (row.subject, row.condition, row.session or None) == key
-        if row.sha256 == p.plan.sha256 and same_key and row.ingest_hash == ingest_hash:
+        same_key = (row["subject"], row["condition"], row.get("session") or None) == key
+        same_bytes = row["sha256"] == p.plan.sha256
+        if same_bytes and same_key and row["ingest_hash"] == ingest_hash:
             return FileResult(
                 lab.source_path,
                 "unchanged",
                 lab.subject,
                 lab.condition,
-                row.recording_id,
-                int(row.n_windows),
-                f"stored meanwhile by another ingest from {row.source_path}",
+                row["recording_id"],
+                int(row["n_windows"]),
+                f"stored meanwhile by another ingest from {row['source_path']}",
             )
-        if same_key or row.sha256 == p.plan.sha256:
+        if same_key or same_bytes:
             what = (
                 f"{key_text(key)} was stored meanwhile by another ingest"
                 if same_key
@@ -172,8 +173,8 @@ def stored_meanwhile(store: WindowStore, p: ProcessedFile, ingest_hash: str) -> 
             return FileResult.refused(
                 DuplicateRecordingError(
                     lab.source_path,
-                    f"duplicate recording: {what}, from {row.source_path} (sha256 "
-                    f"{row.sha256[:12]}); remove that recording from the store or correct the "
+                    f"duplicate recording: {what}, from {row['source_path']} (sha256 "
+                    f"{row['sha256'][:12]}); remove that recording from the store or correct the "
                     "labels",
                     pair=key if same_key else None,
                 )
@@ -218,7 +219,7 @@ HISTORY_FILE = "_rejections_history.csv"
 HISTORY_COLUMNS = ["first_seen", "last_seen", "times", "file", "stage", "error", "reason"]
 
 
-def append_rejections_history(path: Path, rejections: pd.DataFrame) -> pd.DataFrame:
+def append_rejections_history(path: Path, rejections: pd.DataFrame) -> pd.DataFrame | None:
     """Keep every refusal: ``_rejections.csv`` holds the latest batch only, so the next batch
     would overwrite a refusal nobody has read yet.
 
@@ -229,14 +230,14 @@ def append_rejections_history(path: Path, rejections: pd.DataFrame) -> pd.DataFr
     import datetime as dt
 
     refused = rejections[rejections["status"] == "rejected"] if len(rejections) else rejections
+    if refused.empty:  # nothing to add: the history is not read, nor rewritten
+        return None
     with folder_lock(path.parent, ".history.lock"):
         history = (
             pd.read_csv(path, dtype=str, keep_default_na=False)
             if path.exists()
             else pd.DataFrame(columns=HISTORY_COLUMNS)
         )
-        if refused.empty:
-            return history
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         # Cells were stored neutralised; compare on the stored (neutralised) text.
         new = spreadsheet_safe(refused[["file", "stage", "error", "reason"]].astype(str))

@@ -103,24 +103,35 @@ def _bound_bioread_header_counts() -> None:
         bioread.reader.HeaderReader = _bounded_header_reader(bioread.reader.HeaderReader)
 
 
+_STRUCT_LENGTHS: dict[tuple, int] = {}
+
+
 def _bounded_header_reader(base: type) -> type:
     class BoundedHeaderReader(base):
         bounded_by_ecg_pipeline = True
 
         def multi_headers(self, num, start_offset, h_class):
-            header = h_class.for_revision(
-                self.file_revision, self.byte_order_char, encoding=self.encoding
-            )
+            length = self._struct_length(h_class)
             room = max(os.fstat(self.acq_file.fileno()).st_size - start_offset, 0)
-            if num < 0 or num * max(header.struct_length, 1) > room:
+            if num < 0 or num * max(length, 1) > room:
                 raise ValueError(
-                    f"header claims {num} {h_class.__name__} structures of "
-                    f"{header.struct_length} bytes at byte {start_offset}, but only {room} "
-                    "bytes follow"
+                    f"header claims {num} {h_class.__name__} structures of {length} bytes at "
+                    f"byte {start_offset}, but only {room} bytes follow"
                 )
             if h_class.__name__ == "ChannelDTypeHeader":
                 return self._dtype_headers_until_invalid(num, start_offset, h_class)
             return super().multi_headers(num, start_offset, h_class)
+
+        def _struct_length(self, h_class) -> int:
+            # Cached: bioread builds a ctypes structure class each time it is asked a header's
+            # length (its cache attribute is name-mangled away), about 50 us a time.
+            key = (h_class, self.file_revision, self.byte_order_char, self.encoding)
+            if key not in _STRUCT_LENGTHS:
+                header = h_class.for_revision(
+                    self.file_revision, self.byte_order_char, encoding=self.encoding
+                )
+                _STRUCT_LENGTHS[key] = int(header.struct_length)
+            return _STRUCT_LENGTHS[key]
 
         def _dtype_headers_until_invalid(self, num, start_offset, h_class):
             # bioread scans up to 4096 offsets for the data type headers, reading all `num`

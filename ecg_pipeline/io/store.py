@@ -133,13 +133,18 @@ class WindowStore:
         A footer is parsed once per process: later calls stat the files and parse only those
         written or replaced since (see :func:`caching`).
         """
+        return pd.DataFrame(self.catalog_rows(), columns=CATALOG_COLUMNS)
+
+    def catalog_rows(self) -> list[dict]:
+        """The catalog as plain dicts, one per stored recording: what a check under the
+        store's lock reads once per written recording, without building a DataFrame."""
         rows = []
         for f in self.recording_files():
             row = _footer_row(f)
             if row is not None:
                 rows.append(row)
         count("store.catalog_calls")
-        return pd.DataFrame(rows, columns=CATALOG_COLUMNS)
+        return rows
 
     # Writing --------------------------------------------------------------------------------
     def write_recording(self, manifest_row: dict, windows: Windows, ingest_hash: str) -> Path:

@@ -7,7 +7,6 @@ from fractions import Fraction
 import numpy as np
 from scipy import signal as sps
 
-
 # The polyphase filter has about 20 x max(up, down) taps: every integer rate up to 10 kHz (and
 # BIOPAC's fractional ones, 1000 / divider) stays under this; a rate like 968.1087 Hz (a
 # corrupt header) would need a 10^8-tap filter (gigabytes) and is refused instead.
