@@ -108,48 +108,55 @@ def write_batch(
 ) -> list[FileResult]:
     """Write each recording atomically, then remove the files it replaces.
 
-    Each recording is committed under the store's lock, after checking the store as it is
+    The recordings are committed under the store's lock, after checking the store as it is
     now: another ingest (a second CLI, flow run or watcher batch) may have stored the same
     subject x condition since this batch planned. Two ingests at once therefore never store
     two recordings for one key: the later one is refused as a duplicate, or finds its very
     bytes already stored (``unchanged``).
     """
     results = []
-    for p in processed:
-        lab = p.plan.labels
-        with folder_lock(store.path, WRITE_LOCK), store_space(store):
-            meanwhile = stored_meanwhile(store, p, ingest_hash)
+    if not processed:
+        return results
+    # One lock and one look at the store for the whole call: no other ingest commits while it
+    # is held, and the plan already kept this batch's own files from colliding.
+    with folder_lock(store.path, WRITE_LOCK), store_space(store):
+        stored = store.catalog_rows()
+        for p in processed:
+            meanwhile = stored_meanwhile(stored, p, ingest_hash)
             if meanwhile is not None:
                 results.append(meanwhile)
                 continue
             written = store.write_recording(p.manifest_row, p.windows, ingest_hash)
             store.remove([f for f in p.plan.replaces if Path(f) != written])
-        results.append(
-            FileResult(
-                lab.source_path,
-                "replaced" if p.plan.replaces else "written",
-                lab.subject,
-                lab.condition,
-                recording_id_of(p.plan.sha256),
-                len(p.windows),
-                "; ".join(p.windows.warnings),
-            )
-        )
+            results.append(_written(p))
     return results
+
+
+def _written(p: ProcessedFile) -> FileResult:
+    lab = p.plan.labels
+    return FileResult(
+        lab.source_path,
+        "replaced" if p.plan.replaces else "written",
+        lab.subject,
+        lab.condition,
+        recording_id_of(p.plan.sha256),
+        len(p.windows),
+        "; ".join(p.windows.warnings),
+    )
 
 
 WRITE_LOCK = ".write.lock"
 
 
-def stored_meanwhile(store: WindowStore, p: ProcessedFile, ingest_hash: str) -> FileResult | None:
+def stored_meanwhile(stored: list[dict], p: ProcessedFile, ingest_hash: str) -> FileResult | None:
     """What another ingest stored for this recording since the batch planned, if anything.
 
-    Read under the store's lock (the catalog's footers are cached: this stats the files).
+    ``stored`` is the store's catalog (:meth:`WindowStore.catalog_rows`), read under its lock.
     """
     lab = p.plan.labels
     key = (lab.subject, lab.condition, lab.session or None)
     superseded = {str(f) for f in p.plan.replaces}
-    for row in store.catalog_rows():
+    for row in stored:
         if row["file"] in superseded:
             continue
         same_key = (row["subject"], row["condition"], row.get("session") or None) == key

@@ -43,6 +43,7 @@ class _Entry:
 _cond = threading.Condition()
 _entries: dict[int, _Entry] = {}  # thread id -> its limit
 _watchdog: threading.Thread | None = None
+_next_wake = 0.0  # when the watchdog wakes next by itself (monotonic; inf: only when notified)
 
 
 @contextlib.contextmanager
@@ -59,7 +60,11 @@ def time_limit(seconds: float | None) -> Iterator[None]:
     with _cond:
         _entries[thread] = entry
         _start_watchdog()
-        _cond.notify()
+        if entry.deadline < _next_wake:
+            # Wake the watchdog only when it would sleep past this deadline: a batch's files
+            # come one after another with later deadlines, and waking it for each would cost a
+            # thread switch per file.
+            _cond.notify()
     try:
         yield
     finally:
@@ -90,11 +95,13 @@ def _start_watchdog() -> None:
 
 
 def _watch() -> None:
+    global _next_wake
     with _cond:
         while True:
             pending = [e.deadline for e in _entries.values() if not e.fired]
+            _next_wake = min(pending) if pending else float("inf")
             now = time.monotonic()
-            _cond.wait(timeout=min(pending) - now if pending else None)
+            _cond.wait(timeout=_next_wake - now if pending else None)
             now = time.monotonic()
             for thread, entry in _entries.items():
                 if not entry.fired and entry.deadline <= now:
