@@ -404,6 +404,13 @@ class ServerSettings(_Strict):
     state_dir: Path = Path("data/state")
     # The embedded MLflow store: mlflow.db and artifacts/ (git-ignored run data).
     mlflow_dir: Path = Path("mlflow")
+    # PostgreSQL behind the servers the project starts, for several writers at once (see the
+    # README, "Scaling out"); None: SQLite under state_dir and mlflow_dir. Prefect's takes
+    # "postgresql+asyncpg://user:password@host:5432/prefect", MLflow's
+    # "postgresql+psycopg2://user:password@host:5432/mlflow". Artifacts stay behind MLflow's
+    # proxy in mlflow_dir/artifacts either way, so workers elsewhere need no shared folder.
+    prefect_database_url: str | None = None
+    mlflow_backend_uri: str | None = None
 
     @property
     def prefect_api(self) -> str:

@@ -148,7 +148,7 @@ def start_prefect(
     ----------
     settings : ServerSettings
         ``host``, ``prefect_port`` and ``state_dir``; the Prefect home (``prefect.db``) is
-        ``<state_dir>/prefect``.
+        ``<state_dir>/prefect``; ``prefect_database_url`` puts its database elsewhere.
     port, state_dir : optional
         Override the settings (tests use free ports and temp folders).
     timeout_s : float
@@ -181,6 +181,8 @@ def start_prefect(
         # 127.0.0.1:4200, whatever port the server listens on.
         "PREFECT_UI_API_URL": f"{base}/api",
     }
+    if settings.prefect_database_url:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = settings.prefect_database_url
     command = [_venv_bin("prefect"), "server", "start", "--analytics-off"]
     command += ["--host", host, "--port", str(port)]
     (state / "prefect").mkdir(parents=True, exist_ok=True)
@@ -213,8 +215,9 @@ def start_mlflow(
 ) -> ServerHandle:
     """Start the embedded MLflow tracking server, or reuse the one the project started earlier.
 
-    The store is ``<mlflow_dir>/mlflow.db`` (SQLite) with artifacts proxied by the server into
-    ``<mlflow_dir>/artifacts``, so clients never need the folder itself.
+    The store is ``<mlflow_dir>/mlflow.db`` (SQLite; ``mlflow_backend_uri``, e.g. PostgreSQL,
+    when set) with artifacts proxied by the server into ``<mlflow_dir>/artifacts``, so clients
+    never need the folder itself.
 
     Parameters
     ----------
@@ -244,7 +247,8 @@ def start_mlflow(
     _check_host(host, allow_remote)
     base = f"http://{_url_host(host)}:{port}"
     command = [_venv_bin("mlflow"), "server", "--host", host, "--port", str(port), "--workers", "1"]
-    command += ["--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}"]
+    backend = settings.mlflow_backend_uri or f"sqlite:///{store / 'mlflow.db'}"
+    command += ["--backend-store-uri", backend]
     command += ["--artifacts-destination", str(store / "artifacts")]
     (store / "artifacts").mkdir(parents=True, exist_ok=True)
     return _start_server(
