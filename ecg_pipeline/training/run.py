@@ -297,8 +297,21 @@ def _train_selected(
     return run
 
 
+# The parts of a configuration a trained model depends on. The others (servers, flow, watch,
+# predict, limits, demo) say how and where the product runs: a new setting there must not make
+# `train --resume` retrain every stored seed.
+TRAINING_SECTIONS = ("dataset", "ingest", "store", "model", "training", "pretrain")
+
+
+def training_part(config: StudyConfig | Mapping) -> dict:
+    """The :data:`TRAINING_SECTIONS` of a configuration (or of its stored JSON dump)."""
+    dump = config if isinstance(config, Mapping) else config.model_dump(mode="json")
+    return {k: dump.get(k) for k in TRAINING_SECTIONS}
+
+
 def candidates_fingerprint(candidates: Mapping[str, StudyConfig] | None) -> dict[str, str] | None:
-    """Each candidate recipe's name and a hash of its whole configuration (what a run chose among)."""
+    """Each candidate recipe's name and a hash of its training configuration (what a run chose
+    among)."""
     import hashlib
     import json
 
@@ -306,7 +319,7 @@ def candidates_fingerprint(candidates: Mapping[str, StudyConfig] | None) -> dict
         return None
     return {
         name: hashlib.sha256(
-            json.dumps(c.model_dump(mode="json"), sort_keys=True, default=str).encode()
+            json.dumps(training_part(c), sort_keys=True, default=str).encode()
         ).hexdigest()[:16]
         for name, c in sorted(candidates.items())
     }
@@ -322,8 +335,8 @@ def stored_run_matches(
 ) -> tuple[RunResult | None, str]:
     """The evaluated run stored in ``run_dir`` if it is what training ``config`` now would give.
 
-    Reused only when every fold is evaluated and the stored run had the same whole
-    configuration, ``[ingest]`` hash, window cap, candidate recipes and the same windows in the
+    Reused only when every fold is evaluated and the stored run had the same training
+    configuration (:data:`TRAINING_SECTIONS`), ``[ingest]`` hash, window cap, candidate recipes and the same windows in the
     store (its data signature); otherwise ``(None, why not)``.
     """
     path = Path(run_dir) / RESULTS_FILE
@@ -335,7 +348,7 @@ def stored_run_matches(
         candidates = {n: c.with_overrides({"training.seed": seed}) for n, c in candidates.items()}
     checks = [
         (run.evaluated, "not every fold was evaluated"),
-        (run.config == config.model_dump(mode="json"), "its configuration differs"),
+        (training_part(run.config) == training_part(config), "its configuration differs"),
         (run.ingest_hash == config.ingest_hash(), "its [ingest] hash differs"),
         (run.max_windows_per_recording == max_windows_per_recording, "its window cap differs"),
         (run.candidates == candidates_fingerprint(candidates), "its candidate recipes differ"),

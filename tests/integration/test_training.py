@@ -190,6 +190,13 @@ def test_resume_reuses_seeds_trained_as_separate_commands_and_nothing_else(
         assert path.stat().st_mtime_ns == stamps[s]
     assert summary["seeds"] == [0, 1, 2] and summary["n_seeds"] == 3
 
+    # Where and how the product runs (servers, flow, limits) is not what a model depends on.
+    elsewhere = config.with_overrides(
+        {"servers.mlflow_port": 5999, "flow.task_runner": "dask", "limits.file_time_s": 60}
+    )
+    run_seeds(elsewhere, [0], name="lanes", out_dir=tmp_path, resume=True)
+    assert trained == [2]
+
     trained.clear()
     changed = config.with_overrides({"training.batch_size": 8})
     run_seeds(
