@@ -86,9 +86,23 @@ def test_two_workers_take_the_runs_of_one_pool(stack, trained_run, tmp_path):
         ]
         assert [r["state_type"] for r in runs] == ["COMPLETED"] * 4, [r["state"] for r in runs]
         texts = [log.read_text() for log in logs]
-        took = [sum(m["id"] in text for m in made) for text in texts]
-        assert sum(took) == 4 and min(took) >= 1, (took, texts[0][-2000:], texts[1][-2000:])
+        took = [[m["id"] for m in made if _ran(text, m["id"])] for text in texts]
+        assert sorted(sum(took, [])) == sorted(m["id"] for m in made), (took, texts)
+        assert min(len(t) for t in took) >= 1, took  # both workers took runs
     finally:
         for worker in workers:
             os.killpg(worker.pid, signal.SIGTERM)
-            worker.wait(30)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(30)
+
+
+def _ran(worker_log: str, flow_run_id: str) -> bool:
+    # A worker may start to submit a run another worker has just claimed; the server then
+    # tells it to abort, and it logs so.
+    return (
+        f"submitting flow run '{flow_run_id}'" in worker_log
+        and f"Aborted submission of flow run '{flow_run_id}'" not in worker_log
+    )
