@@ -173,7 +173,7 @@ def _parser() -> argparse.ArgumentParser:
         "--curve",
         type=Path,
         metavar="PNG",
-        help="also draw the label-scarcity curve (rows named .../labels-<percent>-...) to PNG",
+        help="also draw the label-scarcity curve (rows named <base>-labels-<percent>) to PNG",
     )
     table.add_argument(
         "--log-curve",

@@ -1,9 +1,12 @@
 """The label-scarcity curve: what pre-training buys when few training recordings have labels.
 
-Rows of the evaluation table named ``.../labels-<percent>-<method>`` (``[training]
-label_fraction`` below 1) and their 100 % counterparts (``.../labels-100-<method>``) are drawn as
-window accuracy against the share of labelled training recordings, one line per method, from
-the stored ``summary.json`` files; optionally logged to MLflow as a run of its own.
+A row of the evaluation table named ``<base>-labels-<percent>`` (``[training] label_fraction``
+below 1) is a point of the curve of ``<base>``, and the row ``<base>`` itself, trained with every
+label, is that curve's 100 % point (so ``dp-motion/loso-ecgsl-labels-10`` and
+``dp-motion/loso-ecgsl`` draw one line). Drawn as window accuracy against the share of labelled
+training recordings actually kept (``labelled_share``: one recording per person is the floor, so
+it can exceed the asked fraction), one line per base row and task, from the stored
+``summary.json`` files; optionally logged to MLflow as a run of its own.
 """
 
 from __future__ import annotations
@@ -11,21 +14,30 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-_CURVE_ROW = re.compile(r"labels-(\d+)-(?P<series>[A-Za-z0-9_.-]+)$")
+_CURVE_ROW = re.compile(r"^(?P<base>.+)-labels-(?P<percent>\d+)$")
 
 
 def curve_points(summaries: list[dict]) -> list[dict]:
     """``{"series", "task", "fraction", "mean", "sd"}`` for every curve row and task."""
-    points = []
+    by_name = {s["name"]: s for s in summaries}
+    members: list[tuple[str, dict]] = []
     for s in summaries:
-        found = _CURVE_ROW.search(s["name"])
-        if not found:
-            continue
-        fraction = float(s["config"]["training"].get("label_fraction", 1.0))
+        found = _CURVE_ROW.match(s["name"])
+        if found:
+            members.append((found.group("base"), s))
+    for base in sorted({b for b, _ in members}):
+        if base in by_name:
+            members.append((base, by_name[base]))
+    points = []
+    for base, s in members:
+        # The share actually kept, not the one asked.
+        fraction = float(
+            s.get("labelled_share", s["config"]["training"].get("label_fraction", 1.0))
+        )
         for task, m in s["tasks"].items():
             points.append(
                 {
-                    "series": f"{s['dataset']} {found.group('series')}",
+                    "series": base,
                     "task": task,
                     "fraction": fraction,
                     "mean": m["accuracy"],
@@ -47,7 +59,7 @@ def write_label_curve(summaries: list[dict], out: Path, *, tracking_uri: str | N
 
     points = curve_points(summaries)
     if not points:
-        raise ValueError("no rows named .../labels-<percent>-<method> among the summaries")
+        raise ValueError("no rows named <base>-labels-<percent> among the summaries")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig = label_scarcity_curve(points, title="fine-tuning with fewer labelled recordings")

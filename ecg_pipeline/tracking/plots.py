@@ -372,7 +372,8 @@ def label_scarcity_curve(points: Sequence[Mapping], *, title: str = "") -> Figur
                 label=series,
             )
         ax.set_xscale("log")
-        ax.set_xticks([10, 25, 50, 100], labels=["10", "25", "50", "100"])
+        ticks = sorted({round(100 * p["fraction"]) for p in points})
+        ax.set_xticks(ticks, labels=[str(t) for t in ticks])
         ax.set_xlabel("training recordings with labels (%)")
         ax.set_ylabel(f"{task} window accuracy (%)")
         ax.grid(alpha=0.3)

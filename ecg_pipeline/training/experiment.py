@@ -112,13 +112,20 @@ def choices_of(per_seed: dict[int, list[FoldResult]]) -> dict:
     """What the folds were fine-tuned from and which recipes inner validation chose.
 
     ``{"chosen": {candidate: count over (seed, fold)}}`` when recipes were chosen on inner
-    folds; ``{"pretrained": {"objective", "sees_test"}}`` when fine-tuned from an encoder.
+    folds; ``{"pretrained": {"objective", "sees_test"}}`` when fine-tuned from an encoder;
+    ``{"labelled_share": mean share}`` when training kept only some recordings' labels.
     """
     folds = [f for fs in per_seed.values() for f in fs]
     out: dict = {}
     chosen = [f.selection["chosen"] for f in folds if f.selection]
     if chosen:
         out["chosen"] = {name: chosen.count(name) for name in sorted(set(chosen))}
+    offered = [f.sizes for f in folds if f.sizes.get("train_recordings_offered")]
+    if offered and any(z["train_recordings"] < z["train_recordings_offered"] for z in offered):
+        # Label scarcity: the share of training recordings that kept their labels, which can
+        # exceed the asked fraction (one recording per person is the floor).
+        shares = [z["train_recordings"] / z["train_recordings_offered"] for z in offered]
+        out["labelled_share"] = sum(shares) / len(shares)
     pretrained = [f.pretrained for f in folds if f.pretrained]
     if pretrained:
         out["pretrained"] = {

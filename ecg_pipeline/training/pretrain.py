@@ -223,6 +223,19 @@ def save_encoder(folder: Path, backbone, spec: dict) -> Path:
     return folder
 
 
+def encoder_digest(folder: str | os.PathLike) -> str:
+    """A hash of an encoder's weights file: two pre-trainings of one configuration need not give
+    the same weights (CPU kernels are not bit-reproducible), so runs record which weights they
+    started from, and ``--resume`` compares it."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(Path(folder) / ENCODER_WEIGHTS, "rb") as weights:
+        for block in iter(lambda: weights.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def encoder_folder(pretrained: str | os.PathLike, fold: str) -> Path:
     """The encoder a fold starts from: ``<run>/<fold>``, else ``<run>/all``, else ``<run>``."""
     root = Path(pretrained)
@@ -298,4 +311,5 @@ def load_encoder_into(
         "transductive": bool(spec.get("transductive")),
         "sees_test": sees_test,
         "best_epoch": spec.get("best_epoch"),
+        "weights_sha256": encoder_digest(folder),
     }

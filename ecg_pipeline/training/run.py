@@ -127,7 +127,7 @@ def _train_folds(config, data, splits, run_dir: Path, on_epoch) -> list[FoldResu
 
     from ecg_pipeline.training.checkpoint import save_checkpoint
     from ecg_pipeline.training.loop import fit
-    from ecg_pipeline.training.splits import fewer_training_recordings
+    from ecg_pipeline.training.splits import fewer_training_recordings, recording_count
 
     t = config.training
     fs_hz = float(data.meta["fs_hz"].iloc[0])
@@ -135,6 +135,7 @@ def _train_folds(config, data, splits, run_dir: Path, on_epoch) -> list[FoldResu
     folds = []
     for split in splits:
         split.check_disjoint()
+        all_training = split
         split = fewer_training_recordings(split, data.meta, t.label_fraction, t.seed)
         model = build_from_spec(spec, t.seed)
         pretrained = None
@@ -163,7 +164,14 @@ def _train_folds(config, data, splits, run_dir: Path, on_epoch) -> list[FoldResu
             name=split.name,
             best_epoch=result.best_epoch,
             history=result.history,
-            sizes={"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+            sizes={
+                "train": len(split.train),
+                "val": len(split.val),
+                "test": len(split.test),
+                # Label scarcity keeps whole recordings: how many of how many.
+                "train_recordings": recording_count(split.train, data.meta),
+                "train_recordings_offered": recording_count(all_training.train, data.meta),
+            },
             pretrained=pretrained,
         )
         fold_spec = dict(spec)
@@ -336,8 +344,9 @@ def stored_run_matches(
     """The evaluated run stored in ``run_dir`` if it is what training ``config`` now would give.
 
     Reused only when every fold is evaluated and the stored run had the same training
-    configuration (:data:`TRAINING_SECTIONS`), ``[ingest]`` hash, window cap, candidate recipes and the same windows in the
-    store (its data signature); otherwise ``(None, why not)``.
+    configuration (:data:`TRAINING_SECTIONS`), ``[ingest]`` hash, window cap, candidate
+    recipes, pre-trained encoder weights and the same windows in the store (its data
+    signature); otherwise ``(None, why not)``.
     """
     path = Path(run_dir) / RESULTS_FILE
     if not path.is_file():
@@ -356,10 +365,40 @@ def stored_run_matches(
     for ok, why in checks:
         if not ok:
             return None, why
+    if config.model.pretrained:
+        why = _encoder_differs(run, config.model.pretrained)
+        if why:
+            return None, why
     data, _ = _load(config, store_root, max_windows_per_recording)
     if run.data_signature != _data_signature(data):
         return None, "the store's windows changed since"
     return run, "same configuration, data and candidates"
+
+
+def _encoder_differs(run: RunResult, pretrained: str | Path) -> str | None:
+    """Why the stored run's folds did not start from the encoders now at ``pretrained``, if so.
+
+    Compares the weights' hash; runs stored before hashes were recorded are compared by the
+    encoder's best pre-training epoch (a re-run pre-training that stopped elsewhere differs).
+    """
+    import json
+
+    from ecg_pipeline.training.pretrain import ENCODER_SPEC, encoder_digest, encoder_folder
+
+    for fold in run.folds:
+        stored = fold.pretrained or {}
+        try:
+            folder = encoder_folder(pretrained, fold.name)
+        except FileNotFoundError:
+            return f"its pre-trained encoder for {fold.name} is not here to compare"
+        if "weights_sha256" in stored:
+            if stored["weights_sha256"] != encoder_digest(folder):
+                return f"the encoder at {folder} has other weights than the one it started from"
+        else:
+            spec = json.loads((folder / ENCODER_SPEC).read_text(encoding="utf-8"))
+            if stored.get("best_epoch") != spec.get("best_epoch"):
+                return f"the encoder at {folder} is another pre-training than it started from"
+    return None
 
 
 def evaluate_run(

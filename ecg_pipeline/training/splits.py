@@ -55,6 +55,7 @@ __all__ = [
     "leak_report",
     "add_holdout_columns",
     "fewer_training_recordings",
+    "recording_count",
 ]
 
 SplitKind = Literal["window", "time_block", "group"]
@@ -580,18 +581,70 @@ def fewer_training_recordings(
 ) -> Split:
     """``split`` with its training side cut to a share of its recordings (label scarcity).
 
-    Whole recordings are kept or dropped (never some windows of one), ``round(fraction * n)``
-    of each subject's training recordings and at least one, chosen with ``seed``; validation and
-    test are unchanged, so figures at every fraction score the same windows.
+    Whole recordings are kept or dropped (never some windows of one): ``round(fraction * n)``
+    of the ``n`` training recordings, but at least one per subject, since identity cannot be
+    learnt for a person with no labelled recording (so the share kept can exceed ``fraction``:
+    with 5 training recordings per person, 10 % keeps one each, 20 %). The kept recordings are spread evenly over subjects (their
+    counts differ by at most one) and, within that, over conditions, so no activity vanishes
+    from training while another keeps all its recordings; ties are broken with ``seed``.
+    Validation and test are unchanged, so figures at every fraction score the same windows.
     """
     if fraction >= 1.0:
         return split
     train_meta = meta.iloc[split.train]
+    recordings = train_meta.drop_duplicates(_RECORDING)
     rng = np.random.default_rng(seed)
-    keep: set = set()
-    for _, rec in train_meta.drop_duplicates(_RECORDING).groupby("subject", sort=True):
-        ids = sorted(rec[_RECORDING].astype(str))
-        n = max(1, _round_half_up(fraction * len(ids)))
-        keep.update(rng.choice(ids, n, replace=False).tolist())
+    by_subject = {str(subject): rec for subject, rec in recordings.groupby("subject", sort=True)}
+    quota = _even_quota(
+        {s: len(rec) for s, rec in by_subject.items()},
+        max(len(by_subject), _round_half_up(fraction * len(recordings))),
+        rng,
+    )
+    condition_count: dict[str, int] = {}
+    keep: set[str] = set()
+    # Subjects in a seeded order, each taking the recordings of the conditions kept least so
+    # far across subjects: a balanced subject x condition design whatever the fraction.
+    for subject in rng.permutation(sorted(by_subject)).tolist():
+        rec = by_subject[subject]
+        ids = rec[_RECORDING].astype(str).to_numpy()
+        conditions = (
+            rec[_CONDITION].astype(str).to_numpy()
+            if _CONDITION in rec.columns
+            else np.full(len(ids), "")
+        )
+        tiebreak = rng.permutation(len(ids))
+        taken_here: dict[str, int] = {}
+        remaining = list(range(len(ids)))
+        for _ in range(quota[subject]):
+            best = min(
+                remaining,
+                key=lambda i: (
+                    taken_here.get(conditions[i], 0),
+                    condition_count.get(conditions[i], 0),
+                    tiebreak[i],
+                ),
+            )
+            remaining.remove(best)
+            keep.add(ids[best])
+            taken_here[conditions[best]] = taken_here.get(conditions[best], 0) + 1
+            condition_count[conditions[best]] = condition_count.get(conditions[best], 0) + 1
     kept = train_meta[_RECORDING].astype(str).isin(keep).to_numpy()
     return Split(split.name, split.train[kept], split.val, split.test)
+
+
+def recording_count(positions: np.ndarray, meta: pd.DataFrame) -> int:
+    """How many recordings the windows at ``positions`` of ``meta`` come from."""
+    return int(meta.iloc[positions][_RECORDING].nunique())
+
+
+def _even_quota(available: dict[str, int], total: int, rng: np.random.Generator) -> dict[str, int]:
+    """``total`` spread over the keys as evenly as ``available`` allows (seeded remainders)."""
+    quota = dict.fromkeys(available, 0)
+    left = min(total, sum(available.values()))
+    order = rng.permutation(sorted(available)).tolist()
+    while left:
+        for key in order:
+            if left and quota[key] < available[key]:
+                quota[key] += 1
+                left -= 1
+    return quota

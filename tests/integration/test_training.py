@@ -153,6 +153,19 @@ def test_seeds_are_summarised_with_mean_and_spread(small_store, tmp_path):
     assert (tmp_path / "two-seeds" / "seed0" / "time_block" / "model.pt").is_file()
 
 
+def test_label_scarcity_records_the_share_of_recordings_it_kept(small_store, tmp_path):
+    """The summary says how many training recordings kept labels, for the curve's x axis."""
+    from ecg_pipeline.training.experiment import run_seeds
+
+    config = small_store.with_overrides({"training.epochs": 1, "training.label_fraction": 0.1})
+    runs, summary = run_seeds(config, [0], name="scarce", out_dir=tmp_path)
+    (fold,) = runs[0][1].folds
+    # 4 people x 3 conditions offered; 10 % asked, one recording per person kept.
+    assert fold.sizes["train_recordings_offered"] == 12 and fold.sizes["train_recordings"] == 4
+    saved = json.loads((tmp_path / "scarce" / "summary.json").read_text())
+    assert saved["labelled_share"] == pytest.approx(4 / 12)
+
+
 def test_resume_reuses_seeds_trained_as_separate_commands_and_nothing_else(
     small_store, tmp_path, monkeypatch
 ):

@@ -179,6 +179,42 @@ def test_pretraining_never_reads_the_test_side_by_default(demo_store, objective)
     assert run.fold_dir(fold.name).joinpath("model.pt").is_file()
 
 
+def test_resume_retrains_a_seed_whose_encoder_was_pretrained_again(demo_store, tmp_path):
+    """Pre-training is not bit-reproducible on every CPU: a seed is reused only with the same
+    encoder weights, not merely the same encoder folder."""
+    from ecg_pipeline.training.experiment import run_seeds
+    from ecg_pipeline.training.pretrain import pretrain_run
+
+    _, config = demo_store
+    config = config.with_overrides({"pretrain.objective": "contrastive"})
+    result = pretrain_run(config, run_name="resumable")
+    tuned = config.with_overrides({"model.pretrained": str(result.out_dir)})
+    runs, _ = run_seeds(tuned, [0], name="from-encoder", out_dir=tmp_path)
+    assert len(runs[0][1].folds[0].pretrained["weights_sha256"]) == 16
+    told = []
+    run_seeds(
+        tuned,
+        [0],
+        name="from-encoder",
+        out_dir=tmp_path,
+        resume=True,
+        on_reuse=lambda seed, why: told.append(why),
+    )
+    assert told[-1].startswith("reused")
+    state_file = result.out_dir / "time_block" / "encoder.pt"
+    state = torch.load(state_file, weights_only=True)
+    torch.save({k: v + 1e-3 if v.is_floating_point() else v for k, v in state.items()}, state_file)
+    run_seeds(
+        tuned,
+        [0],
+        name="from-encoder",
+        out_dir=tmp_path,
+        resume=True,
+        on_reuse=lambda seed, why: told.append(why),
+    )
+    assert "other weights" in told[-1]
+
+
 def test_a_transductive_encoder_is_marked_and_a_leaky_one_refused(demo_store):
     from ecg_pipeline.training.pretrain import EncoderMismatchError, pretrain_run
     from ecg_pipeline.training.run import train_and_evaluate

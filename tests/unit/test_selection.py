@@ -159,8 +159,32 @@ def test_label_scarcity_drops_whole_training_recordings(fraction):
         )
         per_subject = kept.drop_duplicates("recording_id").groupby("subject").size()
         n_full = full.drop_duplicates("recording_id").groupby("subject").size()
+        # Every person keeps a recording; the rest is spread evenly over people.
         assert (per_subject >= 1).all() and set(per_subject.index) == set(n_full.index)
-        assert (per_subject <= np.maximum(1, np.floor(fraction * n_full + 0.5))).all()
+        assert per_subject.max() - per_subject.min() <= 1
+        wanted = max(len(n_full), int(np.floor(fraction * n_full.sum() + 0.5)))
+        assert per_subject.sum() == min(wanted, n_full.sum())
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.25, 0.5])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_label_scarcity_keeps_every_activity_and_person(fraction, seed):
+    """dp-motion's shape: a training side of one recording per person x activity.
+
+    10 % asked keeps one recording per person (20 %), and fractions that differ keep different
+    numbers; each activity keeps its share, so none vanishes from training.
+    """
+    from ecg_pipeline.training.splits import Split, fewer_training_recordings, recording_count
+
+    conditions = ("rest", "arms", "walk", "run", "squats")
+    meta = _meta(n_subjects=10, sessions=("01",), conditions=conditions, n_windows=4)
+    everything = Split("all", np.arange(len(meta)), np.array([], int), np.array([], int))
+    fewer = fewer_training_recordings(everything, meta, fraction, seed=seed)
+    kept = meta.iloc[fewer.train].drop_duplicates("recording_id")
+    assert recording_count(fewer.train, meta) == {0.1: 10, 0.25: 13, 0.5: 25}[fraction]
+    assert kept["subject"].nunique() == 10
+    per_activity = kept.groupby("condition").size().reindex(conditions, fill_value=0)
+    assert per_activity.min() >= 1 and per_activity.max() - per_activity.min() <= 1
 
 
 def test_the_label_curve_is_drawn_from_curve_rows(tmp_path):
@@ -175,16 +199,17 @@ def test_the_label_curve_is_drawn_from_curve_rows(tmp_path):
         }
 
     summaries = [
-        row("ecg-id/labels-10-scratch", 0.1, 0.3),
-        row("ecg-id/labels-100-scratch", 1.0, 0.6),
-        row("ecg-id/labels-10-masked", 0.1, 0.4),
+        row("ecg-id/scratch-labels-10", 0.1, 0.3),
+        row("ecg-id/scratch", 1.0, 0.6),  # the 100 % point of its curve
+        {**row("ecg-id/masked-labels-10", 0.1, 0.4), "labelled_share": 0.2},
         row("ecg-id/last-record-paper", 1.0, 0.9),  # not a curve row
     ]
     points = curve_points(summaries)
+    # The share kept is drawn where it differs from the one asked.
     assert {(p["series"], p["fraction"]) for p in points} == {
-        ("ecg-id scratch", 0.1),
-        ("ecg-id scratch", 1.0),
-        ("ecg-id masked", 0.1),
+        ("ecg-id/scratch", 0.1),
+        ("ecg-id/scratch", 1.0),
+        ("ecg-id/masked", 0.2),
     }
     out = write_label_curve(summaries, tmp_path / "curve.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
