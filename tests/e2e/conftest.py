@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_support import RUN_TIMEOUT_S, call, flow_runs, mlflow_runs_of
+from e2e_support import RUN_TIMEOUT_S, call, flow_runs, mlflow_runs_of, write_study
 
 from ecg_pipeline.cohort.demo import write_demo_cohort
 from ecg_pipeline.config import ServerSettings
@@ -35,22 +35,10 @@ def stack(tmp_path_factory):
         mlflow_dir=root / "mlflow",
     )
     prefect, mlflow = start_both(settings)
-    config = root / "study.toml"
-    config.write_text(f"""
-[dataset]
-name = "demo"
-[discovery]
-settle_s = 1.0
-[store]
-root = "{root / "store"}"
-[demo]
-n_subjects = 3
-duration_s = 20.0
-inbox = "{root / "inbox"}"
-[training]
-epochs = 1
-cpu_threads = 1
-out_dir = "{root / "runs"}"
+    config = write_study(
+        root,
+        settings,
+        f"""
 [pretrain]
 epochs = 2
 out_dir = "{root / "pretrained"}"
@@ -58,12 +46,8 @@ out_dir = "{root / "pretrained"}"
 out_dir = "{root / "predictions"}"
 [watch]
 debounce_s = 1.0
-[servers]
-prefect_port = {settings.prefect_port}
-mlflow_port = {settings.mlflow_port}
-state_dir = "{settings.state_dir}"
-mlflow_dir = "{settings.mlflow_dir}"
-""")
+""",
+    )
     env = dict(
         os.environ,
         PREFECT_API_URL=prefect.url,

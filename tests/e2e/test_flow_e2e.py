@@ -16,7 +16,16 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_support import RUN_TIMEOUT_S, TERMINAL, call, flow_runs, logs_of, mlflow_runs_of, wait_for
+from e2e_support import (
+    RUN_TIMEOUT_S,
+    TERMINAL,
+    call,
+    flow_runs,
+    logs_of,
+    mlflow_runs_of,
+    run_ended,
+    wait_for,
+)
 
 from ecg_pipeline.cohort.demo import write_demo_recording
 from ecg_pipeline.config import load_config
@@ -126,12 +135,7 @@ def test_a_run_over_stored_bytes_skips_training(stack, trained_run):
     api, dep = stack["api"], stack["deployment_id"]
     before = {r["id"] for r in flow_runs(api, dep)}
     made = call(f"{api}/deployments/{dep}/create_flow_run", {"parameters": {}})
-    run = wait_for(
-        lambda: (r := call(f"{api}/flow_runs/{made['id']}"))["state_type"] in TERMINAL and r,
-        RUN_TIMEOUT_S,
-        "the run over unchanged files",
-        2.0,
-    )
+    run = run_ended(api, made["id"], "the run over unchanged files")
     assert run["state_type"] == "COMPLETED"
     assert {r["id"] for r in flow_runs(api, dep)} - before == {made["id"]}
     logs = wait_for(lambda: "ingest-train:" in (t := logs_of(api, made["id"])) and t, 30, "logs")
@@ -145,12 +149,7 @@ def test_force_trains_again_over_stored_bytes(stack, trained_run):
     """After a failed training the bytes are stored: force=true is how a lab trains again."""
     api, dep = stack["api"], stack["deployment_id"]
     made = call(f"{api}/deployments/{dep}/create_flow_run", {"parameters": {"force": True}})
-    run = wait_for(
-        lambda: (r := call(f"{api}/flow_runs/{made['id']}"))["state_type"] in TERMINAL and r,
-        RUN_TIMEOUT_S,
-        "the forced run",
-        2.0,
-    )
+    run = run_ended(api, made["id"], "the forced run")
     assert run["state_type"] == "COMPLETED", stack["serve_log"].read_text()[-4000:]
     assert len(mlflow_runs_of(stack["mlflow"], made["id"])) == 1
 
@@ -284,12 +283,7 @@ def test_ecg_sl_pretrains_fine_tunes_registers_and_predicts(stack, trained_run):
     api, dep, mlflow = stack["api"], stack["deployment_id"], stack["mlflow"]
     params = {"model": "ecg_sl", "pretrained": "pretrain", "epochs": 1, "force": True}
     made = call(f"{api}/deployments/{dep}/create_flow_run", {"parameters": params})
-    run = wait_for(
-        lambda: (r := call(f"{api}/flow_runs/{made['id']}"))["state_type"] in TERMINAL and r,
-        RUN_TIMEOUT_S,
-        "the ECG-SL run",
-        2.0,
-    )
+    run = run_ended(api, made["id"], "the ECG-SL run")
     assert run["state_type"] == "COMPLETED", stack["serve_log"].read_text()[-4000:]
     (logged,) = mlflow_runs_of(mlflow, made["id"])
     tags = {t["key"]: t["value"] for t in logged["data"]["tags"]}

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_support import RUN_TIMEOUT_S, call, flow_runs, mlflow_runs_of
+from e2e_support import RUN_TIMEOUT_S, call, flow_runs, mlflow_runs_of, write_study
 
 from ecg_pipeline.cohort.demo import write_demo_cohort
 from ecg_pipeline.config import ServerSettings
@@ -121,30 +121,7 @@ def test_the_dag_runs_with_both_servers_on_postgresql(postgres, tmp_path):
         prefect_database_url=f"postgresql+asyncpg://ecg@127.0.0.1:{port}/prefect",
         mlflow_backend_uri=f"postgresql+psycopg2://ecg@127.0.0.1:{port}/mlflow",
     )
-    config = tmp_path / "study.toml"
-    config.write_text(f"""
-[dataset]
-name = "demo"
-[discovery]
-settle_s = 1.0
-[store]
-root = "{tmp_path / "store"}"
-[demo]
-n_subjects = 3
-duration_s = 20.0
-inbox = "{tmp_path / "inbox"}"
-[training]
-epochs = 1
-cpu_threads = 1
-out_dir = "{tmp_path / "runs"}"
-[servers]
-prefect_port = {settings.prefect_port}
-mlflow_port = {settings.mlflow_port}
-state_dir = "{settings.state_dir}"
-mlflow_dir = "{settings.mlflow_dir}"
-prefect_database_url = "{settings.prefect_database_url}"
-mlflow_backend_uri = "{settings.mlflow_backend_uri}"
-""")
+    config = write_study(tmp_path, settings)
     prefect, mlflow = start_both(settings)
     try:
         start_deployment_server(config, settings)

@@ -16,7 +16,16 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_support import RUN_TIMEOUT_S, TERMINAL, call, flow_runs, logs_of, mlflow_runs_of, wait_for
+from e2e_support import (
+    RUN_TIMEOUT_S,
+    TERMINAL,
+    call,
+    flow_runs,
+    logs_of,
+    mlflow_runs_of,
+    run_ended,
+    wait_for,
+)
 
 from ecg_pipeline.cohort.demo import write_demo_recording
 from ecg_pipeline.config import load_config
@@ -57,12 +66,7 @@ def _kill(flow_run_id: str) -> None:
 
 
 def _ended(api: str, flow_run_id: str) -> dict:
-    return wait_for(
-        lambda: (r := call(f"{api}/flow_runs/{flow_run_id}"))["state_type"] in TERMINAL and r,
-        120,
-        "the killed run's end",
-        1.0,
-    )
+    return run_ended(api, flow_run_id, "the killed run's end", 120, 1.0)
 
 
 def test_a_run_killed_while_training_or_logging_is_marked_and_the_next_succeeds(stack, trained_run):
@@ -106,12 +110,7 @@ def test_a_run_killed_while_training_or_logging_is_marked_and_the_next_succeeds(
 
     # 3. The next run succeeds and logs one finished run.
     made = call(f"{api}/deployments/{dep}/create_flow_run", {"parameters": {"force": True}})
-    run = wait_for(
-        lambda: (r := call(f"{api}/flow_runs/{made['id']}"))["state_type"] in TERMINAL and r,
-        RUN_TIMEOUT_S,
-        "the next run",
-        2.0,
-    )
+    run = run_ended(api, made["id"], "the next run")
     assert run["state_type"] == "COMPLETED", stack["serve_log"].read_text()[-4000:]
     assert [r["info"]["status"] for r in mlflow_runs_of(mlflow, made["id"])] == ["FINISHED"]
 
@@ -127,15 +126,7 @@ def test_two_runs_requested_at_once_run_one_after_the_other_without_locking_erro
         call(f"{api}/deployments/{dep}/create_flow_run", {"parameters": {"force": True}})
         for _ in range(2)
     ]
-    runs = [
-        wait_for(
-            lambda m=m: (r := call(f"{api}/flow_runs/{m['id']}"))["state_type"] in TERMINAL and r,
-            2 * RUN_TIMEOUT_S,
-            "both runs",
-            2.0,
-        )
-        for m in made
-    ]
+    runs = [run_ended(api, m["id"], "both runs", 2 * RUN_TIMEOUT_S, 2.0) for m in made]
     assert [r["state_type"] for r in runs] == ["COMPLETED", "COMPLETED"]
     first, second = sorted(runs, key=lambda r: r["start_time"])
     assert second["start_time"] >= first["end_time"]  # serialised, not side by side

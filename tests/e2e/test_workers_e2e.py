@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e_support import RUN_TIMEOUT_S, TERMINAL, call, wait_for
+from e2e_support import RUN_TIMEOUT_S, call, run_ended
 
 pytestmark = pytest.mark.e2e
 
@@ -73,17 +73,7 @@ def test_two_workers_take_the_runs_of_one_pool(stack, trained_run, tmp_path):
             call(f"{api}/deployments/{dep['id']}/create_flow_run", {"parameters": {"train": False}})
             for _ in range(4)
         ]
-        runs = [
-            wait_for(
-                lambda m=m: (
-                    (r := call(f"{api}/flow_runs/{m['id']}"))["state_type"] in TERMINAL and r
-                ),
-                2 * RUN_TIMEOUT_S,
-                "the pool's runs",
-                1.0,
-            )
-            for m in made
-        ]
+        runs = [run_ended(api, m["id"], "the pool's runs", 2 * RUN_TIMEOUT_S, 1.0) for m in made]
         assert [r["state_type"] for r in runs] == ["COMPLETED"] * 4, [r["state"] for r in runs]
         texts = [log.read_text() for log in logs]
         took = [[m["id"] for m in made if _ran(text, m["id"])] for text in texts]
