@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r['store_bytes'] / 2**20:.1f} MiB, {r['counts']}",
                     flush=True,
                 )
+                if args.json:  # after every run: a long sweep stopped midway keeps what it measured
+                    args.json.parent.mkdir(parents=True, exist_ok=True)
+                    args.json.write_text(json.dumps(results, indent=1))
     print("\nslopes against the number of recordings:")
     for w in args.workers:
         mine = [r for r in results if r["workers"] == w]
@@ -140,9 +143,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {w} worker(s): {1000 * t:.0f} ms per recording, "
                 f"flow peak memory {1024 * m:.1f} KiB per recording"
             )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1))
     return 0
 
 

@@ -412,11 +412,9 @@ def _servers(args) -> int:
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
         return 0
     try:
-        handles = servers.start_embedded(settings)
-        if args.serve or args.watch:
-            handles.append(servers.start_deployment_server(args.config, settings))
-        if args.watch:
-            handles.append(servers.start_watcher(args.config, settings))
+        handles = servers.start_stack(
+            args.config, settings, serve=args.serve or args.watch, watch=args.watch
+        )
         for handle in handles:
             state = "started" if handle.started else "already running"
             print(

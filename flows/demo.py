@@ -30,21 +30,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from ecg_pipeline.cohort.demo import write_study_cohort
     from ecg_pipeline.config import load_config
-    from ecg_pipeline.stack.servers import (
-        ServerError,
-        start_deployment_server,
-        start_embedded,
-        use_prefect_api,
-    )
+    from ecg_pipeline.stack.servers import ServerError, start_stack, use_prefect_api
 
     config = load_config(args.config)
     try:
-        handles = start_embedded(config.servers)
-        serving = start_deployment_server(args.config, config.servers)
+        handles = start_stack(args.config, config.servers, serve=True)
     except ServerError as exc:
         print(f"error: {exc}")
         return 2
-    for handle in (*handles, serving):
+    serving = handles[-1]
+    for handle in handles:
         state = "started" if handle.started else "already running"
         print(f"{handle.name} {state}: {handle.ui_url} (log {handle.log_path})", flush=True)
     use_prefect_api(config.servers)  # before prefect is imported: it reads settings once

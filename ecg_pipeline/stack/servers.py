@@ -39,11 +39,13 @@ __all__ = [
     "ServerError",
     "ServerHandle",
     "answers_ok",
+    "check_ports_before_starting",
     "free_port",
     "start_both",
     "start_deployment_server",
     "start_embedded",
     "start_mlflow",
+    "start_stack",
     "start_prefect",
     "start_watcher",
     "stop",
@@ -87,6 +89,7 @@ def start_both(
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    check_ports_before_starting(settings, ("prefect", "mlflow"))
     with ThreadPoolExecutor(2) as pool:
         starts = [
             pool.submit(start_prefect, settings, timeout_s=timeout_s),
@@ -107,7 +110,8 @@ def start_embedded(settings: ServerSettings) -> list[ServerHandle]:
     """Start (or reuse) the embedded servers the configuration does not replace.
 
     A configured ``prefect_api_url`` or ``tracking_uri`` names a lab's own server: nothing is
-    started for it, and it must answer its health check.
+    started for it, and it must answer its health check. Every port is checked before anything
+    starts, and when a later start fails, what this call started is stopped again.
 
     Raises
     ------
@@ -115,16 +119,95 @@ def start_embedded(settings: ServerSettings) -> list[ServerHandle]:
         As :func:`start_prefect` and :func:`start_mlflow`, or a configured server that does not
         answer.
     """
-    handles = []
-    for external, health, start in (
-        (settings.prefect_api_url, f"{settings.prefect_api.rstrip('/')}/health", start_prefect),
-        (settings.tracking_uri, f"{settings.mlflow_uri.rstrip('/')}/health", start_mlflow),
+    wanted = []
+    for name, external, health, start in (
+        (
+            "prefect",
+            settings.prefect_api_url,
+            f"{settings.prefect_api.rstrip('/')}/health",
+            start_prefect,
+        ),
+        (
+            "mlflow",
+            settings.tracking_uri,
+            f"{settings.mlflow_uri.rstrip('/')}/health",
+            start_mlflow,
+        ),
     ):
         if external is None:
-            handles.append(start(settings))
+            wanted.append((name, start))
         elif external.startswith(("http://", "https://")) and not answers(health):
             raise ServerError(f"the configured server {external} does not answer at {health}")
+    # Every port first: a taken second port must not leave the first server running.
+    check_ports_before_starting(settings, tuple(name for name, _ in wanted))
+    handles: list[ServerHandle] = []
+    try:
+        for _, start in wanted:
+            handles.append(start(settings))
+    except BaseException:
+        for handle in handles:  # only what this call started: a reused server stays up
+            if handle.started:
+                stop(handle)
+        raise
     return handles
+
+
+def start_stack(
+    config_path: str | os.PathLike,
+    settings: ServerSettings,
+    *,
+    serve: bool = True,
+    watch: bool = False,
+) -> list[ServerHandle]:
+    """The embedded servers, then the deployment server and the watcher when asked; all or none.
+
+    When a later step fails (the deployment server does not come up), what this call started
+    is stopped again, newest first, so no half-started stack is left behind; servers that were
+    already running stay.
+
+    Raises
+    ------
+    ServerError
+        As :func:`start_embedded`, :func:`start_deployment_server` and :func:`start_watcher`.
+    """
+    handles = start_embedded(settings)
+    try:
+        if serve or watch:
+            handles.append(start_deployment_server(config_path, settings))
+        if watch:
+            handles.append(start_watcher(config_path, settings))
+    except BaseException:
+        for handle in reversed(handles):
+            if handle.started:
+                stop(handle)
+        raise
+    return handles
+
+
+def check_ports_before_starting(settings: ServerSettings, names: tuple[str, ...]) -> None:
+    """Refuse, before anything starts, when a server in ``names`` would need a port that is taken.
+
+    A port held by the project's own live server of that name (its pid file names the port) is
+    not taken: that server is reused.
+
+    Raises
+    ------
+    ServerError
+        A port is in use by something else (the message names it and the setting to change).
+    """
+    from ecg_pipeline.stack.processes import is_ours
+
+    state = Path(settings.state_dir).resolve()
+    for name, port, label, key in (
+        ("prefect", settings.prefect_port, "Prefect", "prefect_port"),
+        ("mlflow", settings.mlflow_port, "MLflow", "mlflow_port"),
+    ):
+        if name not in names:
+            continue
+        record = read_pid_file(state / f"{name}.pid")
+        if record and is_ours(name, record.get("pid"), record.get("command")):
+            continue  # ours: reused, or refused by its start with the port it runs on
+        _check_port_free(settings.host, port, label, key)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

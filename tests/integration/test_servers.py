@@ -148,6 +148,63 @@ def test_taken_port_gives_a_clear_error(tmp_path):
     assert not (tmp_path / "state" / "prefect.pid").exists()
 
 
+def test_a_taken_second_port_starts_nothing(tmp_path):
+    """One port free, the other taken: refused before Prefect starts, not after."""
+    from ecg_pipeline.stack.servers import start_embedded
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        settings = ServerSettings(
+            prefect_port=free_port(),
+            mlflow_port=holder.getsockname()[1],
+            state_dir=tmp_path / "state",
+            mlflow_dir=tmp_path / "mlflow",
+        )
+        with pytest.raises(ServerError, match=r"MLflow.*\[servers\] mlflow_port"):
+            start_embedded(settings)
+        with pytest.raises(ServerError, match=r"MLflow.*\[servers\] mlflow_port"):
+            start_both(settings)
+    assert not (tmp_path / "state" / "prefect.pid").exists()
+    with socket.socket() as probe:  # nothing listens on Prefect's port
+        assert probe.connect_ex(("127.0.0.1", settings.prefect_port)) != 0
+
+
+def test_a_failed_later_step_stops_the_servers_started_before_it(tmp_path, monkeypatch):
+    from ecg_pipeline.stack import servers
+    from ecg_pipeline.stack.launch import ServerHandle
+
+    started = ServerHandle("prefect", 1, "127.0.0.1", 1, "u", "u", tmp_path / "log", True)
+    stopped = []
+    monkeypatch.setattr(servers, "start_prefect", lambda settings: started)
+
+    def mlflow_fails(settings):
+        raise ServerError("the MLflow server never became healthy")
+
+    monkeypatch.setattr(servers, "start_mlflow", mlflow_fails)
+    monkeypatch.setattr(servers, "stop", stopped.append)
+    settings = ServerSettings(
+        prefect_port=free_port(), mlflow_port=free_port(), state_dir=tmp_path / "state"
+    )
+    with pytest.raises(ServerError, match="never became healthy"):
+        servers.start_embedded(settings)
+    assert stopped == [started]
+
+    # The same when the deployment server, a later step of the stack, fails: the servers this
+    # call started are stopped, newest first; one that was already running stays.
+    stopped.clear()
+    reused = ServerHandle("mlflow", 2, "127.0.0.1", 2, "u", "u", tmp_path / "log", False)
+    monkeypatch.setattr(servers, "start_mlflow", lambda settings: reused)
+
+    def serve_fails(config_path, settings):
+        raise ServerError("the deployment server exited")
+
+    monkeypatch.setattr(servers, "start_deployment_server", serve_fails)
+    with pytest.raises(ServerError, match="deployment server exited"):
+        servers.start_stack(tmp_path / "study.toml", settings, serve=True)
+    assert stopped == [started]
+
+
 def test_server_that_never_gets_healthy_is_stopped(tmp_path):
     settings = ServerSettings(prefect_port=free_port(), state_dir=tmp_path)
     with pytest.raises(ServerError, match="not ready within 0.5 s.*prefect.log") as info:
