@@ -71,7 +71,8 @@ def run_once(root: Path, inbox: Path, n: int, workers: int) -> dict:
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_LOGGING_LEVEL="WARNING",
     )
-    env.pop("PREFECT_API_URL", None)  # a temporary API of its own
+    # A temporary API of its own: empty wins over a prefect.toml of a running stack.
+    env["PREFECT_API_URL"] = ""
     done = subprocess.run(
         [sys.executable, str(script), str(config)],
         cwd=REPO,

@@ -426,8 +426,8 @@ def _servers(args) -> int:
     if args.serve or args.watch:
         name = f"ingest-train/{config.flow.deployment}"
         print(
-            f"\nfrom any shell: export PREFECT_API_URL={settings.prefect_api}\n"
-            f"                .venv/bin/prefect deployment run {name} -p epochs=5"
+            f"\nin this repository: .venv/bin/prefect deployment run {name} -p epochs=5\n"
+            f"elsewhere, first:   export PREFECT_API_URL={settings.prefect_api}"
         )
     return 0
 

@@ -12,6 +12,10 @@ from ecg_pipeline.config import StudyConfig
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ECG_SHARED_DIR", REPO.parent / "shared"))
 
+# While the embedded stack runs, the repository's prefect.toml sends Prefect commands to it; the
+# tests' flows use a temporary server of their own (or the one a test starts) instead.
+os.environ.setdefault("PREFECT_API_URL", "")
+
 
 @pytest.fixture(scope="session")
 def acq_dir() -> Path:

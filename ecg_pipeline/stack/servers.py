@@ -161,7 +161,9 @@ def start_stack(
 ) -> list[ServerHandle]:
     """The embedded servers, then the deployment server and the watcher when asked; all or none.
 
-    When a later step fails (the deployment server does not come up), what this call started
+    Once up, the embedded Prefect server's address goes into the repository's ``prefect.toml``
+    (:mod:`.prefect_toml`), so Prefect commands typed in the repository need no export. When a
+    later step fails (the deployment server does not come up), what this call started
     is stopped again, newest first, so no half-started stack is left behind; servers that were
     already running stay.
 
@@ -170,6 +172,8 @@ def start_stack(
     ServerError
         As :func:`start_embedded`, :func:`start_deployment_server` and :func:`start_watcher`.
     """
+    from ecg_pipeline.stack.prefect_toml import write_prefect_toml
+
     handles = start_embedded(settings)
     try:
         if serve or watch:
@@ -181,6 +185,12 @@ def start_stack(
             if handle.started:
                 stop(handle)
         raise
+    if settings.prefect_api_url is None:  # the embedded server: its address for new shells
+        warning = write_prefect_toml(settings.prefect_api)
+        if warning:
+            import warnings
+
+            warnings.warn(warning, stacklevel=2)
     return handles
 
 
@@ -380,8 +390,15 @@ def stop_servers(state_dir: str | os.PathLike, timeout_s: float = STOP_TIMEOUT_S
     list of str
         The names of the processes that were running and were stopped, in stopping order.
     """
+    from ecg_pipeline.stack.prefect_toml import remove_prefect_toml
+
     paths = [(name, Path(state_dir) / f"{name}.pid") for name in SERVER_NAMES]
-    return [name for name, path in paths if path.exists() and stop_recorded(name, path, timeout_s)]
+    stopped = [
+        name for name, path in paths if path.exists() and stop_recorded(name, path, timeout_s)
+    ]
+    if "prefect" in stopped:
+        remove_prefect_toml()  # it would send Prefect commands to a server that is gone
+    return stopped
 
 
 def _start_server(

@@ -306,3 +306,28 @@ def test_ecg_sl_pretrains_fine_tunes_registers_and_predicts(stack, trained_run):
     table, errors = predict_recordings([path], config, champion)
     assert not errors and table["n_windows"].tolist() == [4]
     assert table["identity_best"].iloc[0] in {"S01", "S02", "S03"}
+
+
+def test_prefect_commands_typed_in_the_repository_need_no_export(stack, tmp_path):
+    """A new shell (nothing exported) in a folder holding the prefect.toml the stack writes
+    reaches the served deployment; removing the file leaves that shell without a server."""
+    from ecg_pipeline.stack.prefect_toml import remove_prefect_toml, write_prefect_toml
+
+    assert write_prefect_toml(stack["api"], tmp_path) is None
+    clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    done = subprocess.run(
+        [prefect, "deployment", "inspect", "ingest-train/default"],
+        cwd=tmp_path,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert stack["deployment_id"] in done.stdout
+    assert remove_prefect_toml(tmp_path) and not (tmp_path / "prefect.toml").exists()
+    shown = subprocess.run(
+        [prefect, "config", "view"], cwd=tmp_path, env=clean, capture_output=True, text=True
+    )
+    assert stack["api"] not in shown.stdout
