@@ -267,12 +267,40 @@ def _ingest(folder, config_path, manifest, out, progress, *, settled: bool = Fal
     if settled:
         # Files we wrote ourselves arrived by atomic rename: complete, nothing to wait for.
         config = config.with_overrides({"discovery.settle_s": 0.0})
+    else:
+        from ecg_pipeline.cohort.labels import wait_until_settled
+
+        def say(n_files: int, bound_s: float) -> None:
+            print(
+                f"waiting for {n_files} file(s) modified in the last "
+                f"{config.discovery.settle_s:g} s to settle (still being copied?), at most "
+                f"{bound_s:g} s ([discovery] command_wait_s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+        wait_until_settled(folder, config, max_wait_s=config.discovery.command_wait_s, on_wait=say)
     summary = ingest_folder(
         folder, config, manifest=manifest, store_root=out, progress=progress and sys.stderr.isatty()
     )
     print(render_summary(summary))
-    # Exit 1 only when every file was refused; deferred files are not failures.
-    return 1 if summary.results and summary.count("rejected") == len(summary.results) else 0
+    return ingest_exit_status(summary)
+
+
+# What a script learns from `ecg-pipeline ingest` (2 is a bad configuration or folder).
+EXIT_ALL_REFUSED = 1
+EXIT_SOME_REFUSED = 3
+EXIT_SOME_DEFERRED = 4
+
+
+def ingest_exit_status(summary) -> int:
+    """0 when nothing was refused or deferred; else which (refusals outrank deferrals)."""
+    refused, deferred = summary.count("rejected"), summary.count("deferred")
+    if summary.results and refused == len(summary.results):
+        return EXIT_ALL_REFUSED
+    if refused:
+        return EXIT_SOME_REFUSED
+    return EXIT_SOME_DEFERRED if deferred else 0
 
 
 def _demo(args) -> int:

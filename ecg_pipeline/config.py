@@ -194,8 +194,12 @@ class IngestSettings(_Strict):
 class DiscoverySettings(_Strict):
     """Finding recordings in a folder."""
 
-    # A file modified more recently than this may still be copying: defer it, do not wait.
+    # A file modified more recently than this may still be copying: the watched folder defers
+    # it to its next run.
     settle_s: float = Field(5.0, ge=0)
+    # `ecg-pipeline ingest` has no next run: it waits at most this long for such files to
+    # settle (saying so), then defers what is still being written. 0: never wait.
+    command_wait_s: float = Field(120.0, ge=0)
     manifest_name: str = "manifest.csv"
     # Also the files a dataset reader recognises; AcqKnowledge files by default.
     suffixes: tuple[str, ...] = (".acq",)
@@ -399,6 +403,9 @@ class ServerSettings(_Strict):
     prefect_port: int = Field(4200, ge=1, le=65535)
     mlflow_port: int = Field(5000, ge=1, le=65535)
     prefect_api_url: str | None = None  # None: http://{host}:{prefect_port}/api
+    # While the embedded servers run, the repository's prefect.toml names the Prefect API, so
+    # Prefect commands typed there need no export (ecg_pipeline/stack/prefect_toml.py).
+    prefect_toml: bool = True
     tracking_uri: str | None = None  # None: http://{host}:{mlflow_port}
     # Prefect's home (prefect.db) and the pid/log files of the servers the project started.
     state_dir: Path = Path("data/state")

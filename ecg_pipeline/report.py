@@ -1,4 +1,4 @@
-"""Plain-text summary of an ingest batch, for the command line."""
+"""Plain-text summaries of an ingest batch, a flow run and a training, for people to read."""
 
 from __future__ import annotations
 
@@ -35,6 +35,44 @@ def render_summary(summary: BatchReport) -> str:
     cohort = summary.cohort.lines()
     if cohort:
         lines += ["", "cohort checks:"] + [f"  {line}" for line in cohort]
+    return "\n".join(lines)
+
+
+def render_flow_summary(summary: dict) -> str:
+    """The ``ingest-train`` flow's summary (its JSON-able result) as lines a person reads: what
+    happened to the files, every refusal and why, and where the model and its metrics are.
+
+    Used at the end of the flow's log (which ``prefect deployment run --watch`` shows), by
+    ``make run`` and by the watcher.
+    """
+    counts = summary.get("counts", {})
+    order = ("written", "replaced", "unchanged", "rejected", "deferred")
+    said = ", ".join(
+        f"{counts[k]} {'refused' if k == 'rejected' else k}" for k in order if counts.get(k)
+    )
+    lines = [f"files in {summary.get('folder', '?')}: {said or 'none'}"]
+    rejected = summary.get("rejected") or []
+    if rejected:
+        lines.append(
+            f"refused or deferred ({len(rejected)}; history in {summary.get('rejections_file')}):"
+        )
+        lines += [f"  {r['file']}: {r['reason']} ({r['error']})" for r in rejected]
+    if not summary.get("trained"):
+        lines.append(f"not trained: {summary.get('note') or 'training was not asked for'}")
+        return "\n".join(lines)
+    for task, m in (summary.get("metrics") or {}).items():
+        lines.append(
+            f"{task:<9} test accuracy {m['accuracy']:.3f} per window, "
+            f"{m.get('recording_accuracy', float('nan')):.3f} per recording "
+            f"(F1 macro {m['f1_macro']:.3f})"
+        )
+    if summary.get("mlflow_run_url"):
+        lines.append(f"MLflow run: {summary['mlflow_run_url']}")
+    if summary.get("model_version") is not None:
+        champion = " (the champion)" if summary.get("is_champion") else ""
+        lines.append(
+            f"model: {summary.get('model_uri')}, version {summary['model_version']}{champion}"
+        )
     return "\n".join(lines)
 
 

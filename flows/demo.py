@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ecg_pipeline.cohort.demo import write_study_cohort
     from ecg_pipeline.config import load_config
+    from ecg_pipeline.report import render_flow_summary
     from ecg_pipeline.stack.servers import ServerError, start_stack, use_prefect_api
 
     config = load_config(args.config)
@@ -71,18 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     summary = _json_result(flow_run.state)
-    print(f"\nfiles: {summary['counts']}")
-    if summary.get("rejected"):
-        print(f"refused: {summary['rejected']}")
-    if not summary["trained"]:
-        print(summary.get("note", "nothing trained"))
-        return 0
-    print(f"MLflow run:       {summary['mlflow_run_url']}")
-    for task, m in summary["metrics"].items():
-        print(
-            f"{task:<10} test accuracy {m['accuracy']:.3f}  F1 macro {m['f1_macro']:.3f}  "
-            f"recording accuracy {m['recording_accuracy']:.3f}"
-        )
+    print("\n" + render_flow_summary(summary))
     print(
         "\nThe servers and the deployment keep running for the UIs and for "
         "`prefect deployment run ingest-train/default`; `make stop` stops them."

@@ -89,11 +89,49 @@ def ingest_file(planned, config, store_root: str):
 
 @task(name="record-batch", cache_policy=NO_CACHE, persist_result=False)
 def record_batch(found, plan, written: list, config, store_root: str):
-    """Write the rejections table and the store's recordings list; report the cohort."""
+    """Write the rejections table and the store's recordings list; report the cohort.
+
+    Refusals are made visible where people look: a warning line per refused or deferred file,
+    a table artifact of the whole batch, and a task state named "Refused files" (completed,
+    since the batch goes on, but not plain success) when any file was refused.
+    """
+    from prefect.artifacts import create_table_artifact
+    from prefect.states import Completed
+
     from ecg_pipeline.ingest import finish_batch
     from ecg_pipeline.io.store import WindowStore
 
-    return finish_batch(WindowStore(store_root, config.dataset.name), config, found, plan, written)
+    batch = finish_batch(WindowStore(store_root, config.dataset.name), config, found, plan, written)
+    logger = get_run_logger()
+    for r in batch.results:
+        if r.error is not None:
+            logger.warning("%s %s: %s", r.status, r.path, r.error.reason)
+    create_table_artifact(
+        key="ingest-batch",
+        table=batch_table(batch),
+        description=f"Files of this batch and what happened to each: {batch.counts}",
+    )
+    refused = batch.count("rejected")
+    if refused:
+        return Completed(
+            data=batch,
+            name="Refused files",
+            message=f"{refused} of {len(batch.results)} files refused; see the warnings",
+        )
+    return batch
+
+
+def batch_table(batch) -> list[dict[str, str]]:
+    """One row per file offered: file, status, stage and reason (empty when stored)."""
+    return [
+        {
+            "file": r.path,
+            "status": "refused" if r.status == "rejected" else r.status,
+            "stage": r.error.stage if r.error is not None else "",
+            "reason": r.error.reason if r.error is not None else r.note,
+        }
+        for r in batch.results
+    ]
 
 
 @task(name="train", cache_policy=NO_CACHE, persist_result=False)
@@ -217,6 +255,7 @@ def ingest_train(
     """
     from ecg_pipeline.config import load_config
     from ecg_pipeline.ingest import training_decision
+    from ecg_pipeline.report import render_flow_summary
 
     logger = get_run_logger()
     cfg = load_config(config).with_overrides(
@@ -242,7 +281,8 @@ def ingest_train(
     summary: dict[str, Any] = {"folder": folder, **batch.summary(), "trained": decision.train}
     summary["note"] = decision.reason
     if decision.train:
-        tags = flow_run_tags()
+        # The batch's counts beside the model in MLflow (refusals visible in the run list).
+        tags = flow_run_tags() | {f"ingest_{k}": str(v) for k, v in batch.counts.items()}
         # The flow run's id in the run folder's name ties the checkpoints to the flow run.
         run_name = f"{cfg.dataset.name}-{cfg.model.name}-{tags['prefect_flow_run_id'][:8]}"
         if pretrained == "pretrain":
@@ -257,7 +297,9 @@ def ingest_train(
         logged = log_to_mlflow(run, cfg, batch.catalog, str(batch.rejections_file), tags)
         summary.update(run_dir=str(run.run_dir), metrics=run.summary(), **logged)
         summary["prefect_flow_run_url"] = tags["prefect_flow_run_url"]
+    # One JSON line for scripts, then the same for people (the last lines of --watch).
     logger.info("ingest-train: %s", json.dumps(summary, default=str))
+    logger.info("summary\n%s", render_flow_summary(summary))
     return summary
 
 

@@ -104,6 +104,52 @@ def discover(folder: str | os.PathLike, config: StudyConfig, *, now: float | Non
     return ready, deferred
 
 
+def wait_until_settled(
+    folder: str | os.PathLike,
+    config: StudyConfig,
+    *,
+    max_wait_s: float,
+    on_wait=None,
+    clock=time.time,
+    sleep=time.sleep,
+) -> float:
+    """Wait, at most ``max_wait_s``, until no recording under ``folder`` is still being copied.
+
+    For an explicit command, which has no next run to defer to; the watched folder defers
+    instead. Waits until the youngest unsettled file would reach ``[discovery] settle_s``, then
+    looks again (a copy still going on keeps its file young). ``on_wait(n_files, bound_s)`` is
+    called once, before the first wait.
+
+    Returns
+    -------
+    float
+        Seconds waited (0 when every file had settled).
+    """
+    started = clock()
+    told = False
+    while True:
+        _, not_ready = discover(folder, config, now=clock())
+        young = [e for e in not_ready if isinstance(e, StillBeingWrittenError)]
+        waited = clock() - started
+        if not young or waited >= max_wait_s:
+            return waited
+        if on_wait is not None and not told:
+            on_wait(len(young), max_wait_s)
+            told = True
+        now = clock()
+        remaining = []
+        for e in young:
+            try:
+                mtime = max(
+                    f.stat().st_mtime for f in recording_files(e.path, config.dataset.format)
+                )
+            except (FileNotFoundError, ValueError):
+                continue
+            remaining.append(config.discovery.settle_s - (now - mtime))
+        pause = max(remaining, default=0.0) + 0.1
+        sleep(min(max(pause, 0.1), max_wait_s - waited))
+
+
 def _leads_outside(path: Path, folder: Path, fmt: str) -> str | None:
     """Why ``path`` (each file of its recording) is not inside ``folder`` once links are
     followed, or None. Nothing is opened: only the links are resolved."""

@@ -185,7 +185,7 @@ def start_stack(
             if handle.started:
                 stop(handle)
         raise
-    if settings.prefect_api_url is None:  # the embedded server: its address for new shells
+    if settings.prefect_toml and settings.prefect_api_url is None:  # for new shells
         warning = write_prefect_toml(settings.prefect_api)
         if warning:
             import warnings

@@ -105,6 +105,83 @@ class Batcher:
         return files
 
 
+class Outcomes:
+    """What became of the files the watcher announced: stored, or refused and why.
+
+    The watcher starts runs but does not run them; it learns each file's end from the store
+    (the catalog's source paths) and the rejections history, so a refusal shows up in the
+    watcher's log too. Files with no outcome after ``give_up_s`` are reported as such.
+    """
+
+    def __init__(self, store_path: str | os.PathLike, give_up_s: float = 3600.0):
+        self.store_path = Path(store_path)
+        self.give_up_s = give_up_s
+        self._pending: dict[str, float] = {}  # path -> wall time announced
+
+    def expect(self, files: Iterable[str], wall_now: float) -> None:
+        for f in files:
+            self._pending[str(f)] = wall_now
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def lines(self, wall_now: float | None = None) -> list[str]:
+        """A line per file whose outcome is now known (then forgotten)."""
+        import datetime as dt
+
+        if not self._pending:
+            return []
+        wall_now = time.time() if wall_now is None else wall_now
+        refused = _refusals_since(self.store_path, min(self._pending.values()))
+        stored = _stored_paths(self.store_path)
+        out = []
+        for path, announced in list(self._pending.items()):
+            name = Path(path).name
+            found = [r for r in refused.get(path, []) if r[0] >= announced - 1]
+            if found:
+                out.append(f"refused {name}: {found[-1][1]}")
+            elif path in stored:
+                out.append(f"stored {name}")
+            elif wall_now - announced > self.give_up_s:
+                since = dt.datetime.fromtimestamp(announced).isoformat(timespec="seconds")
+                out.append(f"no outcome for {name} (announced {since}): is the deployment served?")
+            else:
+                continue
+            del self._pending[path]
+        return out
+
+
+def _refusals_since(store_path: Path, since: float) -> dict[str, list[tuple[float, str]]]:
+    """``{file: [(last refused, "reason (stage)")]}`` from the store's rejections history."""
+    import csv
+    import datetime as dt
+
+    from ecg_pipeline.ingest.write import HISTORY_FILE
+
+    path = store_path / HISTORY_FILE
+    if not path.is_file() or path.stat().st_mtime < since - 1:
+        return {}
+    out: dict[str, list[tuple[float, str]]] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            try:
+                when = dt.datetime.fromisoformat(row["last_seen"]).timestamp()
+            except (KeyError, ValueError):
+                continue
+            reason = f"{row.get('reason', '')} ({row.get('stage', '')})"
+            out.setdefault(row.get("file", ""), []).append((when, reason))
+    return out
+
+
+def _stored_paths(store_path: Path) -> set[str]:
+    from ecg_pipeline.io.store import WindowStore
+
+    if not store_path.is_dir():
+        return set()
+    catalog = WindowStore(store_path.parent, store_path.name).catalog()
+    return set(catalog["source_path"].astype(str))
+
+
 def unstored_files(folder: str | os.PathLike, config) -> list[str]:
     """Recording files under ``folder`` whose bytes the dataset's store does not hold yet.
 
@@ -173,6 +250,7 @@ def watch_inbox(
     stop_event: threading.Event | None = None,
     tick_s: float = 0.25,
     log: Callable[[str], None] = print,
+    outcomes: Outcomes | None = None,
 ) -> None:
     """Watch ``folder`` until ``stop_event`` is set, emitting one event per settled burst.
 
@@ -199,6 +277,8 @@ def watch_inbox(
         How often the burst is checked when nothing happens.
     log : callable
         Where one line per event goes.
+    outcomes : Outcomes, optional
+        Follows the announced files to their end (stored, or refused and why) and logs it.
     """
     from watchfiles import Change, watch
 
@@ -206,6 +286,7 @@ def watch_inbox(
     folder.mkdir(parents=True, exist_ok=True)
     batcher = Batcher(settle_s, debounce_s)
     started = False
+    last_followed = -float("inf")
     for changes in watch(
         folder,
         watch_filter=lambda change, path: is_candidate(path, folder, suffixes),
@@ -218,6 +299,10 @@ def watch_inbox(
         raise_interrupt=False,
     ):
         now = time.monotonic()
+        if outcomes is not None and now - last_followed >= 2.0:
+            last_followed = now
+            for line in outcomes.lines():
+                log(line)
         if not started:
             started = True
             found = startup_files() if startup_files else []
@@ -236,6 +321,8 @@ def watch_inbox(
                 continue
             names = ", ".join(Path(f).name for f in files)
             log(f"emitted {EVENT} for {len(files)} file(s): {names}")
+            if outcomes is not None:
+                outcomes.expect(files, time.time())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
             startup_files=lambda: unstored_files(folder, config),
             stop_event=stop,
             log=log,
+            outcomes=Outcomes(Path(config.store.root) / config.dataset.name),
         )
     finally:
         if "prefect" in sys.modules:  # send what is queued before leaving

@@ -272,6 +272,38 @@ if __name__ == "__main__":
     assert "COUNTS {'written': 11, 'rejected': 1}" in done.stdout, done.stdout[-3000:]
 
 
+def test_a_refused_file_shows_where_people_look(stack, trained_run):
+    """Not only _rejections.csv: a warning line, a table artifact of the batch, a record-batch
+    state that is not plain success, and a readable summary ending the log."""
+    api, dep = stack["api"], stack["deployment_id"]
+    broken = stack["root"] / "inbox" / "S06_rest.acq"
+    broken.write_bytes(b"this is not an AcqKnowledge recording")
+    try:
+        time.sleep(1.5)  # past settle_s
+        made = call(f"{api}/deployments/{dep}/create_flow_run", {"parameters": {"train": False}})
+        run = run_ended(api, made["id"], "the run with a refused file")
+        assert run["state_type"] == "COMPLETED", stack["serve_log"].read_text()[-4000:]
+
+        body = {"flow_runs": {"id": {"any_": [made["id"]]}}}
+        task_runs = call(f"{api}/task_runs/filter", body)
+        (record,) = [t for t in task_runs if t["name"].startswith("record-batch")]
+        assert record["state"]["name"] == "Refused files"
+        assert "refused" in record["state"]["message"]
+
+        found = {"artifacts": {"flow_run_id": {"any_": [made["id"]]}}}
+        (table,) = [a for a in call(f"{api}/artifacts/filter", found) if a["key"] == "ingest-batch"]
+        rows = json.loads(table["data"]) if isinstance(table["data"], str) else table["data"]
+        (row,) = [r for r in rows if r["file"].endswith("S06_rest.acq")]
+        assert row["status"] == "refused" and "AcqKnowledge" in row["reason"]
+
+        logs = wait_for(lambda: "summary\n" in (t := logs_of(api, made["id"])) and t, 30, "logs")
+        assert "S06_rest.acq" in logs.split("summary\n")[0]  # the warning, before the summary
+        readable = logs.split("summary\n", 1)[1]
+        assert "refused" in readable and "S06_rest.acq" in readable and "not trained" in readable
+    finally:
+        broken.unlink()
+
+
 def test_ecg_sl_pretrains_fine_tunes_registers_and_predicts(stack, trained_run):
     """`-p model=ecg_sl -p pretrained=pretrain`: an encoder pre-trained on the store (test side
     unseen) and logged, ECG-SL fine-tuned from it, registered as ecgsl-demo in pt2 with a

@@ -45,7 +45,7 @@ def test_ingest_command_prints_the_store_counts_and_rejections(tmp_path):
     for p in inbox.iterdir():
         os.utime(p, (old, old))
     out = run("ingest", str(inbox), "--out", str(tmp_path / "store"), "--no-progress")
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 3, out.stderr  # some refused, some stored
     assert f"windows in {tmp_path / 'store' / 'demo'}" in out.stdout
     assert "1 written" in out.stdout and "1 rejected" in out.stdout
     assert "S01" in out.stdout and "total: 3 windows from 1 recordings" in out.stdout
@@ -64,6 +64,26 @@ def test_all_refused_exits_1_and_bad_config_exits_2(tmp_path):
     assert out.returncode == 2 and "bad.toml" in out.stderr and "windowz" in out.stderr
     out = run("ingest", str(tmp_path / "missing"))
     assert out.returncode == 2 and "recordings folder not found" in out.stderr
+
+
+def test_ingest_waits_for_files_copied_a_moment_ago_and_says_so(tmp_path):
+    """An explicit command has no next run to defer to: it waits (bounded), then ingests."""
+    inbox = tmp_path / "in"
+    write_ecg_file(inbox / "S01_rest.acq", demo_ecg(duration_s=9.0)[0])  # modified just now
+    cfg = tmp_path / "study.toml"
+    cfg.write_text("[discovery]\nsettle_s = 2.0\ncommand_wait_s = 30.0\n")
+    started = time.monotonic()
+    out = run("ingest", str(inbox), "--config", str(cfg), "--out", str(tmp_path / "s"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "waiting for 1 file(s)" in out.stderr and "at most 30 s" in out.stderr
+    assert "1 written" in out.stdout and time.monotonic() - started < 30
+
+    # With no wait allowed, the same kind of file is deferred and the exit status says so.
+    write_ecg_file(inbox / "S02_rest.acq", demo_ecg(duration_s=9.0)[0])
+    cfg.write_text("[discovery]\nsettle_s = 60.0\ncommand_wait_s = 0\n")
+    out = run("ingest", str(inbox), "--config", str(cfg), "--out", str(tmp_path / "s"))
+    assert out.returncode == 4, out.stdout + out.stderr
+    assert "waiting" not in out.stderr and "deferred" in out.stdout
 
 
 def test_demo_writes_a_cohort_of_real_acq_files_and_ingests_it(tmp_path):
@@ -145,6 +165,7 @@ def test_servers_start_reuse_and_stop_by_pid(tmp_path):
     cfg.write_text(
         f"[servers]\nprefect_port = {free_port()}\nmlflow_port = {free_port()}\n"
         f'state_dir = "{tmp_path / "state"}"\nmlflow_dir = "{tmp_path / "mlflow"}"\n'
+        "prefect_toml = false\n"  # the repository's own file is the lab's stack's to write
     )
     try:
         out = run("servers", "start", "--config", str(cfg), timeout=180)

@@ -205,6 +205,23 @@ def test_a_failed_later_step_stops_the_servers_started_before_it(tmp_path, monke
     assert stopped == [started]
 
 
+def test_a_started_stack_names_its_prefect_api_in_prefect_toml_unless_told_not_to(
+    tmp_path, monkeypatch
+):
+    from ecg_pipeline.stack import prefect_toml, servers
+
+    written = []
+    monkeypatch.setattr(servers, "start_embedded", lambda settings: [])
+    monkeypatch.setattr(prefect_toml, "write_prefect_toml", lambda url: written.append(url))
+    settings = ServerSettings(prefect_port=4321, state_dir=tmp_path / "state")
+    servers.start_stack(tmp_path / "study.toml", settings, serve=False)
+    assert written == ["http://127.0.0.1:4321/api"]
+    servers.start_stack(
+        tmp_path / "study.toml", settings.model_copy(update={"prefect_toml": False}), serve=False
+    )
+    assert written == ["http://127.0.0.1:4321/api"]
+
+
 def test_server_that_never_gets_healthy_is_stopped(tmp_path):
     settings = ServerSettings(prefect_port=free_port(), state_dir=tmp_path)
     with pytest.raises(ServerError, match="not ready within 0.5 s.*prefect.log") as info:

@@ -165,3 +165,26 @@ def test_watch_settings_come_from_the_config(tmp_path):
     w = load_config(share).watch
     assert w.force_polling and w.debounce_s == 10 and str(w.folder) == "/mnt/lab-share/inbox"
     assert not load_config().watch.force_polling and load_config().watch.folder is None
+
+
+def test_the_watcher_learns_which_announced_files_were_stored_or_refused(tmp_path, config):
+    """A refusal reaches the watcher's log, not only the rejections table."""
+    from ecg_pipeline.stack.watch import Outcomes
+
+    inbox = tmp_path / "inbox"
+    good = write_demo_recording(inbox, 1, "rest", duration_s=20.0).resolve()
+    os.utime(good, (time.time() - 600,) * 2)
+    bad = Path(_old_file(inbox / "S02_rest.acq", size=500)).resolve()
+    late = Path(_old_file(tmp_path / "elsewhere" / "S03_rest.acq", size=500)).resolve()
+    outcomes = Outcomes(config.store.root / config.dataset.name, give_up_s=600)
+    announced = time.time()
+    outcomes.expect([str(good), str(bad)], announced)
+    assert outcomes.lines(announced) == []  # nothing ingested yet: nothing known
+    outcomes.expect([str(late)], announced - 3600)  # long ago, never ingested
+    report = ingest_folder(inbox, config)
+    assert report.count("written") == 1 and report.count("rejected") == 1
+    lines = outcomes.lines(announced + 1)
+    assert "stored S01_rest.acq" in lines
+    assert any(x.startswith("refused S02_rest.acq: ") and "AcqKnowledge" in x for x in lines), lines
+    assert any(x.startswith("no outcome for S03_rest.acq") for x in lines), lines
+    assert len(outcomes) == 0 and outcomes.lines() == []
