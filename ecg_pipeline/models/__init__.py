@@ -26,7 +26,7 @@ from .attention import ATTENTION_NAMES, CBAM, SCA, SqueezeExcitation, TemporalMH
 from .baselines import CNN1d, DenseNet1d, EfficientNet1d, LSTM1d, MLP1d, MobileNet1d
 from .dt4ecg import DT4ECG, ResNet1d
 from .ecg_sl import ECGSL, ECGSLBackbone
-from .multitask import MultiTaskNet, TupleOutput, feature_shape
+from .multitask import ConcatOutput, MultiTaskNet, TupleOutput, feature_shape
 
 __all__ = [
     "ATTENTION_NAMES",
@@ -45,6 +45,7 @@ __all__ = [
     "SCA",
     "SqueezeExcitation",
     "TemporalMHA",
+    "ConcatOutput",
     "TupleOutput",
     "build_attention",
     "build_model",

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-__all__ = ["MultiTaskNet", "TupleOutput", "feature_shape", "validate_heads"]
+__all__ = ["ConcatOutput", "MultiTaskNet", "TupleOutput", "feature_shape", "validate_heads"]
 
 
 def validate_heads(heads: Mapping[str, int]) -> dict[str, int]:
@@ -169,3 +169,22 @@ class TupleOutput(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.model.forward_tuple(x)  # one (B, n_classes) tensor per head
+
+
+class ConcatOutput(nn.Module):
+    """Serving wrapper: ``forward(x)`` returns every head's logits side by side in one tensor.
+
+    MLflow's pyfunc serving (and its validation of the logged input example) takes one output
+    tensor per model, not a tuple; the heads' columns are kept apart by :attr:`head_names` and
+    :attr:`head_sizes`, stored with the model: columns ``sum(sizes[:i])`` to
+    ``sum(sizes[:i + 1])`` are head ``i``'s.
+    """
+
+    def __init__(self, model: MultiTaskNet) -> None:
+        super().__init__()
+        self.model = model
+        self.head_names: tuple[str, ...] = model.head_names
+        self.head_sizes: tuple[int, ...] = tuple(int(model.n_classes[h]) for h in model.head_names)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat(self.model.forward_tuple(x), dim=1)  # (B, sum of n_classes)

@@ -1,11 +1,13 @@
 """Logging a trained checkpoint to MLflow as a pickle-free ``pt2`` model.
 
-The network returns a dict of logits while an MLflow tensor signature lists positional
-outputs, so the model is exported through :class:`ecg_pipeline.models.TupleOutput` (a tuple
-in head order) with the head names stored in the model's metadata. ``pt2`` needs an input
-example to trace and a ``TensorSpec`` signature whose ``-1`` marks the dynamic batch
-dimension. Requirements are given explicitly: MLflow's inference of them re-imports the model
-in a subprocess and took 8 s of the 9 s a ``log_model`` call cost (shared notes, stack.md).
+The network returns a dict of logits, while MLflow's pyfunc serving takes one output tensor
+(and warns, on every ``log_model``, that a tuple-output model fails its serving-example check),
+so the model is exported through :class:`ecg_pipeline.models.ConcatOutput`: every head's logits
+side by side in one (B, sum of n_classes) tensor, with the head names and sizes stored in the
+model's metadata (``head_names``, ``head_sizes``) to split it. ``pt2`` needs an input example to
+trace and a ``TensorSpec`` signature whose ``-1`` marks the dynamic batch dimension.
+Requirements are given explicitly: MLflow's inference of them re-imports the model in a
+subprocess and took 8 s of the 9 s a ``log_model`` call cost (shared notes, stack.md).
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ def input_example(n_samples: int, in_channels: int = 1, kind: str = "windows") -
 def model_signature(
     heads: Mapping[str, int], n_samples: int, in_channels: int = 1, kind: str = "windows"
 ):
-    """Input (-1, C, T) float32; one (-1, n_classes) float32 output per head, named by task.
+    """Input (-1, C, T) float32; one (-1, sum of n_classes) float32 output, ``logits``: the
+    heads' columns side by side in ``heads`` order (:class:`~ecg_pipeline.models.ConcatOutput`).
 
     A beat model's input is (-1, K, L + 2).
     """
@@ -61,7 +64,7 @@ def model_signature(
     # the PyTorch flavour refuses.
     return ModelSignature(
         inputs=Schema([TensorSpec(f32, (-1, in_channels, n_samples))]),
-        outputs=Schema([TensorSpec(f32, (-1, int(n)), name) for name, n in heads.items()]),
+        outputs=Schema([TensorSpec(f32, (-1, sum(int(n) for n in heads.values())), "logits")]),
     )
 
 
@@ -94,7 +97,7 @@ def log_checkpoint_model(
     registered_model_name : str, optional
         Also register it under this name (a new version).
     metadata : mapping, optional
-        Extra entries for the MLmodel metadata, next to ``head_names``, ``classes``,
+        Extra entries for the MLmodel metadata, next to ``head_names``, ``head_sizes``, ``classes``,
         ``n_samples``, ``normalisation``, ``ingest_hash``, ``fs_hz`` and
         ``identity_threshold`` (a dict, see ``ecg_pipeline.training.calibration``) taken from
         the checkpoint's spec; an entry here wins over the spec's.
@@ -111,16 +114,17 @@ def log_checkpoint_model(
     Needs an active MLflow run (``mlflow.start_run``) and the tracking/registry URIs set.
     """
     import mlflow
-    from ecg_pipeline.models import TupleOutput
+    from ecg_pipeline.models import ConcatOutput
     from ecg_pipeline.training.checkpoint import load_checkpoint
 
     # Rebuilt from the checkpoint on the CPU: a pt2 archive cannot move devices once saved.
     model, spec = load_checkpoint(checkpoint_dir, device="cpu")
-    wrapped = TupleOutput(model).eval()
+    wrapped = ConcatOutput(model).eval()
     n_samples, in_channels = int(spec["n_samples"]), int(spec.get("in_channels", 1))
     kind = spec.get("input", "windows")
     info = {
         "head_names": list(wrapped.head_names),
+        "head_sizes": list(wrapped.head_sizes),  # columns of the one output, per head
         "classes": {k: [str(c) for c in v] for k, v in spec.get("classes", {}).items()},
         "n_samples": n_samples,
         # What a beat model reads: (B, K = in_channels, L = n_samples + 2), see models/ecg_sl.

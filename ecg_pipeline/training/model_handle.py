@@ -29,8 +29,9 @@ class Model:
     network : callable
         ``network(x)`` on a float32 tensor of shape (B, 1, n_samples) (or (B, K, L + 2) beat
         sequences for ECG-SL, see :attr:`input_kind`) returns the logits of
-        each head: a ``{task: (B, n_classes)}`` dict (a project checkpoint) or a tuple in
-        :attr:`head_names` order (an exported MLflow model).
+        each head: a ``{task: (B, n_classes)}`` dict (a project checkpoint), or one
+        (B, sum of n_classes) tensor of the heads side by side in :attr:`head_names` order (an
+        exported MLflow model; a tuple per head for models logged before).
     head_names : tuple of str
         The tasks, in output order (``("identity", "activity")``).
     classes : dict of str to list of str
@@ -74,6 +75,11 @@ class Model:
     source: str = ""
     threshold_info: dict | None = None
     metadata: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def head_sizes(self) -> tuple[int, ...]:
+        """Classes per head in :attr:`head_names` order (the columns of a concatenated output)."""
+        return tuple(len(self.classes[h]) for h in self.head_names)
 
     @property
     def input_kind(self) -> str:
@@ -131,7 +137,11 @@ class Model:
             for start in range(0, len(x), batch_size):
                 batch = torch.as_tensor(np.ascontiguousarray(x[start : start + batch_size]))
                 out = self.network(batch)
-                if not isinstance(out, Mapping):
+                if isinstance(out, torch.Tensor):  # ConcatOutput: heads side by side
+                    out = dict(
+                        zip(self.head_names, torch.split(out, self.head_sizes, dim=1), strict=True)
+                    )
+                elif not isinstance(out, Mapping):  # TupleOutput (models logged before)
                     out = dict(zip(self.head_names, out, strict=True))
                 for task, logits in out.items():
                     parts.setdefault(task, []).append(logits.float().cpu().numpy())

@@ -305,3 +305,19 @@ def test_fit_without_validation_windows_keeps_the_last_epoch_and_says_so():
     assert result.best_epoch == 3 and result.best_state is not None
     assert all(np.isnan(row["val_score"]) for row in result.history)
     assert set(model.state_dict()) == set(result.best_state)
+
+
+@pytest.mark.parametrize("name", ["dt4ecg", "mlp"])
+def test_concat_output_puts_the_heads_side_by_side(name):
+    """What MLflow serves: one (B, sum of n_classes) tensor, split back by head sizes."""
+    from ecg_pipeline.models import ConcatOutput
+
+    model = _build(name).eval()
+    wrapped = ConcatOutput(model)
+    x = torch.rand(5, 1, T)
+    with torch.no_grad():
+        as_dict, together = model(x), wrapped(x)
+    assert together.shape == (5, sum(wrapped.head_sizes))
+    parts = torch.split(together, wrapped.head_sizes, dim=1)
+    for head, part in zip(wrapped.head_names, parts, strict=True):
+        assert torch.equal(as_dict[head], part)
