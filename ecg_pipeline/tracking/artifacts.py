@@ -132,6 +132,10 @@ def run_tags(
         "n_recordings": "0",
         "dataset": config.dataset.name,
         "model": config.model.name,
+        # What differs between runs, as sortable columns of the run list.
+        "split": config.training.split,
+        "epochs": str(config.training.epochs),
+        "seed": str(config.training.seed),
         "n_folds": str(len(folds)),
         "model_fold": fold.name,
         # What the run's *_recording_accuracy means (the vote is *_recording_accuracy_vote).
@@ -148,6 +152,19 @@ def run_tags(
             "pretraining_sees_test": str(bool(fold.pretrained["sees_test"])).lower(),
         }
     return tags
+
+
+def describe_run(config: StudyConfig, run_dir: str | Path) -> str:
+    """A run name that says what differs between runs in MLflow's list: model, split, epochs,
+    seed, then the run folder (which ties it to its Prefect flow run)."""
+    t = config.training
+    split = t.split if t.split != "group" else f"leave-one-{t.group_column}-out"
+    started_from = ", fine-tuned" if config.model.pretrained else ""
+    scarce = f", {round(100 * t.label_fraction)} % labels" if t.label_fraction < 1 else ""
+    return (
+        f"{config.model.name}{started_from}, {split}, {t.epochs} epochs, seed {t.seed}{scarce}"
+        f" ({Path(run_dir).name})"
+    )
 
 
 def logged_fold(run: RunResult, fold: int | str) -> tuple[FoldResult, Path]:

@@ -37,6 +37,7 @@ from ecg_pipeline.instrument import stage
 from ecg_pipeline.tracking.abandoned import fail_abandoned_runs, owner_tags
 from ecg_pipeline.tracking.artifacts import (
     beat_example,
+    describe_run,
     examples_from_store,
     logged_fold,
     run_tags,
@@ -256,7 +257,7 @@ def log_training_run(
         exp_id = experiment_id(client, experiment or config.dataset.name)
         fail_abandoned_runs(client, exp_id)
         discard_unfinished_attempts(client, exp_id, all_tags.get("prefect_flow_run_id"))
-        name = run_name or Path(run_result.run_dir).name
+        name = run_name or describe_run(config, run_result.run_dir)
         # The fluent run is needed by mlflow.pytorch.log_model; leaving the block ends it as
         # FINISHED, or FAILED when anything inside raised (a killed process: see abandoned.py).
         with mlflow.start_run(

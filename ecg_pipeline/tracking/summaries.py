@@ -54,6 +54,9 @@ def final_metrics(folds: list[FoldResult]) -> dict[str, float]:
         out[f"{prefix}best_epoch"] = float(fold.best_epoch)
         if fold.identity_threshold:
             out[f"{prefix}{THRESHOLD_METRIC}"] = float(fold.identity_threshold["value"])
-        for side, n in fold.sizes.items():
-            out[f"{prefix}{side}_windows"] = float(n)
+        for side in ("train", "val", "test"):
+            if side in fold.sizes:
+                out[f"{prefix}{side}_windows"] = float(fold.sizes[side])
+        if "train_recordings" in fold.sizes:  # label scarcity keeps whole recordings
+            out[f"{prefix}train_recordings"] = float(fold.sizes["train_recordings"])
     return {metric_key(k): v for k, v in out.items()}

@@ -133,6 +133,9 @@ def test_run_holds_params_final_metrics_and_lineage_tags(mlflow_server, trained,
     assert 0.0 < threshold["value"] <= 1.0 and threshold["n_recordings"] == len(catalog)
     tags = {t["key"]: t["value"] for t in got["data"]["tags"]}
     assert tags["prefect_flow_run_id"] == "flow-run-123"
+    # The run list tells runs apart by what differs between them.
+    assert tags["mlflow.runName"] == "dt4ecg, time_block, 2 epochs, seed 0 (tracked)"
+    assert (tags["split"], tags["epochs"], tags["seed"]) == ("time_block", "2", "0")
     assert len(tags["git_commit"]) == 40 or tags["git_commit"] == "unknown"
     assert len(tags["data_hash"]) == 64 and tags["n_recordings"] == str(len(catalog))
     # The data hash follows the recordings, not their order.
