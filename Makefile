@@ -28,7 +28,7 @@ install-dev: $(DEV_STAMP)
 
 # The product end to end: embedded servers and the served deployment, demo cohort into the inbox,
 # one run of ingest-train/default, its Prefect and MLflow addresses and metrics; everything stays
-# up for the UIs (`make stop`). EPOCHS=50 is the paper's schedule (unset: [demo] epochs).
+# up for the UIs (`make stop`). EPOCHS=50 is the paper's schedule (unset: the config's [training] epochs).
 run: install
 	$(PY) -m flows.demo --config $(CONFIG) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(FORCE),--force)
 

@@ -236,9 +236,6 @@ class DemoSettings(_Strict):
     mains_hz: float | None = Field(None, gt=0)
     seed: int = 0
     inbox: Path = Path("data/inbox")
-    # make run's schedule: shorter than the paper's 50 epochs, to stay within minutes on two
-    # cores (`make run EPOCHS=50` is the paper's).
-    epochs: int = Field(10, ge=1)
 
 
 class ModelSettings(_Strict):

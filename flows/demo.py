@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", type=Path, default=Path("configs/demo.toml"))
     parser.add_argument(
-        "--epochs", type=int, help="training epochs (default: [demo] epochs, make run's schedule)"
+        "--epochs", type=int, help="training epochs (default: the configuration's [training] epochs)"
     )
     parser.add_argument("--force", action="store_true", help="train even if nothing new arrived")
     args = parser.parse_args(argv)
@@ -58,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     # Force when the cohort was just written: a running watcher may have started a run over it
     # first, and this run must still train and report.
     force = args.force or wrote_cohort
-    epochs = args.epochs or config.demo.epochs
-    parameters = {"recordings": str(inbox.resolve()), "epochs": epochs, "force": force}
+    parameters = {"recordings": str(inbox.resolve()), "force": force}
+    if args.epochs:  # else the configuration's [training] epochs, as for every other start
+        parameters["epochs"] = args.epochs
     deployment = f"ingest-train/{config.flow.deployment}"
     print(f"running {deployment} with {parameters} ...", flush=True)
     flow_run = _run_and_wait(deployment, parameters, serving)

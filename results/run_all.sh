@@ -58,4 +58,4 @@ train --config $ID --set model.name=ecg_sl --set model.pretrained=results/pretra
   --seeds 0 1 2 --name ecg-id/last-record-ecgsl-contrastive
 
 # The synthetic demo cohort: a pipeline check, not an accuracy claim
-train --config configs/demo.toml --seeds 0 1 2 --name demo/time-block-paper
+train --config configs/demo.toml --epochs 50 --seeds 0 1 2 --name demo/time-block-paper
