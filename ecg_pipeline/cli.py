@@ -163,6 +163,12 @@ def _parser() -> argparse.ArgumentParser:
         help="also watch the inbox ([watch] folder, else [demo] inbox); implies --serve",
     )
 
+    status = sub.add_parser(
+        "status",
+        help="what runs (servers, deployment, watcher), where the UIs are, what the store holds",
+    )
+    status.add_argument("--config", type=Path, default=Path("configs/demo.toml"))
+
     table = sub.add_parser(
         "table",
         help="print the Markdown table of every summary.json under a folder (e.g. results/)",
@@ -245,6 +251,12 @@ def main(argv: list[str] | None = None) -> int:
             return _servers(args)
         if args.command == "predict":
             return _predict(args)
+        if args.command == "status":
+            from ecg_pipeline.config import load_config
+            from ecg_pipeline.stack.status import status_lines
+
+            print("\n".join(status_lines(load_config(args.config))))
+            return 0
     except (ValueError, OSError, ModelNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -166,6 +166,7 @@ def test_servers_start_reuse_and_stop_by_pid(tmp_path):
         f"[servers]\nprefect_port = {free_port()}\nmlflow_port = {free_port()}\n"
         f'state_dir = "{tmp_path / "state"}"\nmlflow_dir = "{tmp_path / "mlflow"}"\n'
         "prefect_toml = false\n"  # the repository's own file is the lab's stack's to write
+        f'[store]\nroot = "{tmp_path / "store"}"\n'
     )
     try:
         out = run("servers", "start", "--config", str(cfg), timeout=180)
@@ -174,8 +175,19 @@ def test_servers_start_reuse_and_stop_by_pid(tmp_path):
         assert "mlflow started: http://127.0.0.1:" in out.stdout
         again = run("servers", "start", "--config", str(cfg), timeout=60)
         assert again.stdout.count("already running") == 2
+        status = run("status", "--config", str(cfg))
+        assert status.returncode == 0, status.stderr
+        lines = status.stdout.splitlines()
+        assert any(
+            x.split()[:2] == ["prefect", "running"] and "http://127.0.0.1:" in x for x in lines
+        )
+        assert any(x.split()[:2] == ["mlflow", "running"] for x in lines)
+        assert any(x.split()[:3] == ["watch", "not", "running"] for x in lines)
+        assert "empty (nothing ingested yet)" in status.stdout
     finally:
         stopped = run("servers", "stop", "--config", str(cfg))
     assert stopped.returncode == 0 and "prefect" in stopped.stdout and "mlflow" in stopped.stdout
     assert not list((tmp_path / "state").glob("*.pid"))
     assert "nothing was running" in run("servers", "stop", "--config", str(cfg)).stdout
+    after = run("status", "--config", str(cfg)).stdout.splitlines()
+    assert any(x.split()[:3] == ["prefect", "not", "running"] for x in after)
