@@ -25,6 +25,8 @@ class RejectionsTable(pa.DataFrameModel):
     status: Series[str] = pa.Field(isin=["rejected", "deferred"])
     error: Series[str]
     reason: Series[str] = pa.Field(str_length={"min_value": 1})
+    # Of the refused bytes when they were hashed; empty for files refused before being read.
+    sha256: Series[str] = pa.Field(str_matches=r"^([0-9a-f]{64})?$")
 
     class Config:
         strict = True

@@ -21,6 +21,10 @@ class IngestError(Exception):
     # rejections table, the console and MLflow, so it is kept printable and short.
     MAX_REASON_CHARS = 1000
 
+    # The sha256 of the refused bytes when the batch had hashed them (planned files); empty for
+    # files refused before they were read (unsafe links, unparseable labels, still copying).
+    sha256 = ""
+
     def __init__(self, path: str | Path | None, reason: str):
         self.path = str(path) if path is not None else ""
         reason = "".join(c if c.isprintable() else "?" for c in str(reason))
@@ -31,8 +35,9 @@ class IngestError(Exception):
 
     def __reduce__(self):
         # Rebuilt from (path, reason), not from the formatted message: results cross process
-        # boundaries (a process-pool task runner) and must come back as the same error.
-        return (type(self), (self.path or None, self.reason))
+        # boundaries (a process-pool task runner) and must come back as the same error, with
+        # what was set on it since (its sha256, a duplicate's pair).
+        return (type(self), (self.path or None, self.reason), dict(self.__dict__))
 
 
 class NotAcqFileError(IngestError):

@@ -32,6 +32,15 @@ def render_summary(summary: BatchReport) -> str:
     if len(rejected):
         lines += ["", f"refused or deferred ({len(rejected)}; table in {summary.rejections_file}):"]
         lines += [f"  [{r.status}/{r.stage}] {r.file}: {r.reason}" for r in rejected.itertuples()]
+    this_batch = set(rejected["file"]) if len(rejected) else set()
+    earlier = [r for r in summary.still_refused.itertuples() if r.file not in this_batch]
+    if earlier:
+        lines += [
+            "",
+            f"still refused from earlier batches ({len(earlier)}; every refusal in "
+            f"{summary.store_path / '_rejections_history.csv'}):",
+        ]
+        lines += [f"  [{r.stage}] {r.file}: {r.reason} (last {r.last_seen})" for r in earlier]
     cohort = summary.cohort.lines()
     if cohort:
         lines += ["", "cohort checks:"] + [f"  {line}" for line in cohort]

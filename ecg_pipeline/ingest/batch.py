@@ -30,7 +30,14 @@ from ecg_pipeline.errors import DuplicateRecordingError, IngestError, TooShortEr
 from ecg_pipeline.ingest.plan import Plan, PlannedFile, plan_batch
 from ecg_pipeline.ingest.process import process_file
 from ecg_pipeline.ingest.results import BatchReport, FileResult
-from ecg_pipeline.ingest.write import WRITE_LOCK, validate_batch, write_batch, write_batch_tables
+from ecg_pipeline.ingest.write import (
+    HISTORY_FILE,
+    WRITE_LOCK,
+    still_refused,
+    validate_batch,
+    write_batch,
+    write_batch_tables,
+)
 from ecg_pipeline.instrument import stage
 from ecg_pipeline.io.atomic import folder_lock, remove_dead_temp_files
 from ecg_pipeline.io.store import WindowStore
@@ -181,6 +188,10 @@ def finish_batch(
         errors = [*found.errors, *plan.errors]
         results = [*plan.unchanged, *written, *(FileResult.refused(e) for e in errors)]
         results.sort(key=lambda r: r.path)
+        hashed = {p.labels.source_path: p.sha256 for p in plan.to_process}
+        for r in results:  # files refused while being read: their bytes were hashed when planned
+            if r.error is not None and not r.error.sha256:
+                r.error.sha256 = hashed.get(r.path, "")
         catalog, rejections_file = write_batch_tables(
             store, [r.error for r in results if r.error is not None]
         )
@@ -192,6 +203,7 @@ def finish_batch(
         cohort = cohort_report(
             catalog, config.dataset.conditions, sorted(duplicates, key=str), too_short, subjects
         )
+        still = still_refused(store.path / HISTORY_FILE, catalog)
     return BatchReport(
         config.dataset.name,
         store.path,
@@ -200,6 +212,7 @@ def finish_batch(
         catalog,
         cohort,
         rejections_file,
+        still,
     )
 
 

@@ -67,6 +67,7 @@ def plan_batch(labels: list[Labels], catalog: pd.DataFrame, ingest_hash: str, fm
         files_by_path[row.source_path].add(row.file)
         files_by_sha[row.sha256].add(row.file)
     seen_sha: dict[str, str] = {}
+    hashed: dict[str, str] = {}  # source path -> sha256, for the refusals' history
     for lab in labels:
         try:
             files = recording_files(lab.source_path, fmt)
@@ -78,6 +79,7 @@ def plan_batch(labels: list[Labels], catalog: pd.DataFrame, ingest_hash: str, fm
                 continue
             with stage("plan: sha256"):
                 sha = sha256_files(files)
+            hashed[lab.source_path] = sha
         except OSError as exc:
             errors.append(UnreadableFileError(lab.source_path, f"cannot read file: {exc}"))
             continue
@@ -162,6 +164,8 @@ def plan_batch(labels: list[Labels], catalog: pd.DataFrame, ingest_hash: str, fm
             )
     order = {id(p): i for i, p in enumerate(to_process)}
     kept.sort(key=lambda p: order[id(p)])
+    for e in errors:
+        e.sha256 = hashed.get(e.path, "")
     return Plan(kept, unchanged, errors, stale)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -49,6 +49,9 @@ class BatchReport:
         Missing and duplicate subject x condition pairs, files too short.
     rejections_file : Path
         ``_rejections.csv`` of this batch.
+    still_refused : pandas.DataFrame
+        Every file any batch refused that is still there and not stored now: the latest row
+        of each from ``_rejections_history.csv`` (this batch's refusals included).
     """
 
     dataset: str
@@ -58,6 +61,7 @@ class BatchReport:
     catalog: pd.DataFrame
     cohort: CohortReport
     rejections_file: Path
+    still_refused: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)

@@ -43,10 +43,11 @@ def rejections_table(errors: list[IngestError]) -> pd.DataFrame:
             "status": e.status,
             "error": type(e).__name__,
             "reason": e.reason,
+            "sha256": e.sha256,
         }
         for e in errors
     ]
-    table = pd.DataFrame(rows, columns=["file", "stage", "status", "error", "reason"])
+    table = pd.DataFrame(rows, columns=["file", "stage", "status", "error", "reason", "sha256"])
     return RejectionsTable.validate(table) if rows else table
 
 
@@ -223,15 +224,26 @@ def store_space(store: WindowStore) -> Iterator[None]:
 
 
 HISTORY_FILE = "_rejections_history.csv"
-HISTORY_COLUMNS = ["first_seen", "last_seen", "times", "file", "stage", "error", "reason"]
+HISTORY_COLUMNS = [
+    "first_seen",
+    "last_seen",
+    "times",
+    "file",
+    "sha256",
+    "stage",
+    "error",
+    "reason",
+]
 
 
 def append_rejections_history(path: Path, rejections: pd.DataFrame) -> pd.DataFrame | None:
     """Keep every refusal: ``_rejections.csv`` holds the latest batch only, so the next batch
     would overwrite a refusal nobody has read yet.
 
-    One row per (file, error, reason), with when it was first and last refused and how many
-    batches refused it; deferred files (still being copied) are not refusals and are left out.
+    One row per (file, sha256, error, reason): new bytes under one name refused for the same
+    reason are a row of their own. Each row says when it was first and last refused and by how
+    many batches; deferred files (still being copied) are not refusals and are left out. A
+    history written before the sha256 column gets it (empty for its old rows).
     Read-modify-write under the folder's lock, so batches finishing at once lose nothing.
     """
     import datetime as dt
@@ -245,15 +257,17 @@ def append_rejections_history(path: Path, rejections: pd.DataFrame) -> pd.DataFr
             if path.exists()
             else pd.DataFrame(columns=HISTORY_COLUMNS)
         )
+        history = history.reindex(columns=HISTORY_COLUMNS, fill_value="")
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         # Cells were stored neutralised; compare on the stored (neutralised) text.
-        new = spreadsheet_safe(refused[["file", "stage", "error", "reason"]].astype(str))
-        key = ["file", "error", "reason"]
+        columns = ["file", "sha256", "stage", "error", "reason"]
+        new = spreadsheet_safe(refused.reindex(columns=columns, fill_value="").astype(str))
+        key = ["file", "sha256", "error", "reason"]
         index = {tuple(r): i for i, r in enumerate(history[key].itertuples(index=False))}
         history = history.copy()
         rows = []
         for r in new.itertuples(index=False):
-            at = index.get((r.file, r.error, r.reason))
+            at = index.get((r.file, r.sha256, r.error, r.reason))
             if at is None:
                 rows.append({"first_seen": now, "last_seen": now, "times": "1", **r._asdict()})
             else:
@@ -264,3 +278,17 @@ def append_rejections_history(path: Path, rejections: pd.DataFrame) -> pd.DataFr
         )
         atomic_write_text(path, history.to_csv(index=False))
     return history
+
+
+def still_refused(history_path: Path, catalog: pd.DataFrame) -> pd.DataFrame:
+    """The files any batch refused that are still there and not stored now (fixed files that
+    were stored since, and files removed since, drop out): the latest history row of each."""
+    if not history_path.is_file():
+        return pd.DataFrame(columns=HISTORY_COLUMNS)
+    history = pd.read_csv(history_path, dtype=str, keep_default_na=False)
+    history = history.reindex(columns=HISTORY_COLUMNS, fill_value="")
+    latest = history.sort_values("last_seen").drop_duplicates("file", keep="last")
+    stored = set(catalog["source_path"].astype(str)) if len(catalog) else set()
+    # Absolute paths (what discovery records) never start like a formula: stored as they are.
+    keep = [f not in stored and Path(f).exists() for f in latest["file"]]
+    return latest[keep].reset_index(drop=True)

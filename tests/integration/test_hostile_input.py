@@ -151,6 +151,35 @@ def test_a_refusal_is_kept_when_the_next_batch_refuses_something_else(tmp_path, 
     assert row["first_seen"].iloc[0] <= row["last_seen"].iloc[0]
 
 
+def test_the_history_keys_refusals_by_bytes_and_the_report_shows_what_is_still_refused(
+    tmp_path, config
+):
+    from ecg_pipeline.report import render_summary
+
+    inbox, other = tmp_path / "inbox", tmp_path / "other"
+    bad = inbox / "S02_rest.acq"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not ecg at all")
+    first = ingest_folder(inbox, config)
+    bad.write_bytes(b"still not ecg, other bytes")  # a new version, refused for the same reason
+    ingest_folder(inbox, config)
+    history = pd.read_csv(first.store_path / "_rejections_history.csv", dtype=str)
+    assert len(history) == 2 and history["sha256"].str.fullmatch("[0-9a-f]{64}").all()
+    assert history["sha256"].nunique() == 2
+
+    # A batch that does not offer the bad file still says it is refused.
+    write_ecg_file(other / "S01_rest.acq", demo_ecg(duration_s=9.0)[0])
+    elsewhere = ingest_folder(other, config)
+    assert elsewhere.still_refused["file"].tolist() == [str(bad.resolve())]
+    text = render_summary(elsewhere)
+    assert "still refused from earlier batches (1;" in text and "S02_rest.acq" in text
+
+    # Fixed: stored, so no longer refused.
+    write_ecg_file(bad, demo_ecg(duration_s=9.0, subject=2)[0])
+    fixed = ingest_folder(inbox, config)
+    assert fixed.count("written") == 1 and fixed.still_refused.empty
+
+
 def test_formula_like_cells_are_written_as_text():
     table = pd.DataFrame(
         {

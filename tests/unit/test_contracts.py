@@ -97,8 +97,20 @@ def test_windows_table_negative_start_refused():
 
 def test_rejections_table_stages_and_statuses():
     good = pd.DataFrame(
-        [{"file": "a", "stage": "read", "status": "rejected", "error": "E", "reason": "r"}]
+        [
+            {
+                "file": "a",
+                "stage": "read",
+                "status": "rejected",
+                "error": "E",
+                "reason": "r",
+                "sha256": "",
+            }
+        ]
     )
     RejectionsTable.validate(good)
+    RejectionsTable.validate(good.assign(sha256="ab" * 32))
     with pytest.raises(SchemaError):
         RejectionsTable.validate(good.assign(stage="dreaming"))
+    with pytest.raises(SchemaError):
+        RejectionsTable.validate(good.assign(sha256="not a hash"))
