@@ -11,7 +11,8 @@ File layout, in order::
     foreign-data header   int32 length = 4: no foreign data follows
     data-type headers     (nSize, nType) int16 pairs: (2, 2) int16, (8, 1) float64
     interleaved samples   base tick by base tick, channels in header order
-    marker header         25 / 33 / 41 bytes by revision, zero markers
+    marker header         25 / 33 / 41 bytes by revision, then per marker an item header
+                          (16 / 24 / 32 bytes by revision) and its NUL-terminated UTF-8 text
     journal length        int32 = 4: shorter than a journal header, so "no journal"
 """
 
@@ -31,9 +32,9 @@ from ecg_pipeline.io.atomic import atomic_write_bytes
 
 # File revisions (AcqKnowledge versions) at which the written layout changes.
 REV_4_0 = 61  # first post-4.0 layout; earlier files use other structs (and Latin-1 text)
-REV_4_2X = 121  # marker header grows by 8 bytes
+REV_4_2X = 121  # marker header and marker items grow by 8 bytes
 REV_4_3 = 124  # graph header gains hExpectedPaddings (int16)
-REV_4_4 = 128  # marker header grows by 8 more bytes
+REV_4_4 = 128  # marker header grows by 8 more bytes; marker items gain llDateCreated
 # Readers guess the byte order by reading lVersion both ways and keeping the smaller value; any
 # revision below 2**16 is unambiguous, larger ones could read smaller byte-swapped.
 MAX_REVISION = 0xFFFF
@@ -50,6 +51,9 @@ MAX_POINTS = 0x7FFFFFFF  # lBufLength is an int32
 MAX_PATTERN_TICKS = 1 << 20
 
 INT16_MIN, INT16_MAX = -32768, 32767
+MAX_MARKER_SAMPLE = 0xFFFFFFFF  # lSample is a uint32
+MAX_MARKER_TEXT_BYTES = INT16_MAX - 1  # nTextLength (int16) counts the text plus its NUL
+MAX_MARKER_DATE_MS = 2**64 - 1  # llDateCreated is a uint64
 # scale=None maps the largest |value - offset| to this raw count: about 8 % headroom below
 # full scale, as a real amplifier range would leave, and never an overflow after rounding.
 AUTO_SCALE_PEAK_COUNTS = 30000
@@ -92,6 +96,36 @@ class AcqChannel:
     offset: float = 0.0
 
 
+@dataclass(frozen=True)
+class AcqMarker:
+    """One event marker to write; fields named as bioread's ``EventMarker`` reports them.
+
+    Attributes
+    ----------
+    sample_index : int
+        Position in base-rate ticks (1 / base_rate_hz each) from 0, also for channel markers: on
+        a channel with divider d it is that channel's sample ``sample_index // d``.
+    text : str
+        Label, e.g. ``"rest"``, possibly empty; at most 32766 bytes in UTF-8, no NUL.
+    channel_index : int or None
+        None for a global marker, else the 0-based index of its channel in write_acq's channels.
+        The file holds that channel's nChanOrder, written as index + 1, which bioread reports as
+        ``channel_number`` (a key of ``datafile.channel_order_map``).
+    type_code : str
+        Style, four ASCII characters as in bioread's ``MARKER_TYPE_MAP``: ``"defl"`` (Default),
+        ``"flag"``, ``"apnd"`` (new segment), space-padded ones such as ``"max "``.
+    date_created_ms : int
+        Creation time in ms since 1970-01-01 UTC, stored from revision 128 (4.4) on; bioread
+        reads the default 0 as 1970-01-01, and None below revision 128.
+    """
+
+    sample_index: int
+    text: str
+    channel_index: int | None = None
+    type_code: str = "defl"
+    date_created_ms: int = 0
+
+
 def write_acq(
     path: str | os.PathLike,
     channels: Sequence[AcqChannel],
@@ -99,6 +133,7 @@ def write_acq(
     *,
     revision: int = 132,
     byte_order: Literal["<", ">"] = ">",
+    markers: Sequence[AcqMarker] = (),
 ) -> Path:
     """Write channels to an uncompressed AcqKnowledge ``.acq`` file, atomically.
 
@@ -118,6 +153,9 @@ def write_acq(
         The graph and marker header sizes follow the revision.
     byte_order : {"<", ">"}
         Little- or big-endian. AcqKnowledge 4.4+ on both platforms writes big-endian.
+    markers : sequence of AcqMarker
+        Event markers, stored in the given order (AcqKnowledge sorts its own by position).
+        Empty (the default): bioread reads ``event_markers == []``.
 
     Returns
     -------
@@ -130,7 +168,9 @@ def write_acq(
         Invalid arguments: no channels, a revision below 61, a non-positive or non-finite base
         rate, a name or units too long, data that are not 1-D, empty or not finite, a divider out
         of range, dividers whose interleaving period exceeds 2**20 ticks, or int16 data that do
-        not fit the given scale. Nothing is written then.
+        not fit the given scale; a marker past the longest channel (``len(data) * divider``
+        ticks), with a text too long or holding a NUL, a channel_index out of range, a type_code
+        not four ASCII characters, or a date below revision 128. Nothing is written then.
     """
     target = Path(path)
     bo, channels, base_rate_hz = _validate_file_args(channels, base_rate_hz, revision, byte_order)
@@ -154,8 +194,14 @@ def write_acq(
             *(_pack_dtype_header(bo, ch.encoding) for ch in channels),
         ]
     )
+    # Markers may sit on any tick the recording spans: channel c covers len * divider ticks.
+    n_ticks = max(len(raw) * d for (raw, _, _), d in zip(encoded, dividers))
+    items = [
+        _pack_marker_item(bo, revision, m, _validate_marker(i, m, n_ticks, len(channels), revision))
+        for i, m in enumerate(markers)
+    ]
     data = _interleave([raw for raw, _, _ in encoded], dividers)
-    trailer = _pack_empty_marker_header(bo, revision) + _pack_no_journal(bo)
+    trailer = _pack_marker_header(bo, revision, items) + _pack_no_journal(bo)
     atomic_write_bytes(target, (header, data, trailer))
     return target
 
@@ -266,6 +312,44 @@ def _finite_float(label: str, what: str, value) -> float:
     return number
 
 
+def _validate_marker(i: int, m: AcqMarker, n_ticks: int, n_channels: int, revision: int) -> bytes:
+    """Validate one marker against the recording; return its text as UTF-8 bytes."""
+    if not isinstance(m, AcqMarker) or not isinstance(m.text, str):
+        raise ValueError(f"marker {i} must be an AcqMarker with a str text, not {m!r}")
+    label, text = f"marker {i} ({m.text!r})", m.text.encode("utf-8")
+    if b"\0" in text:  # AcqKnowledge reads C strings: the text would end there
+        raise ValueError(f"{label}: text contains a NUL character")
+    if len(text) > MAX_MARKER_TEXT_BYTES:
+        raise ValueError(f"{label}: text is {len(text)} bytes in UTF-8; at most 32766 fit")
+    last = min(n_ticks, MAX_MARKER_SAMPLE + 1) - 1
+    if not (_is_int(m.sample_index) and 0 <= m.sample_index <= last):
+        raise ValueError(
+            f"{label}: sample_index must be an int in the recording, base ticks 0 to {last}, "
+            f"not {m.sample_index!r}"
+        )
+    chan = m.channel_index
+    if chan is not None and not (_is_int(chan) and 0 <= chan < n_channels):
+        raise ValueError(
+            f"{label}: channel_index must be None (global) or 0 to {n_channels - 1}, not {chan!r}"
+        )
+    # bioread decodes the style as text and stops at a NUL: four printable ASCII characters.
+    code = m.type_code
+    if not (isinstance(code, str) and len(code) == 4 and code.isascii() and code.isprintable()):
+        raise ValueError(f"{label}: type_code must be 4 printable ASCII characters, not {code!r}")
+    date = m.date_created_ms
+    # Below revision 128 there is no field for the date: a given one would be lost.
+    if not (_is_int(date) and 0 <= date <= MAX_MARKER_DATE_MS) or (date and revision < REV_4_4):
+        raise ValueError(
+            f"{label}: date_created_ms must be an int from 0 to 2**64 - 1, and 0 below "
+            f"revision {REV_4_4} (revision {revision}), not {date!r}"
+        )
+    return text
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 # --- header packing -----------------------------------------------------------------------------
 
 
@@ -320,17 +404,44 @@ def _marker_header_len(revision: int) -> int:
     return 25 + (8 if revision >= REV_4_2X else 0) + (8 if revision >= REV_4_4 else 0)
 
 
-def _pack_empty_marker_header(bo: str, revision: int) -> bytes:
-    """Marker header announcing zero markers.
+def _pack_marker_header(bo: str, revision: int, items: list[bytes]) -> bytes:
+    """Marker header, then the packed marker items (none: an empty marker list).
 
-    Readers expect it right after the data; without it they log an error and report no
-    markers at all (None) instead of an empty list.
+    Readers expect the header right after the data, even with no markers; without it they log an
+    error and report no markers at all (None) instead of an empty list.
     """
     size = _marker_header_len(revision)
+    total = size + sum(len(item) for item in items)
+    if total > 0x7FFFFFFF:  # lLength is an int32
+        raise ValueError(f"markers take {total} bytes; at most 2**31 - 1 fit")
     buf = bytearray(size)
-    struct.pack_into(bo + "i", buf, 0, size)  # lLength: header plus marker items
-    struct.pack_into(bo + "i", buf, 4, 1)  # lMarkersExtra: the marker count is this minus 1
-    return bytes(buf)
+    struct.pack_into(bo + "i", buf, 0, total)  # lLength: header plus marker items
+    struct.pack_into(bo + "i", buf, 4, len(items) + 1)  # lMarkersExtra: the count is this - 1
+    # lMarkers: ignored by readers; AcqKnowledge's is not always the count (5 for 10 markers).
+    struct.pack_into(bo + "i", buf, 8, len(items))
+    return b"".join([bytes(buf), *items])
+
+
+def _marker_item_len(revision: int) -> int:
+    return 16 + (8 if revision >= REV_4_2X else 0) + (8 if revision >= REV_4_4 else 0)
+
+
+def _pack_marker_item(bo: str, revision: int, m: AcqMarker, text: bytes) -> bytes:
+    """One post-4.0 marker item: position, channel, style, date (4.4+), then the text.
+
+    Layout: lSample uint32 | 4 unknown bytes | nChannel int16 | sMarkerStyle char[4] |
+    llDateCreated uint64 (4.4+) | 8 unknown bytes (4.2x+) | nTextLength int16 | text + NUL.
+    """
+    size = _marker_item_len(revision)
+    buf = bytearray(size)
+    struct.pack_into(bo + "I", buf, 0, m.sample_index)
+    # nChannel: -1 for a global marker, else the channel's nChanOrder (index + 1 as written).
+    struct.pack_into(bo + "h", buf, 8, -1 if m.channel_index is None else m.channel_index + 1)
+    buf[10:14] = m.type_code.encode("ascii")
+    if revision >= REV_4_4:
+        struct.pack_into(bo + "Q", buf, 14, m.date_created_ms)
+    struct.pack_into(bo + "h", buf, size - 2, len(text) + 1)  # nTextLength, NUL included
+    return bytes(buf) + text + b"\0"
 
 
 def _pack_no_journal(bo: str) -> bytes:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import struct
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ecg_pipeline.io import acq_writer
-from ecg_pipeline.io.acq_writer import AcqChannel, write_acq
+from ecg_pipeline.io.acq_writer import AcqChannel, AcqMarker, write_acq
 
 bioread = pytest.importorskip("bioread")
 from bioread.reader import Reader  # noqa: E402  (after the importorskip)
@@ -70,11 +71,13 @@ def _assert_no_bioread_problems(caplog) -> None:
     assert not problems, [r.getMessage() for r in problems]
 
 
-def _assert_matches(datafile, channels: list[AcqChannel], base_rate: float, loaded=None) -> None:
+def _assert_matches(
+    datafile, channels: list[AcqChannel], base_rate: float, loaded=None, n_markers: int = 0
+) -> None:
     assert len(datafile.channels) == len(channels)
     assert datafile.samples_per_second == pytest.approx(base_rate, rel=1e-12)
     assert datafile.event_markers is not None
-    assert datafile.event_markers == []
+    assert len(datafile.event_markers) == n_markers
     for k, (got, want) in enumerate(zip(datafile.channels, channels)):
         assert got.name == want.name
         assert got.units == want.units
@@ -401,6 +404,209 @@ def test_overflow_error_names_the_channel(tmp_path):
     ch = _ch(name="ECG - ECG100C", data=np.array([0.0, 2.1]), scale=ECG100C_SCALE_GAIN_5000)
     with pytest.raises(ValueError, match=r"channel 1 \('ECG - ECG100C'\)"):
         write_acq(tmp_path / "rec.acq", [_ch(name="other"), ch], 1000.0)
+
+
+# --- event markers ------------------------------------------------------------------------------
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DATE_MS = 1454430656276  # 2016-02-02 16:30:56.276 UTC, the date of physio-4.4.0's first marker
+
+
+def _item_len(revision: int) -> int:
+    """Marker item struct size: 16 bytes, + 8 unknown from 121, + llDateCreated from 128."""
+    return 16 + (8 if revision >= 121 else 0) + (8 if revision >= 128 else 0)
+
+
+def _markers(revision: int) -> list[AcqMarker]:
+    """For _mixed_channels (3001 ticks, dividers 1, 3, 10): global and per-channel markers, the
+    first and last tick, an empty and a non-ASCII text, given out of position order."""
+    date = DATE_MS if revision >= 128 else 0
+    return [
+        AcqMarker(0, "Segment 1", type_code="apnd", date_created_ms=date),
+        AcqMarker(1500, "post run", type_code="flag"),
+        AcqMarker(500, "rest"),
+        AcqMarker(2999, "Deep breathing", channel_index=2, type_code="usr1", date_created_ms=date),
+        AcqMarker(1201, "Débit ↑ — pic 😀", channel_index=1, type_code="max "),
+        AcqMarker(np.int64(3000), "", channel_index=0, type_code="qrs "),
+    ]
+
+
+def _assert_markers_match(datafile, markers: list[AcqMarker], channels, base_rate, revision):
+    got = datafile.event_markers
+    assert len(got) == len(markers)
+    for g, m in zip(got, markers):
+        assert g.text == m.text
+        assert g.sample_index == m.sample_index
+        assert g.time_index == pytest.approx(m.sample_index / base_rate, rel=1e-12)
+        assert g.type_code == m.type_code
+        if m.channel_index is None:
+            assert g.channel_number is None
+        else:
+            # bioread reports the channel's nChanOrder (index + 1 as written), not the index.
+            assert g.channel_number == m.channel_index + 1
+            chan = datafile.channel_order_map[g.channel_number]
+            assert chan.name == channels[m.channel_index].name
+        if revision >= 128:
+            assert g.date_created_utc == EPOCH + timedelta(milliseconds=m.date_created_ms)
+        else:
+            assert g.date_created_utc is None
+
+
+@pytest.mark.parametrize("byte_order", BYTE_ORDERS)
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_markers_round_trip(tmp_path, caplog, revision, byte_order):
+    channels = _mixed_channels("mixed")
+    markers = _markers(revision)
+    path = write_acq(
+        tmp_path / "m.acq",
+        channels,
+        2000.0,
+        revision=revision,
+        byte_order=byte_order,
+        markers=markers,
+    )
+    with caplog.at_level(logging.DEBUG, logger="bioread"):
+        headers = bioread.read_headers(path)
+        full = bioread.read(path)
+        reader = Reader.read_headers(str(path))
+    _assert_no_bioread_problems(caplog)
+    for datafile in (headers, full):
+        _assert_markers_match(datafile, markers, channels, 2000.0, revision)
+    # The data and the (absent) journal after the markers are unaffected.
+    _assert_matches(full, channels, 2000.0, n_markers=len(markers))
+    assert reader.journal is None
+    assert full.event_markers[1].type == "Flag"  # bioread's name for the style
+    assert full.event_markers[0].type == "Append"
+    # Item sizes follow the revision, each followed by its NUL-terminated UTF-8 text.
+    items = reader.marker_reader.all_headers[1:]  # after the marker header
+    assert [h.struct_length for h in items] == [_item_len(revision)] * len(markers)
+    assert [h.text_length for h in items] == [len(m.text.encode()) + 1 for m in markers]
+    marker_bytes = 25 + (8 if revision >= 121 else 0) + (8 if revision >= 128 else 0)
+    marker_bytes += sum(h.effective_len_bytes for h in items)
+    size = reader.data_start_offset + reader.data_length + marker_bytes + 4
+    assert path.stat().st_size == size
+
+
+@pytest.mark.parametrize("byte_order", BYTE_ORDERS)
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_no_markers_is_an_empty_list_and_the_default(tmp_path, revision, byte_order):
+    channels = _mixed_channels("int16", ticks=300)
+    kwargs = {"revision": revision, "byte_order": byte_order}
+    default = write_acq(tmp_path / "d.acq", channels, 1000.0, **kwargs)
+    empty = write_acq(tmp_path / "e.acq", channels, 1000.0, markers=[], **kwargs)
+    assert default.read_bytes() == empty.read_bytes()
+    assert bioread.read(empty).event_markers == []
+
+
+def test_marker_fields_at_their_limits(tmp_path):
+    channels = [_ch(data=np.zeros(5)), _ch(name="slow", data=np.zeros(3), divider=4)]
+    markers = [
+        AcqMarker(11, "x" * 32766, channel_index=1),  # last tick of the longest channel (3 x 4)
+        AcqMarker(0, "é" * 16383, type_code="    ", date_created_ms=2**63),
+    ]
+    full = bioread.read(write_acq(tmp_path / "l.acq", channels, 1000.0, markers=markers))
+    assert [(m.sample_index, m.text, m.channel_number) for m in full.event_markers] == [
+        (11, "x" * 32766, 2),
+        (0, "é" * 16383, None),
+    ]
+    assert full.event_markers[1].type_code == "    "
+    assert full.event_markers[1].date_created_utc is None  # too far out for a datetime
+
+
+def _mk(**kw) -> AcqMarker:
+    args = dict(sample_index=0, text="rest")
+    args.update(kw)
+    return AcqMarker(**args)
+
+
+@pytest.mark.parametrize(
+    "markers, kwargs, message",
+    [
+        ([_mk(sample_index=-1)], {}, "sample_index"),
+        ([_mk(sample_index=10)], {}, r"0 to 9, not 10"),  # 10 samples: ticks 0 to 9
+        ([_mk(sample_index=2.0)], {}, "sample_index"),
+        ([_mk(sample_index=True)], {}, "sample_index"),
+        ([_mk(sample_index=None)], {}, "sample_index"),
+        ([_mk(text="x" * 32767)], {}, "32767 bytes"),
+        ([_mk(text="é" * 16384)], {}, "32768 bytes"),
+        ([_mk(text="a\0b")], {}, "NUL"),
+        ([_mk(text=None)], {}, "str text"),
+        ([_mk(channel_index=-1)], {}, "channel_index"),
+        ([_mk(channel_index=1)], {}, "channel_index"),  # one channel: index 0 only
+        ([_mk(channel_index=0.0)], {}, "channel_index"),
+        ([_mk(type_code="usr")], {}, "type_code"),
+        ([_mk(type_code="flags")], {}, "type_code"),
+        ([_mk(type_code="flaé")], {}, "type_code"),
+        ([_mk(type_code="fl\0g")], {}, "type_code"),
+        ([_mk(type_code=b"flag")], {}, "type_code"),
+        ([_mk(date_created_ms=-1)], {}, "date_created_ms"),
+        ([_mk(date_created_ms=2**64)], {}, "date_created_ms"),
+        ([_mk(date_created_ms=DATE_MS)], {"revision": 124}, "revision 128"),
+        ([_mk(), ("rest", 5)], {}, "marker 1 must be an AcqMarker"),
+    ],
+)
+def test_invalid_markers_raise_value_error(tmp_path, markers, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        write_acq(tmp_path / "rec.acq", [_ch()], 1000.0, markers=markers, **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_marker_error_names_the_marker(tmp_path):
+    markers = [_mk(), _mk(sample_index=99, text="post run")]
+    with pytest.raises(ValueError, match=r"marker 1 \('post run'\): sample_index"):
+        write_acq(tmp_path / "rec.acq", [_ch()], 1000.0, markers=markers)
+
+
+@pytest.mark.parametrize("revision, byte_order", [(128, ">"), (132, "<"), (121, ">"), (61, "<")])
+def test_real_markers_are_rewritten(tmp_path, acq_dir, revision, byte_order):
+    """physio-4.4.0.acq's 10 markers (4 global, 6 on channels with nChanOrder 1, 7 and 8; styles
+    apnd, rein, reot, flag, scr) written back come out with the same texts, positions, channels,
+    styles and (from revision 128) creation dates."""
+    src = bioread.read(acq_dir / "physio-4.4.0.acq")
+    assert len(src.event_markers) == 10
+    channels = [
+        AcqChannel(c.name, c.units, c.data, divider=c.frequency_divider, encoding="float64")
+        for c in src.channels
+    ]
+    index_of_order = {c.order_num: k for k, c in enumerate(src.channels)}
+    markers = [
+        AcqMarker(
+            m.sample_index,
+            m.text,
+            channel_index=None if m.channel_number is None else index_of_order[m.channel_number],
+            type_code=m.type_code,
+            date_created_ms=(m.date_created_utc - EPOCH) // timedelta(milliseconds=1)
+            if revision >= 128
+            else 0,
+        )
+        for m in src.event_markers
+    ]
+    path = write_acq(
+        tmp_path / "physio.acq",
+        channels,
+        src.samples_per_second,
+        revision=revision,
+        byte_order=byte_order,
+        markers=markers,
+    )
+    out = bioread.read_headers(path)
+    _assert_markers_match(out, markers, channels, src.samples_per_second, revision)
+    for got, want in zip(out.event_markers, src.event_markers):
+        assert (got.text, got.sample_index, got.time_index, got.type_code) == (
+            want.text,
+            want.sample_index,
+            want.time_index,
+            want.type_code,
+        )
+        if want.channel_number is None:
+            assert got.channel_number is None
+        else:
+            got_chan = out.channel_order_map[got.channel_number]
+            assert got_chan.name == src.channel_order_map[want.channel_number].name
+    if revision >= 128:
+        assert [m.date_created_utc for m in out.event_markers] == [
+            m.date_created_utc for m in src.event_markers
+        ]
 
 
 # --- other readers ------------------------------------------------------------------------------
