@@ -276,7 +276,9 @@ def ingest_train(
     written = [
         f.result() for f in [ingest_file.submit(p, cfg, store_root) for p in plan.to_process]
     ]
-    batch = record_batch(found, plan, written, cfg, store_root)
+    # The task may end in a state of its own ("Refused files"), which a plain call would return
+    # in place of the batch: ask for the state and read its result.
+    batch = record_batch(found, plan, written, cfg, store_root, return_state=True).result()
     decision = training_decision(batch, train=train, force=force)
     summary: dict[str, Any] = {"folder": folder, **batch.summary(), "trained": decision.train}
     summary["note"] = decision.reason
