@@ -98,9 +98,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--resume",
-        action="store_true",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="RUN_DIR",
         help="reuse each seed already stored under --name with the same configuration, data "
-        "and candidates (an interrupted run, or seeds trained as separate commands)",
+        "and candidates (seeds trained as separate commands), and continue a seed stopped "
+        "mid-way after its last epoch; RUN_DIR (<out>/<name> or <out>/<name>/seed<k>) names "
+        "the run instead of --out/--name (and --seeds for a seed folder)",
     )
     train.add_argument("--no-progress", action="store_true")
 
@@ -374,6 +379,16 @@ def _train(args) -> int:
         args.name
         or f"{config.dataset.name}-{config.model.name}-{t.split}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
+    out = args.out
+    if isinstance(args.resume, str):  # --resume RUN_DIR: the run names itself
+        run_dir = Path(args.resume)
+        if not run_dir.is_dir():
+            raise ValueError(f"--resume {run_dir}: no such run folder")
+        if run_dir.name.startswith("seed") and run_dir.name[4:].isdigit():
+            if not args.seeds and args.seed is None:
+                seeds = [int(run_dir.name[4:])]
+            run_dir = run_dir.parent
+        out, name = run_dir.parent, run_dir.name
     bar = None
     if not args.no_progress and sys.stderr.isatty():
         from tqdm import tqdm
@@ -390,12 +405,12 @@ def _train(args) -> int:
         seeds,
         name=name,
         store_root=_store_root(args.data, config),
-        out_dir=args.out,
+        out_dir=out,
         command="ecg-pipeline " + shlex.join(args.argv),
         max_windows_per_recording=args.max_windows_per_recording,
         on_epoch=on_epoch,
         candidates=candidates or None,
-        resume=args.resume,
+        resume=bool(args.resume),
         on_reuse=lambda seed, why: print(f"seed {seed}: {why}", file=sys.stderr),
     )
     if bar is not None:

@@ -368,6 +368,9 @@ class FlowSettings(_Strict):
     # Logging to MLflow is retried only when the server could not be reached.
     log_retries: int = Field(2, ge=0)
     log_retry_delay_s: float = Field(5.0, ge=0)
+    # A failed train task is tried again this many times; each try continues after the last
+    # finished epoch (training/resume.py), so a retry costs what was lost, not the whole run.
+    train_retries: int = Field(1, ge=0)
     # How often the served deployments ask the API for runs to start. Prefect's default, 10 s,
     # is most of the delay between a file's arrival and its run; a poll is one small request.
     runner_poll_s: int = Field(1, ge=1)

@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", type=Path, default=Path("configs/demo.toml"))
     parser.add_argument(
-        "--epochs", type=int, help="training epochs (default: the configuration's [training] epochs)"
+        "--epochs",
+        type=int,
+        help="training epochs (default: the configuration's [training] epochs)",
     )
     parser.add_argument("--force", action="store_true", help="train even if nothing new arrived")
     args = parser.parse_args(argv)

@@ -143,7 +143,9 @@ def train_model(config, store_root: str, run_name: str, catalog):
     """
     from ecg_pipeline.training.run import train_run
 
-    return train_run(config, store_root=store_root, run_name=run_name, catalog=catalog)
+    # The run folder is named after the flow run, so a retry of this task (or of the whole
+    # flow run) finds the folds and epochs already done and continues after them.
+    return train_run(config, store_root=store_root, run_name=run_name, catalog=catalog, resume=True)
 
 
 @task(name="pretrain", cache_policy=NO_CACHE, persist_result=False)
@@ -268,6 +270,7 @@ def ingest_train(
     log_to_mlflow = log_mlflow.with_options(
         retries=cfg.flow.log_retries, retry_delay_seconds=cfg.flow.log_retry_delay_s
     )
+    train_resumably = train_model.with_options(retries=cfg.flow.train_retries)
     folder = str(Path(recordings or cfg.watch.folder or cfg.demo.inbox).resolve())
     store_root = str(Path(cfg.store.root).resolve())
 
@@ -294,7 +297,7 @@ def ingest_train(
         else:
             encoder = pretrained
         cfg = cfg.with_overrides({"model.pretrained": encoder})
-        trained = train_model(cfg, store_root, run_name, batch.catalog)
+        trained = train_resumably(cfg, store_root, run_name, batch.catalog)
         run = evaluate_model(trained, cfg, store_root)
         logged = log_to_mlflow(run, cfg, batch.catalog, str(batch.rejections_file), tags)
         summary.update(run_dir=str(run.run_dir), metrics=run.summary(), **logged)

@@ -186,7 +186,8 @@ def run_seeds(
         Reuse a seed's stored ``seed<k>/results.json`` when it was trained with this very
         configuration, data and candidates (:func:`~ecg_pipeline.training.run.stored_run_matches`);
         an interrupted experiment, or seeds trained side by side as separate commands, then
-        end in one summary without training anything twice. ``on_reuse(seed, why)`` is told
+        end in one summary without training anything twice; a seed whose training was
+        stopped mid-way continues from its last finished epoch. ``on_reuse(seed, why)`` is told
         what was decided for each seed.
 
     Returns
@@ -223,6 +224,7 @@ def run_seeds(
             on_epoch=(lambda fold, row, s=seed: on_epoch(f"seed {s} {fold}", row))
             if on_epoch
             else None,
+            resume=resume,
         )
         runs.append((seed, run))
     summary = {

@@ -14,6 +14,7 @@ import copy
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +23,11 @@ from torch import nn
 from ecg_pipeline.config import TrainingSettings
 from ecg_pipeline.training.augment import augment_batch
 from ecg_pipeline.training.objectives import Supervised, parameters_of
+from ecg_pipeline.training.resume import (
+    load_training_state,
+    restore_random_state,
+    save_training_state,
+)
 from ecg_pipeline.training.weighting import build_weighting
 
 
@@ -78,6 +84,7 @@ def fit(
     fs_hz: float = 100.0,
     on_epoch: Callable[[dict], None] | None = None,
     objective=None,
+    resume_file: Path | None = None,
 ) -> FitResult:
     """Train ``model`` on ``train_idx`` and keep the epoch that scores best on ``val_idx``.
 
@@ -108,6 +115,10 @@ def fit(
         What to minimise; default :class:`~ecg_pipeline.training.objectives.Supervised` over
         ``labels``. A pre-training objective ignores ``labels`` (pass ``{}``) and brings its own
         modules (a decoder, a projection head), trained alongside and not returned.
+    resume_file : Path, optional
+        Where the state after each epoch is saved (:mod:`~ecg_pipeline.training.resume`); when
+        it already holds one from the same settings and windows, training continues after its
+        epoch instead of starting over, and ends as an uninterrupted run would.
 
     Returns
     -------
@@ -149,6 +160,24 @@ def fit(
     augment_generator = torch.Generator().manual_seed(settings.seed + 1)
     result = FitResult()
     best_score = -np.inf
+    first_epoch = 1
+    extra_modules = list(objective.modules())
+    if resume_file is not None:
+        fingerprint = training_fingerprint(settings, x, train_idx, val_idx, model)
+        saved = load_training_state(resume_file, fingerprint)
+        if saved is not None:
+            model.load_state_dict(saved["model"])
+            for module, state in zip(extra_modules, saved["objective_modules"], strict=True):
+                module.load_state_dict(state)
+            optimiser.load_state_dict(saved["optimiser"])
+            if scheduler is not None:
+                scheduler.load_state_dict(saved["scheduler"])
+            weighting.load_state_dict(saved["weighting"])
+            restore_random_state(saved, [generator, augment_generator])
+            result.history = saved["history"]
+            result.best_epoch, best_score = saved["best_epoch"], saved["best_score"]
+            result.best_state = saved["best_state"] or None
+            first_epoch = saved["epoch"] + 1
     if len(val) == 0:
         warnings.warn(
             "no validation windows (the recordings are too short for val_fraction): "
@@ -156,7 +185,7 @@ def fit(
             f"{settings.epochs} epochs is kept",
             stacklevel=2,
         )
-    for epoch in range(1, settings.epochs + 1):
+    for epoch in range(first_epoch, settings.epochs + 1):
         model.train()
         for module in objective.modules():
             module.train()
@@ -199,8 +228,42 @@ def fit(
             result.best_state = copy.deepcopy(
                 {k: v.detach().cpu() for k, v in model.state_dict().items()}
             )
+        if resume_file is not None:
+            save_training_state(
+                resume_file,
+                epoch=epoch,
+                model=model,
+                objective_modules=extra_modules,
+                optimiser=optimiser,
+                scheduler=scheduler,
+                weighting=weighting,
+                generators=[generator, augment_generator],
+                best_epoch=result.best_epoch,
+                best_score=best_score,
+                best_state=result.best_state,
+                history=result.history,
+                fingerprint=fingerprint,
+            )
         if on_epoch is not None:
             on_epoch(row)
     result.weighting_state = weighting.state_dict()
     model.load_state_dict(result.best_state)
     return result
+
+
+def training_fingerprint(
+    settings: TrainingSettings, x: np.ndarray, train_idx, val_idx, model
+) -> str:
+    """What a saved state must match to be resumed: the settings, the windows' shape, the
+    training and validation rows and the network's parameter shapes."""
+    import hashlib
+
+    # Where and how fast it runs is not what the result depends on: a resume may use another
+    # machine's threads or device.
+    kept = settings.model_dump_json(exclude={"cpu_threads", "device", "out_dir"})
+    digest = hashlib.sha256(kept.encode())
+    digest.update(repr(tuple(x.shape)).encode())
+    for rows in (train_idx, val_idx):
+        digest.update(np.asarray(rows, dtype=np.int64).tobytes())
+    digest.update(repr([(k, tuple(v.shape)) for k, v in model.state_dict().items()]).encode())
+    return digest.hexdigest()[:16]

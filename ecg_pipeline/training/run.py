@@ -123,10 +123,20 @@ def _data_signature(data) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _train_folds(config, data, splits, run_dir: Path, on_epoch) -> list[FoldResult]:
+FOLD_FILE = "fold.json"  # a finished fold's result, written beside its checkpoint
 
+
+def _train_folds(
+    config, data, splits, run_dir: Path, on_epoch, resume: bool = False
+) -> list[FoldResult]:
+    """Train each fold; with ``resume``, a fold finished before is read back and a fold
+    stopped mid-way continues from its last epoch (same settings and windows only)."""
+    import json
+
+    from ecg_pipeline.io.atomic import atomic_write_text
     from ecg_pipeline.training.checkpoint import save_checkpoint
-    from ecg_pipeline.training.loop import fit
+    from ecg_pipeline.training.loop import fit, training_fingerprint
+    from ecg_pipeline.training.resume import RESUME_FILE
     from ecg_pipeline.training.splits import fewer_training_recordings, recording_count
 
     t = config.training
@@ -150,6 +160,15 @@ def _train_folds(config, data, splits, run_dir: Path, on_epoch) -> list[FoldResu
                 split.name,
                 list(zip(test["recording_id"].astype(str), test["window_index"], strict=True)),
             )
+        folder = fold_dir(run_dir, split.name)
+        fingerprint = training_fingerprint(t, data.x, split.train, split.val, model)
+        finished = _finished_fold(folder, fingerprint) if resume else None
+        if finished is not None:
+            folds.append(finished)
+            continue
+        if not resume:  # a fresh start: nothing of an earlier training in this folder counts
+            (folder / RESUME_FILE).unlink(missing_ok=True)
+            (folder / FOLD_FILE).unlink(missing_ok=True)
         result = fit(
             model,
             data.x,
@@ -159,6 +178,7 @@ def _train_folds(config, data, splits, run_dir: Path, on_epoch) -> list[FoldResu
             t,
             fs_hz=fs_hz,
             on_epoch=(lambda row, name=split.name: on_epoch(name, row)) if on_epoch else None,
+            resume_file=folder / RESUME_FILE,
         )
         fold = FoldResult(
             name=split.name,
@@ -178,9 +198,29 @@ def _train_folds(config, data, splits, run_dir: Path, on_epoch) -> list[FoldResu
         if "identity" in data.labels:
             threshold = identity_threshold(model, data, split.val, config.predict.known_reject_rate)
             fold.identity_threshold = fold_spec["identity_threshold"] = threshold
-        save_checkpoint(fold_dir(run_dir, split.name), model, fold_spec)
+        save_checkpoint(folder, model, fold_spec)
+        # Finished: its result beside the checkpoint (a resumed run reads it back), and the
+        # per-epoch state is no longer needed.
+        record = {"fingerprint": fingerprint, "fold": fold.to_json()}
+        atomic_write_text(folder / FOLD_FILE, json.dumps(record, default=float))
+        (folder / RESUME_FILE).unlink(missing_ok=True)
         folds.append(fold)
     return folds
+
+
+def _finished_fold(folder: Path, fingerprint: str) -> FoldResult | None:
+    """The fold trained before in ``folder`` with the same settings and windows, if any."""
+    import json
+
+    from ecg_pipeline.training.checkpoint import WEIGHTS_FILE
+
+    path = folder / FOLD_FILE
+    if not (path.is_file() and (folder / WEIGHTS_FILE).is_file()):
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if record.get("fingerprint") != fingerprint:
+        return None
+    return FoldResult.from_json(record["fold"])
 
 
 def _evaluate_folds(data, splits, folds: list[FoldResult], run_dir: Path) -> None:
@@ -229,9 +269,9 @@ def _empty_run(config, out_dir, run_name) -> RunResult:
     )
 
 
-def _train(config, data, splits, out_dir, run_name, on_epoch) -> RunResult:
+def _train(config, data, splits, out_dir, run_name, on_epoch, resume=False) -> RunResult:
     run = _empty_run(config, out_dir, run_name)
-    run.folds = _train_folds(config, data, splits, run.run_dir, on_epoch)
+    run.folds = _train_folds(config, data, splits, run.run_dir, on_epoch, resume)
     return run
 
 
@@ -246,8 +286,13 @@ def train_run(
     evaluate: bool = False,
     catalog=None,
     candidates: Mapping[str, StudyConfig] | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """Train each fold of the configured split on the dataset's stored windows.
+
+    With ``resume``, a run stopped mid-way (killed, a lost machine) continues in the same run
+    folder: finished folds are read back and the interrupted one continues after its last
+    epoch, ending as an uninterrupted run would (:mod:`~ecg_pipeline.training.resume`).
 
     Writes each fold's checkpoint (with its calibrated identity threshold) and
     ``results.json``; test metrics only with ``evaluate=True`` (else :func:`evaluate_run`
@@ -265,7 +310,7 @@ def train_run(
         )
     check_trainable(config)  # refuse an unusable [model] setting before reading data
     data, splits = _load(config, store_root, max_windows_per_recording, catalog)
-    run = _train(config, data, splits, out_dir, run_name, on_epoch)
+    run = _train(config, data, splits, out_dir, run_name, on_epoch, resume)
     run.max_windows_per_recording = max_windows_per_recording
     run.data_signature = _data_signature(data)
     if evaluate:
