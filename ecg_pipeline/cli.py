@@ -144,6 +144,11 @@ def _parser() -> argparse.ArgumentParser:
     pretrain.add_argument(
         "--log", action="store_true", help="also log to MLflow and register the encoder"
     )
+    pretrain.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a pre-training of --name stopped mid-way (finished encoders are kept)",
+    )
 
     servers = sub.add_parser(
         "servers",
@@ -439,6 +444,7 @@ def _pretrain(args) -> int:
         store_root=_store_root(args.data, config),
         out_dir=args.out,
         run_name=args.name,
+        resume=args.resume,
     )
     print(f"pre-trained {config.pretrain.objective} encoder(s) in {result.out_dir}:")
     for fold, info in result.summary().items():

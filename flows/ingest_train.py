@@ -155,7 +155,8 @@ def pretrain_encoder(config, store_root: str, run_name: str) -> str:
     from ecg_pipeline.tracking.pretrain_log import log_pretraining
     from ecg_pipeline.training.pretrain import pretrain_run
 
-    result = pretrain_run(config, store_root=store_root, run_name=run_name)
+    # Named after the flow run: a retried run continues the encoders it had started.
+    result = pretrain_run(config, store_root=store_root, run_name=run_name, resume=True)
     log_pretraining(result, config)
     return str(result.out_dir)
 

@@ -108,8 +108,13 @@ def pretrain_run(
     out_dir: str | os.PathLike | None = None,
     run_name: str | None = None,
     on_epoch: Callable[[str, dict], None] | None = None,
+    resume: bool = False,
 ) -> PretrainResult:
     """Pre-train ECG-SL encoders as ``[pretrain]`` says; returns what was written.
+
+    With ``resume``, a pre-training stopped mid-way continues in the same run folder: encoders
+    finished with the same settings and windows are kept, and the interrupted one continues
+    after its last epoch (:mod:`~ecg_pipeline.training.resume`).
 
     Raises
     ------
@@ -119,8 +124,9 @@ def pretrain_run(
     import torch
 
     from ecg_pipeline.models.ecg_sl import ECGSLBackbone
-    from ecg_pipeline.training.loop import fit
+    from ecg_pipeline.training.loop import fit, training_fingerprint
     from ecg_pipeline.training.objectives import build_objective
+    from ecg_pipeline.training.resume import RESUME_FILE
     from ecg_pipeline.training.run import configured_splits
     from ecg_pipeline.training.spec import input_shape
 
@@ -167,15 +173,25 @@ def pretrain_run(
             else {"temperature": p.temperature}
         )
         objective = build_objective(p.objective, backbone, **objective_options)
+        folder = fold_dir(run_dir, fold)
+        train_rows, val_rows = np.flatnonzero(~held), np.flatnonzero(held)
+        fingerprint = training_fingerprint(settings, x, train_rows, val_rows, backbone)
+        done = _finished_encoder(folder, fingerprint) if resume else None
+        if done is not None:
+            result.encoders[fold] = done
+            continue
+        if not resume:  # a fresh start: an earlier pre-training's state does not count
+            (folder / RESUME_FILE).unlink(missing_ok=True)
         fitted = fit(
             backbone,
             x,
             {},
-            np.flatnonzero(~held),
-            np.flatnonzero(held),
+            train_rows,
+            val_rows,
             settings,
             objective=objective,
             on_epoch=(lambda row, f=fold: on_epoch(f, row)) if on_epoch else None,
+            resume_file=folder / RESUME_FILE,
         )
         seen = home.meta.loc[~test_side, ["recording_id", "window_index"]]
         spec = {
@@ -205,10 +221,21 @@ def pretrain_run(
             "best_epoch": fitted.best_epoch,
             "best_val_loss": -max(r["val_score"] for r in fitted.history),
             "history": fitted.history,
+            "fingerprint": fingerprint,
         }
-        save_encoder(fold_dir(run_dir, fold), backbone, spec)
+        save_encoder(folder, backbone, spec)
+        (folder / RESUME_FILE).unlink(missing_ok=True)
         result.encoders[fold] = spec
     return result
+
+
+def _finished_encoder(folder: Path, fingerprint: str) -> dict | None:
+    """The spec of the encoder pre-trained before in ``folder`` with the same settings and
+    windows, if it is there."""
+    if not ((folder / ENCODER_SPEC).is_file() and (folder / ENCODER_WEIGHTS).is_file()):
+        return None
+    spec = json.loads((folder / ENCODER_SPEC).read_text(encoding="utf-8"))
+    return spec if spec.get("fingerprint") == fingerprint else None
 
 
 def save_encoder(folder: Path, backbone, spec: dict) -> Path:

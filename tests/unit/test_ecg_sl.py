@@ -215,6 +215,38 @@ def test_resume_retrains_a_seed_whose_encoder_was_pretrained_again(demo_store, t
     assert "other weights" in told[-1]
 
 
+def test_a_stopped_pretraining_resumes_to_the_same_encoder(demo_store, tmp_path):
+    """Pre-training saves its state every epoch too; resumed, it ends with the encoder an
+    uninterrupted pre-training gives (same weights, same curve)."""
+    from ecg_pipeline.training.pretrain import pretrain_run
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(fold, row):
+        if row["epoch"] == 1:
+            raise Stop
+
+    _, config = demo_store
+    config = config.with_overrides({"pretrain.objective": "contrastive", "pretrain.epochs": 3})
+    whole = pretrain_run(config, out_dir=tmp_path, run_name="whole")
+    with pytest.raises(Stop):
+        pretrain_run(config, out_dir=tmp_path, run_name="stopped", on_epoch=stop_after_first)
+    assert (tmp_path / "stopped" / "time_block" / "resume.pt").is_file()
+    resumed = pretrain_run(config, out_dir=tmp_path, run_name="stopped", resume=True)
+    assert resumed.encoders["time_block"]["history"] == whole.encoders["time_block"]["history"]
+    a = torch.load(tmp_path / "whole" / "time_block" / "encoder.pt", weights_only=True)
+    b = torch.load(tmp_path / "stopped" / "time_block" / "encoder.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not (tmp_path / "stopped" / "time_block" / "resume.pt").exists()
+    # Finished encoders are kept by a resumed run, not trained again.
+    weights = tmp_path / "stopped" / "time_block" / "encoder.pt"
+    stamp = weights.stat().st_mtime_ns
+    again = pretrain_run(config, out_dir=tmp_path, run_name="stopped", resume=True)
+    assert weights.stat().st_mtime_ns == stamp
+    assert again.encoders["time_block"]["history"] == whole.encoders["time_block"]["history"]
+
+
 def test_a_transductive_encoder_is_marked_and_a_leaky_one_refused(demo_store):
     from ecg_pipeline.training.pretrain import EncoderMismatchError, pretrain_run
     from ecg_pipeline.training.run import train_and_evaluate
