@@ -5,7 +5,9 @@ the three conditions) and each number of Dask workers, the ``ingest-train`` flow
 ``[flow] task_runner = "dask"`` (a local cluster of that many single-threaded worker processes)
 and ``train = false`` into a fresh store, in a child process of its own, against a temporary
 Prefect API. Printed per run: wall time, recordings per second, seconds per recording, the
-peak resident memory of the flow's process and of the largest Dask worker, and the store's size;
+peak resident memory of the flow's process and of its largest child process (a Dask worker, or
+the temporary Prefect server the flow starts: ``worker_peak_bytes`` in the JSON), and the
+store's size;
 then the slope of time and memory against the number of recordings for each worker count.
 
 Run: ``.venv/bin/python bench/scale.py [--sizes 45 450 4500] [--workers 1 2 4]
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"  {n:>5} recordings, {w} worker(s): {r['seconds']:7.1f} s "
                     f"({n / r['seconds']:.1f}/s, {1000 * r['per_recording_s']:.0f} ms each), "
-                    f"flow peak {r['flow_peak_bytes'] / 2**20:.0f} MiB, largest worker "
+                    f"flow peak {r['flow_peak_bytes'] / 2**20:.0f} MiB, largest child "
                     f"{r['worker_peak_bytes'] / 2**20:.0f} MiB, store "
                     f"{r['store_bytes'] / 2**20:.1f} MiB, {r['counts']}",
                     flush=True,

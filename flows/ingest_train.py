@@ -143,9 +143,30 @@ def train_model(config, store_root: str, run_name: str, catalog):
     """
     from ecg_pipeline.training.run import train_run
 
+    logger = get_run_logger()
+    epochs = config.training.epochs
+
+    def progress(fold: str, row: dict) -> None:  # a line per epoch in the run's log
+        losses = ", ".join(
+            f"{k.removesuffix('_train_loss')} loss {v:.3f}"
+            for k, v in row.items()
+            if k.endswith("_train_loss")
+        )
+        logger.info(
+            "%s epoch %d/%d: %s, validation %.3f", fold, row["epoch"], epochs, losses,
+            row["val_score"],
+        )  # fmt: skip
+
     # The run folder is named after the flow run, so a retry of this task (or of the whole
     # flow run) finds the folds and epochs already done and continues after them.
-    return train_run(config, store_root=store_root, run_name=run_name, catalog=catalog, resume=True)
+    return train_run(
+        config,
+        store_root=store_root,
+        run_name=run_name,
+        catalog=catalog,
+        resume=True,
+        on_epoch=progress,
+    )
 
 
 @task(name="pretrain", cache_policy=NO_CACHE, persist_result=False)

@@ -53,6 +53,9 @@ def test_deployment_run_ingests_trains_and_logs_to_mlflow(stack, trained_run):
     tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
     assert tags["prefect_flow_run_url"].endswith(f"/runs/flow-run/{flow_run['id']}")
     assert tags["n_recordings"] == "9"
+    # Progress while it trained: a line per epoch in the flow run's log.
+    logs = logs_of(stack["api"], flow_run["id"])
+    assert "time_block epoch 1/1: identity loss" in logs and "validation" in logs
 
 
 def test_the_run_s_artifacts_and_champion_read_back_over_rest(stack, trained_run):
