@@ -101,8 +101,10 @@ class WindowSettings(_Strict):
 
 
 class QualitySettings(_Strict):
-    """Flat or disconnected lead detection, in the channel's own units (mV for BIOPAC ECG)."""
+    """Flat or disconnected lead detection on the raw signal."""
 
+    # In millivolts for a channel in V, mV or µV (so an ECG stored in volts is judged like one
+    # in millivolts); in the channel's own units otherwise (dp-motion-ecg: ADC counts).
     min_window_std: float = Field(0.005, ge=0)
     # More samples than this at a window's own min or max: railed or clipped (disconnected lead).
     max_extreme_fraction: float = Field(0.5, gt=0, le=1)

@@ -43,7 +43,7 @@ from ecg_pipeline.signal.beats import (
     template_correlation,
 )
 from ecg_pipeline.signal.filters import design_ecg_filter, zero_phase_filter
-from ecg_pipeline.signal.quality import flat_raw_windows
+from ecg_pipeline.signal.quality import flat_raw_windows, millivolts_per_unit
 from ecg_pipeline.signal.resample import resample_to, resampling_problem
 from ecg_pipeline.signal.windows import Windows, sliding_windows
 
@@ -70,7 +70,7 @@ def read_windows(path: str | os.PathLike, config: StudyConfig) -> tuple[RawRecor
     with _named_errors(path, config.limits.file_time_s), time_limit(config.limits.file_time_s):
         raw = read_raw(path, config)
         with stage("process: filter + resample + window"):
-            return raw, segments_to_windows(raw.segments, config.ingest)
+            return raw, segments_to_windows(raw.segments, config.ingest, units=raw.units)
 
 
 def read_raw(path: str | os.PathLike, config: StudyConfig) -> RawRecording:
@@ -137,12 +137,16 @@ def process_file(plan: PlannedFile, config: StudyConfig) -> ProcessedFile:
     return ProcessedFile(plan, row, windows)
 
 
-def segments_to_windows(segments: Sequence[Segment], settings: IngestSettings) -> Windows:
+def segments_to_windows(
+    segments: Sequence[Segment], settings: IngestSettings, *, units: str | None = "mV"
+) -> Windows:
     """Turn the gap-free segments of one recording into stored windows.
 
     Each segment is filtered at its native rate (so the mains notch sits below that rate's
     Nyquist frequency), resampled to the target rate with an anti-aliasing filter, and cut into
-    whole windows; no window straddles two segments.
+    whole windows; no window straddles two segments. ``units`` is the channel's declared unit:
+    the flat-lead threshold ``[ingest.quality] min_window_std`` is in millivolts for a voltage
+    (V, mV, µV) and in the channel's own units otherwise (ADC counts).
 
     Raises
     ------
@@ -159,6 +163,13 @@ def segments_to_windows(segments: Sequence[Segment], settings: IngestSettings) -
     hop_n = round(win.effective_hop_s * target_fs)
     chunks, starts, flat, warnings, beats = [], [], [], [], []
     designs: dict[float, object] = {}
+    to_mv = millivolts_per_unit(units)
+    min_std = settings.quality.min_window_std / to_mv if to_mv else settings.quality.min_window_std
+    threshold_text = (
+        f"{settings.quality.min_window_std:g} mV"
+        if to_mv
+        else f"{settings.quality.min_window_std:g} {units or 'channel units'}"
+    )
     for seg in segments:
         for rate in (target_fs, settings.beats.segment_fs_hz):
             problem = resampling_problem(seg.fs_hz, rate)
@@ -213,7 +224,7 @@ def segments_to_windows(segments: Sequence[Segment], settings: IngestSettings) -
                 win.window_s,
                 hop_s,
                 len(windows),
-                settings.quality.min_window_std,
+                min_std,
                 settings.quality.max_extreme_fraction,
             )
         )
@@ -237,7 +248,7 @@ def segments_to_windows(segments: Sequence[Segment], settings: IngestSettings) -
         raise SignalQualityError(
             None,
             f"flat or disconnected lead: {n_flat} of {len(samples)} windows are flat (standard "
-            f"deviation below {settings.quality.min_window_std:g} channel units) or railed (more "
+            f"deviation below {threshold_text}) or railed (more "
             f"than {settings.quality.max_extreme_fraction:.0%} of samples at the window's extremes)",
         )
     if n_flat:

@@ -4,6 +4,29 @@ from __future__ import annotations
 
 import numpy as np
 
+# A channel's declared unit, as AcqKnowledge and WFDB spell them, to millivolts: thresholds
+# are set in mV, so an ECG stored in volts or microvolts is judged like one in millivolts.
+_MILLIVOLTS_PER_UNIT = {
+    "v": 1000.0,
+    "volt": 1000.0,
+    "volts": 1000.0,
+    "mv": 1.0,
+    "millivolt": 1.0,
+    "millivolts": 1.0,
+    "µv": 0.001,
+    "μv": 0.001,  # Greek mu, as some files spell it
+    "uv": 0.001,
+    "microvolt": 0.001,
+    "microvolts": 0.001,
+}
+
+
+def millivolts_per_unit(units: str | None) -> float | None:
+    """How many millivolts one of ``units`` is (``"Volts"``: 1000), or None for a unit that is
+    not a voltage (ADC counts, an empty name): thresholds then apply in the channel's own units.
+    """
+    return _MILLIVOLTS_PER_UNIT.get((units or "").strip().lower())
+
 
 def flat_window_mask(windows: np.ndarray, min_std: float) -> np.ndarray:
     """Which windows carry no ECG: standard deviation below ``min_std``.

@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from helpers import demo_ecg, write_ecg_file
@@ -232,3 +233,29 @@ def test_manifest_cells_with_control_characters_or_huge_values_are_refused_as_da
         rows = pd.read_csv(report.store_path / table, dtype=str, keep_default_na=False)
         for column in rows.columns:
             assert not rows[column].str.match(r"^[=+\-@\t\r]").any(), (table, column)
+
+
+@pytest.mark.parametrize("units, scale", [("Volts", 1e-3), ("mV", 1.0), ("µV", 1e3)])
+def test_a_real_ecg_is_judged_in_millivolts_whatever_unit_it_declares(
+    tmp_path, config, units, scale
+):
+    """The flat-lead threshold is in mV: an ECG stored in volts (a 1-mV QRS is 0.001 V, below
+    a threshold read in the channel's own units) is stored like the same ECG in mV."""
+    from ecg_pipeline.io.acq_writer import AcqChannel, write_acq
+
+    ecg_mv = demo_ecg(duration_s=12.0)[0]
+    path = tmp_path / "inbox" / "S01_rest.acq"
+    path.parent.mkdir(parents=True)
+    write_acq(path, [AcqChannel("ECG - ECG100C", units, ecg_mv * scale)], 1000.0)
+    report = ingest_folder(path.parent, config)
+    assert report.count("written") == 1, [r.error for r in report.results]
+    assert report.catalog["n_windows"].iloc[0] == 4
+
+    # A lead that is off is still refused, in any unit: 1 µV of noise is flat.
+    flat = tmp_path / "flat" / "S02_rest.acq"
+    flat.parent.mkdir()
+    noise = np.random.default_rng(0).normal(0, 0.001, 12_000)  # mV
+    write_acq(flat, [AcqChannel("ECG - ECG100C", units, noise * scale)], 1000.0)
+    refused = ingest_folder(flat.parent, config)
+    (result,) = refused.results
+    assert result.status == "rejected" and "below 0.005 mV" in result.error.reason
