@@ -164,7 +164,7 @@ def fit(
     extra_modules = list(objective.modules())
     if resume_file is not None:
         fingerprint = training_fingerprint(settings, x, train_idx, val_idx, model)
-        saved = load_training_state(resume_file, fingerprint)
+        saved = load_training_state(resume_file, fingerprint, _resumable_settings(settings))
         if saved is not None:
             model.load_state_dict(saved["model"])
             for module, state in zip(extra_modules, saved["objective_modules"], strict=True):
@@ -243,6 +243,7 @@ def fit(
                 best_state=result.best_state,
                 history=result.history,
                 fingerprint=fingerprint,
+                settings=_resumable_settings(settings),
             )
         if on_epoch is not None:
             on_epoch(row)
@@ -258,12 +259,19 @@ def training_fingerprint(
     training and validation rows and the network's parameter shapes."""
     import hashlib
 
-    # Where and how fast it runs is not what the result depends on: a resume may use another
-    # machine's threads or device.
-    kept = settings.model_dump_json(exclude={"cpu_threads", "device", "out_dir"})
+    kept = settings.model_dump_json(exclude=_NOT_RESUMABLE)
     digest = hashlib.sha256(kept.encode())
     digest.update(repr(tuple(x.shape)).encode())
     for rows in (train_idx, val_idx):
         digest.update(np.asarray(rows, dtype=np.int64).tobytes())
     digest.update(repr([(k, tuple(v.shape)) for k, v in model.state_dict().items()]).encode())
     return digest.hexdigest()[:16]
+
+
+def _resumable_settings(settings: TrainingSettings) -> dict:
+    """The settings a result depends on. Where and how fast it runs is not: a resume may use
+    another machine's threads or device."""
+    return settings.model_dump(mode="json", exclude=_NOT_RESUMABLE)
+
+
+_NOT_RESUMABLE = {"cpu_threads", "device", "out_dir"}

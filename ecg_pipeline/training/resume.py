@@ -43,11 +43,14 @@ def save_training_state(
     best_state: dict[str, torch.Tensor] | None,
     history: list[dict],
     fingerprint: str,
+    settings: dict | None = None,
 ) -> None:
-    """Write the state after ``epoch`` to ``path`` (atomically)."""
+    """Write the state after ``epoch`` to ``path`` (atomically). ``settings`` (the training
+    settings the fingerprint covers) lets a refused resume name what differs."""
     np_kind, np_keys, np_pos, np_gauss, np_cached = np.random.get_state()
     state = {
         "fingerprint": fingerprint,
+        "settings": json.dumps(settings or {}, sort_keys=True, default=str),
         "epoch": epoch,
         "model": model.state_dict(),
         "objective_modules": [m.state_dict() for m in objective_modules],
@@ -74,22 +77,31 @@ def save_training_state(
         torch.save(state, tmp)
 
 
-def load_training_state(path: Path, fingerprint: str) -> dict | None:
+def load_training_state(path: Path, fingerprint: str, settings: dict | None = None) -> dict | None:
     """The saved state at ``path``, or None when there is none.
 
     Raises
     ------
     ValueError
         The state was saved by a training with other settings or data (its fingerprint
-        differs): resuming it would mix two trainings.
+        differs): resuming it would mix two trainings. The message names each differing
+        setting, or says that the windows or the split differ.
     """
     if not path.is_file():
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("fingerprint") != fingerprint:
+        saved = json.loads(state.get("settings") or "{}")
+        now = json.loads(json.dumps(settings or {}, sort_keys=True, default=str))
+        differing = [
+            f"training.{k}: saved {saved.get(k)!r}, now {now.get(k)!r}"
+            for k in sorted(set(saved) | set(now))
+            if saved.get(k) != now.get(k)
+        ]
+        what = "; ".join(differing) or "the same settings, but other windows, split or network"
         raise ValueError(
-            f"{path}: saved by a training with other settings or windows (fingerprint "
-            f"{state.get('fingerprint')!r}, this one {fingerprint!r}); remove it to start over"
+            f"{path}: saved by another training ({what}); resume with the settings it was "
+            "started with, or remove the file to start over"
         )
     state["history"] = json.loads(state["history"])
     return state

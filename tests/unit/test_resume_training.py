@@ -67,7 +67,7 @@ def test_a_saved_state_of_other_settings_is_refused(tmp_path):
     state = tmp_path / "resume.pt"
     with pytest.raises(Stop):
         _train(TrainingSettings(epochs=3, batch_size=8, cpu_threads=1), state, stop_after=1)
-    with pytest.raises(ValueError, match="other settings or windows"):
+    with pytest.raises(ValueError, match="training.batch_size: saved 8, now 16"):
         _train(TrainingSettings(epochs=3, batch_size=16, cpu_threads=1), state)
     # Threads are not a setting the result depends on.
     _train(TrainingSettings(epochs=3, batch_size=8, cpu_threads=2), state)
