@@ -134,15 +134,40 @@ def batch_table(batch) -> list[dict[str, str]]:
     ]
 
 
+@task(
+    name="open-mlflow-run",
+    retries=FLOW_DEFAULTS.log_retries,
+    retry_delay_seconds=FLOW_DEFAULTS.log_retry_delay_s,
+    retry_condition_fn=retry_on_connection_error,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def open_mlflow_run(config, run_name: str, tags: dict[str, str]) -> str:
+    """Create the MLflow run before training, so it shows (with its epochs) while it trains."""
+    from ecg_pipeline.tracking.artifacts import describe_run
+    from ecg_pipeline.tracking.live import LiveRun
+
+    live = LiveRun.open(
+        config,
+        tracking_uri=config.servers.mlflow_uri,
+        run_name=describe_run(config, run_name),
+        tags=tags,
+    )
+    return live.run_id
+
+
 @task(name="train", cache_policy=NO_CACHE, persist_result=False)
-def train_model(config, store_root: str, run_name: str, catalog):
+def train_model(config, store_root: str, run_name: str, catalog, live_run_id: str | None = None):
     """Train every fold of the configured split on all stored windows.
 
-    Returns the typed run result (its folder holds the checkpoints with their calibrated
-    identity thresholds and ``results.json``).
+    Each epoch is a line of the run's log and, with ``live_run_id``, metrics of that MLflow
+    run as soon as the epoch ends. Returns the typed run result (its folder holds the
+    checkpoints with their calibrated identity thresholds and ``results.json``).
     """
+    from ecg_pipeline.tracking.live import LiveRun
     from ecg_pipeline.training.run import train_run
 
+    live = LiveRun(config.servers.mlflow_uri, live_run_id) if live_run_id else None
     logger = get_run_logger()
     epochs = config.training.epochs
 
@@ -156,6 +181,8 @@ def train_model(config, store_root: str, run_name: str, catalog):
             "%s epoch %d/%d: %s, validation %.3f", fold, row["epoch"], epochs, losses,
             row["val_score"],
         )  # fmt: skip
+        if live is not None:
+            live.epoch(fold, row)
 
     # The run folder is named after the flow run, so a retry of this task (or of the whole
     # flow run) finds the folds and epochs already done and continues after them.
@@ -166,6 +193,7 @@ def train_model(config, store_root: str, run_name: str, catalog):
         catalog=catalog,
         resume=True,
         on_epoch=progress,
+        on_folds=live.folds if live is not None else None,
     )
 
 
@@ -208,10 +236,16 @@ def evaluate_model(run, config, store_root: str):
     cache_policy=NO_CACHE,
 )
 def log_mlflow(
-    run, config, recordings, rejections_file: str | None, tags: dict[str, str]
+    run,
+    config,
+    recordings,
+    rejections_file: str | None,
+    tags: dict[str, str],
+    live_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Log the evaluated run (a ``RunResult``) with the batch's catalog of the recordings it
-    trained on and its rejections file, and register its model."""
+    """Finish the MLflow run opened for the training (or log a new one): the evaluated run (a
+    ``RunResult``) with the batch's catalog of the recordings it trained on and its rejections
+    file; then register its model."""
     from ecg_pipeline.tracking.mlflow_log import log_training_run
 
     tracked = log_training_run(
@@ -221,6 +255,7 @@ def log_mlflow(
         tags=tags,
         recordings=recordings,
         rejections=rejections_file,
+        live_run_id=live_run_id,
     )
     return tracked.summary()
 
@@ -319,9 +354,15 @@ def ingest_train(
         else:
             encoder = pretrained
         cfg = cfg.with_overrides({"model.pretrained": encoder})
-        trained = train_resumably(cfg, store_root, run_name, batch.catalog)
+        open_run = open_mlflow_run.with_options(
+            retries=cfg.flow.log_retries, retry_delay_seconds=cfg.flow.log_retry_delay_s
+        )
+        live_run_id = open_run(cfg, run_name, tags)
+        trained = train_resumably(cfg, store_root, run_name, batch.catalog, live_run_id)
         run = evaluate_model(trained, cfg, store_root)
-        logged = log_to_mlflow(run, cfg, batch.catalog, str(batch.rejections_file), tags)
+        logged = log_to_mlflow(
+            run, cfg, batch.catalog, str(batch.rejections_file), tags, live_run_id
+        )
         summary.update(run_dir=str(run.run_dir), metrics=run.summary(), **logged)
         summary["prefect_flow_run_url"] = tags["prefect_flow_run_url"]
     # One JSON line for scripts, then the same for people (the last lines of --watch).

@@ -79,11 +79,16 @@ def flatten_params(config: StudyConfig) -> dict[str, str]:
 
 def fold_prefixes(folds: list[FoldResult]) -> list[str]:
     """``""`` for a single fold; otherwise ``fold_<name>/``, made unique."""
-    if len(folds) == 1:
+    return prefixes_of_folds([fold.name for fold in folds])
+
+
+def prefixes_of_folds(names: list[str]) -> list[str]:
+    """:func:`fold_prefixes` from the folds' names (known before any fold is trained)."""
+    if len(names) == 1:
         return [""]
     prefixes: list[str] = []
-    for i, fold in enumerate(folds):
-        p = metric_key(f"fold_{fold.name}").replace("/", "_")
+    for i, name in enumerate(names):
+        p = metric_key(f"fold_{name}").replace("/", "_")
         prefixes.append(f"{p}/" if f"{p}/" not in prefixes else f"{p}_{i}/")
     return prefixes
 

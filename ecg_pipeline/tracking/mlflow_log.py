@@ -34,7 +34,7 @@ import pandas as pd
 
 from ecg_pipeline.config import StudyConfig
 from ecg_pipeline.instrument import stage
-from ecg_pipeline.tracking.abandoned import fail_abandoned_runs, owner_tags
+from ecg_pipeline.tracking.abandoned import OWNER_TAG, fail_abandoned_runs, owner_tags
 from ecg_pipeline.tracking.artifacts import (
     beat_example,
     describe_run,
@@ -130,12 +130,15 @@ def experiment_id(client, name: str) -> str:
 REGISTRATION_TAG = "registration"
 
 
-def discard_unfinished_attempts(client, exp_id: str, flow_run_id: str | None) -> None:
+def discard_unfinished_attempts(
+    client, exp_id: str, flow_run_id: str | None, keep: str | None = None
+) -> None:
     """Delete the runs an earlier, failed attempt of the same flow run's logging left behind.
 
     A retried ``log-mlflow`` task must leave one run per flow run, not a FAILED one beside it:
     runs not FINISHED, and FINISHED runs whose registration never completed (tag
-    ``registration = pending``), with any model version registered from them.
+    ``registration = pending``), with any model version registered from them. The run ``keep``
+    (the live run this attempt finishes) stays, but loses such versions too.
     """
     if not flow_run_id:
         return
@@ -149,7 +152,8 @@ def discard_unfinished_attempts(client, exp_id: str, flow_run_id: str | None) ->
             # it took), so the registry never names a deleted run's model.
             for version in client.search_model_versions(f"run_id = '{run.info.run_id}'"):
                 client.delete_model_version(version.name, version.version)
-            client.delete_run(run.info.run_id)
+            if run.info.run_id != keep:
+                client.delete_run(run.info.run_id)
 
 
 def _log_numbers(client, run_id: str, params: dict, metrics: list[tuple[str, float, int]]) -> None:
@@ -180,6 +184,7 @@ def log_training_run(
     register: bool = True,
     model_fold: int | str = 0,
     heldout_score: float | None = None,
+    live_run_id: str | None = None,
 ) -> TrackingResult:
     """Log one :class:`~ecg_pipeline.training.run.RunResult` as an MLflow run.
 
@@ -216,6 +221,10 @@ def log_training_run(
         Use this score for the champion decision instead of the computed one (tests, or a
         score from an external evaluation); the computed one is then logged as
         ``heldout_score_computed``.
+    live_run_id : str, optional
+        The run opened when training started (:class:`~ecg_pipeline.tracking.live.LiveRun`),
+        which already holds the parameters and per-epoch metrics: it is finished here instead
+        of a new run being created.
 
     Returns
     -------
@@ -256,17 +265,29 @@ def log_training_run(
         client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         exp_id = experiment_id(client, experiment or config.dataset.name)
         fail_abandoned_runs(client, exp_id)
-        discard_unfinished_attempts(client, exp_id, all_tags.get("prefect_flow_run_id"))
+        discard_unfinished_attempts(
+            client, exp_id, all_tags.get("prefect_flow_run_id"), keep=live_run_id
+        )
         name = run_name or describe_run(config, run_result.run_dir)
         # The fluent run is needed by mlflow.pytorch.log_model; leaving the block ends it as
         # FINISHED, or FAILED when anything inside raised (a killed process: see abandoned.py).
-        with mlflow.start_run(
-            experiment_id=exp_id, run_name=name, tags=all_tags | owner_tags()
-        ) as run:
+        opened = (
+            mlflow.start_run(run_id=live_run_id)
+            if live_run_id
+            else mlflow.start_run(experiment_id=exp_id, run_name=name, tags=all_tags | owner_tags())
+        )
+        with opened as run:
             run_id = run.info.run_id
-            metrics = epoch_metrics(folds) + [(k, v, 0) for k, v in summary.items()]
+            final = [(k, v, 0) for k, v in summary.items()]
             with stage(LOG_STAGES[0]):
-                _log_numbers(client, run_id, flatten_params(config), metrics)
+                if live_run_id:  # parameters and epochs are there already
+                    client.set_tag(run_id, OWNER_TAG, owner_tags()[OWNER_TAG])
+                    for key, value in all_tags.items():
+                        client.set_tag(run_id, key, value)
+                    _log_numbers(client, run_id, {}, final)
+                else:
+                    params = flatten_params(config)
+                    _log_numbers(client, run_id, params, epoch_metrics(folds) + final)
             out = Path(tmp)
             with stage(LOG_STAGES[1]):
                 write_plots(

@@ -287,8 +287,12 @@ def train_run(
     catalog=None,
     candidates: Mapping[str, StudyConfig] | None = None,
     resume: bool = False,
+    on_folds: Callable[[list[str]], None] | None = None,
 ) -> RunResult:
     """Train each fold of the configured split on the dataset's stored windows.
+
+    ``on_folds(names)`` is told the folds, in order, before the first is trained (a tracker
+    names per-fold metrics by them); ``on_epoch(fold, row)`` is told each epoch's history row.
 
     With ``resume``, a run stopped mid-way (killed, a lost machine) continues in the same run
     folder: finished folds are read back and the interrupted one continues after its last
@@ -310,6 +314,8 @@ def train_run(
         )
     check_trainable(config)  # refuse an unusable [model] setting before reading data
     data, splits = _load(config, store_root, max_windows_per_recording, catalog)
+    if on_folds is not None:
+        on_folds([s.name for s in splits])
     run = _train(config, data, splits, out_dir, run_name, on_epoch, resume)
     run.max_windows_per_recording = max_windows_per_recording
     run.data_signature = _data_signature(data)

@@ -53,9 +53,15 @@ def test_deployment_run_ingests_trains_and_logs_to_mlflow(stack, trained_run):
     tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
     assert tags["prefect_flow_run_url"].endswith(f"/runs/flow-run/{flow_run['id']}")
     assert tags["n_recordings"] == "9"
-    # Progress while it trained: a line per epoch in the flow run's log.
+    # Progress while it trained: a line per epoch in the flow run's log, and the MLflow run
+    # open from the start with each epoch's metrics logged as it ended (before the test
+    # metrics, which come after evaluation).
     logs = logs_of(stack["api"], flow_run["id"])
     assert "time_block epoch 1/1: identity loss" in logs and "validation" in logs
+    assert tags["live"] == "true"
+    stamps = {m["key"]: m["timestamp"] for m in run["data"]["metrics"]}
+    assert stamps["identity_train_loss"] < stamps["heldout_score"]
+    assert run["info"]["run_name"].startswith("dt4ecg, time_block, 1 epochs, seed 0")
 
 
 def test_the_run_s_artifacts_and_champion_read_back_over_rest(stack, trained_run):

@@ -82,18 +82,21 @@ def test_a_run_killed_while_training_or_logging_is_marked_and_the_next_succeeds(
     _kill(made["id"])
     run = _ended(api, made["id"])
     assert run["state_type"] == "CRASHED", run["state"]
-    assert mlflow_runs_of(mlflow, made["id"]) == []  # nothing was opened, nothing dangles
+    # Its MLflow run, open since training began, does not dangle: the hook ends it FAILED.
+    dead = wait_for(
+        lambda: [r for r in mlflow_runs_of(mlflow, made["id"]) if r["info"]["status"] == "FAILED"],
+        60,
+        "the training's MLflow run ended FAILED",
+        1.0,
+    )
+    assert len(mlflow_runs_of(mlflow, made["id"])) == 1 == len(dead)
 
-    # 2. Killed while logging to MLflow: once its MLflow run exists, still RUNNING.
+    # 2. Killed while logging to MLflow: its run exists (since training began), still RUNNING.
     made = call(
         f"{api}/deployments/{dep}/create_flow_run", {"parameters": {"force": True, "epochs": 1}}
     )
-    opened = wait_for(
-        lambda: [r for r in mlflow_runs_of(mlflow, made["id"]) if r["info"]["status"] == "RUNNING"],
-        RUN_TIMEOUT_S,
-        "the MLflow run of the logging task",
-        0.2,
-    )
+    wait_for(lambda: _task_running(api, made["id"], "log-mlflow"), RUN_TIMEOUT_S, "logging", 0.2)
+    opened = [r for r in mlflow_runs_of(mlflow, made["id"]) if r["info"]["status"] == "RUNNING"]
     _kill(made["id"])
     run = _ended(api, made["id"])
     assert run["state_type"] == "CRASHED", run["state"]
@@ -156,14 +159,18 @@ def test_mlflow_stopped_during_training_fails_the_run_naming_it_and_registers_no
         assert "Retry 2/2" in logs or "Retrying" in logs or logs.count("not answering") >= 2
     finally:
         start_mlflow(settings, timeout_s=120)
-    # Nothing half-logged: no run for the failed flow run, no new model version.
-    assert mlflow_runs_of(mlflow, made["id"]) == []
+    # Nothing half-logged: the failed flow run's MLflow run (open since training began) never
+    # finished, and no model version was registered.
+    failed_id = made["id"]
+    assert "FINISHED" not in [r["info"]["status"] for r in mlflow_runs_of(mlflow, failed_id)]
     assert len(call(versions).get("model_versions", [])) == before
 
     made = call(f"{api}/deployments/{dep}/create_flow_run", {"parameters": {"force": True}})
     run = _ended(api, made["id"])
     assert run["state_type"] == "COMPLETED", stack["serve_log"].read_text()[-4000:]
     assert [r["info"]["status"] for r in mlflow_runs_of(mlflow, made["id"])] == ["FINISHED"]
+    # The next logging ended the abandoned run FAILED (its process is gone).
+    assert [r["info"]["status"] for r in mlflow_runs_of(mlflow, failed_id)] == ["FAILED"]
 
 
 def test_prefect_restarted_while_served_loses_no_arrival(stack, trained_run):
