@@ -33,6 +33,16 @@ train --config $DP --set model.name=ecg_sl --split window --seeds 0 1 2 --name d
   --datasets dp-motion ecg-id --out results/pretrained --name dp-motion-loso-contrastive-pooled
 train --config $DP --set model.name=ecg_sl --set model.pretrained=results/pretrained/dp-motion-loso-contrastive-pooled \
   --seeds 0 1 2 --name dp-motion/loso-ecgsl-contrastive-pooled --resume
+# The label-scarcity curve of both (README "Fewer labels"): fine-tuning with the labels of 10 %,
+# 25 % and 50 % of the training recordings (one per person at least, spread over activities);
+# the rows above are its 100 % points.
+for pct in 10 25 50; do
+  train --config $DP --set model.name=ecg_sl --set training.label_fraction=0.$pct \
+    --seeds 0 1 2 --name dp-motion/loso-ecgsl-labels-$pct --resume
+  train --config $DP --set model.name=ecg_sl --set model.pretrained=results/pretrained/dp-motion-loso-contrastive-pooled \
+    --set training.label_fraction=0.$pct --seeds 0 1 2 --name dp-motion/loso-ecgsl-contrastive-pooled-labels-$pct --resume
+done
+.venv/bin/ecg-pipeline table results --curve results/label-scarcity.png
 
 # ECG-ID: identity only
 train --config $ID --seeds 0 1 2 --name ecg-id/last-record-paper
