@@ -164,7 +164,7 @@ def fit(
     extra_modules = list(objective.modules())
     if resume_file is not None:
         fingerprint = training_fingerprint(settings, x, train_idx, val_idx, model)
-        saved = load_training_state(resume_file, fingerprint, _resumable_settings(settings))
+        saved = load_training_state(resume_file, fingerprint, _described(settings, model))
         if saved is not None:
             model.load_state_dict(saved["model"])
             for module, state in zip(extra_modules, saved["objective_modules"], strict=True):
@@ -243,7 +243,7 @@ def fit(
                 best_state=result.best_state,
                 history=result.history,
                 fingerprint=fingerprint,
-                settings=_resumable_settings(settings),
+                settings=_described(settings, model),
             )
         if on_epoch is not None:
             on_epoch(row)
@@ -275,3 +275,9 @@ def _resumable_settings(settings: TrainingSettings) -> dict:
 
 
 _NOT_RESUMABLE = {"cpu_threads", "device", "out_dir"}
+
+
+def _described(settings: TrainingSettings, model: nn.Module) -> dict:
+    """What a refused resume names when it differs: the settings and the network's class."""
+    named = {f"training.{k}": v for k, v in _resumable_settings(settings).items()}
+    return {**named, "network": type(model).__name__}

@@ -94,7 +94,7 @@ def load_training_state(path: Path, fingerprint: str, settings: dict | None = No
         saved = json.loads(state.get("settings") or "{}")
         now = json.loads(json.dumps(settings or {}, sort_keys=True, default=str))
         differing = [
-            f"training.{k}: saved {saved.get(k)!r}, now {now.get(k)!r}"
+            f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}"
             for k in sorted(set(saved) | set(now))
             if saved.get(k) != now.get(k)
         ]

@@ -71,3 +71,18 @@ def test_a_saved_state_of_other_settings_is_refused(tmp_path):
         _train(TrainingSettings(epochs=3, batch_size=16, cpu_threads=1), state)
     # Threads are not a setting the result depends on.
     _train(TrainingSettings(epochs=3, batch_size=8, cpu_threads=2), state)
+
+
+def test_a_state_saved_by_another_model_family_is_refused_naming_it(tmp_path):
+    from ecg_pipeline.models import build_model
+
+    state = tmp_path / "resume.pt"
+    settings = TrainingSettings(epochs=3, batch_size=8, cpu_threads=1)
+    with pytest.raises(Stop):
+        _train(settings, state, stop_after=1)
+    x, labels, train, val = _data()
+    other = build_model(
+        "resnet1d", in_channels=1, n_samples=T, heads={"identity": 4, "activity": 2}
+    )
+    with pytest.raises(ValueError, match="network: saved 'DT4ECG', now 'MultiTaskNet'"):
+        fit(other, x, labels, train, val, settings, resume_file=state)
