@@ -79,9 +79,8 @@ def render_flow_summary(summary: dict) -> str:
         lines.append(f"MLflow run: {summary['mlflow_run_url']}")
     if summary.get("model_version") is not None:
         champion = " (the champion)" if summary.get("is_champion") else ""
-        lines.append(
-            f"model: {summary.get('model_uri')}, version {summary['model_version']}{champion}"
-        )
+        name = summary.get("registered_model") or summary.get("model_uri")
+        lines.append(f"model: {name} version {summary['model_version']}{champion}")
     return "\n".join(lines)
 
 

@@ -97,6 +97,7 @@ class TrackingResult:
     registered_version: str | None
     is_champion: bool
     heldout_score: float
+    registered_name: str | None = None
 
     def summary(self) -> dict:
         """The JSON-able account a flow returns (ids, addresses, the registry's decision)."""
@@ -105,6 +106,7 @@ class TrackingResult:
             "mlflow_run_url": self.run_url,
             "model_uri": self.model_uri,
             "model_version": self.registered_version,
+            "registered_model": self.registered_name,
             "is_champion": self.is_champion,
             "heldout_score": self.heldout_score,
         }
@@ -335,4 +337,5 @@ def log_training_run(
         registered_version=version,
         is_champion=is_champion,
         heldout_score=score,
+        registered_name=registered_name,
     )

@@ -39,11 +39,12 @@ def test_a_trained_run_ends_with_its_metrics_and_where_to_look():
                 "activity": {"accuracy": 0.8, "f1_macro": 0.79, "recording_accuracy": 0.9},
             },
             "mlflow_run_url": "http://127.0.0.1:5000/#/experiments/1/runs/abc",
-            "model_uri": "models:/dt4ecg-demo/3",
+            "model_uri": "models:/m-0123",
+            "registered_model": "dt4ecg-demo",
             "model_version": "3",
             "is_champion": True,
         }
     )
     assert "identity  test accuracy 0.912 per window, 1.000 per recording" in text
     assert "MLflow run: http://127.0.0.1:5000/#/experiments/1/runs/abc" in text
-    assert text.endswith("model: models:/dt4ecg-demo/3, version 3 (the champion)")
+    assert text.endswith("model: dt4ecg-demo version 3 (the champion)")
