@@ -149,6 +149,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue a pre-training of --name stopped mid-way (finished encoders are kept)",
     )
+    pretrain.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     servers = sub.add_parser(
         "servers",
@@ -439,13 +440,27 @@ def _pretrain(args) -> int:
             "model.name": "ecg_sl",
         }
     )
+    bar = None
+    if not args.no_progress and sys.stderr.isatty():  # a terminal: a bar; a log: nothing
+        from tqdm import tqdm
+
+        bar = tqdm(unit="epoch", desc="pretrain", leave=False)
+
+    def on_epoch(fold: str, row: dict) -> None:
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"{fold} val loss {-row['val_score']:.4f}")
+
     result = pretrain_run(
         config,
         store_root=_store_root(args.data, config),
         out_dir=args.out,
         run_name=args.name,
         resume=args.resume,
+        on_epoch=on_epoch,
     )
+    if bar is not None:
+        bar.close()
     print(f"pre-trained {config.pretrain.objective} encoder(s) in {result.out_dir}:")
     for fold, info in result.summary().items():
         seen = "reads its test side (transductive)" if info["sees_test"] else "test side unseen"
