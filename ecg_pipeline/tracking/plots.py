@@ -373,6 +373,7 @@ def label_scarcity_curve(points: Sequence[Mapping], *, title: str = "") -> Figur
             )
         ax.set_xscale("log")
         ticks = sorted({round(100 * p["fraction"]) for p in points})
+        ax.minorticks_off()  # the log axis's own minor labels (3 x 10^1) would crowd the shares
         ax.set_xticks(ticks, labels=[str(t) for t in ticks])
         ax.set_xlabel("training recordings with labels (%)")
         ax.set_ylabel(f"{task} window accuracy (%)")
