@@ -14,7 +14,9 @@ The R-peak detector alone is also timed on each file: its cost in seconds per re
 
 Rows: N byte-distinct copies of ``physio-4.4.0.acq`` (62 s, ECG at 1000 Hz; the last byte, in the
 journal after the sample data, is changed so the store does not skip them as identical bytes;
-the ECG channel is checked to be unchanged), and the synthetic demo cohort (180-s recordings).
+the ECG channel is checked to be unchanged), the synthetic demo cohort (180-s recordings), and the
+same demo signals as one file per subject split at its event markers (540 s, three phases): its
+ratio to the floor shows that splitting by markers adds no second read of the file.
 Speed is recording-seconds per wall-second (median over repetitions). Memory is the tracemalloc
 peak (numpy allocations included) of ``process_file`` on one file of each row and on one long demo
 recording (``--long-s``), against the decoded float64 ECG array; the floor's peak is shown beside.
@@ -46,7 +48,11 @@ import numpy as np
 import scipy
 
 import ecg_pipeline.ingest as ingest_mod
-from ecg_pipeline.cohort.demo import write_demo_cohort, write_demo_recording
+from ecg_pipeline.cohort.demo import (
+    write_demo_cohort,
+    write_demo_marker_recording,
+    write_demo_recording,
+)
 from ecg_pipeline.cohort.labels import Labels
 from ecg_pipeline.config import StudyConfig
 from ecg_pipeline.instrument import Recorder, recording
@@ -88,6 +94,7 @@ class Row:
     name: str
     folder: Path
     files: list[BenchFile]
+    recordings_per_file: int = 1  # a marker-split file stores one recording per phase
 
     @property
     def recording_s(self) -> float:
@@ -137,6 +144,26 @@ def make_demo_cohort(folder: Path, n_subjects: int, config: StudyConfig) -> Row:
     _settle(paths)
     files = [_describe(p, config) for p in paths]
     return Row(f"demo cohort, {len(files)} files of {files[0].duration_s:g} s", folder, files)
+
+
+def make_demo_marker_cohort(folder: Path, n_subjects: int, config: StudyConfig) -> Row:
+    """The same demo signals, one file per subject with a marker at each phase (``S01.acq``):
+    the full path splits them at the markers it read with the headers, the floor does not."""
+    folder.mkdir(parents=True)
+    text_of = {c: t for t, c in reversed(list(config.dataset.markers.phases.items()))}
+    conditions = config.dataset.conditions
+    paths = [
+        write_demo_marker_recording(folder, s, [(c, text_of[c]) for c in conditions])
+        for s in range(1, n_subjects + 1)
+    ]
+    _settle(paths)
+    files = [_describe(p, config) for p in paths]
+    return Row(
+        f"demo, {len(files)} marker files of {files[0].duration_s:g} s",
+        folder,
+        files,
+        recordings_per_file=len(conditions),
+    )
 
 
 # --- the three paths ----------------------------------------------------------------------------
@@ -205,7 +232,7 @@ def run_full(row: Row, config: StudyConfig, store_root: Path):
 
 def check_full(summary, row: Row) -> None:
     written = summary.count("written")
-    if written != len(row.files):
+    if written != len(row.files) * row.recordings_per_file:
         bad = [
             (r.path, r.status, r.note or (r.error and r.error.reason))
             for r in summary.results
@@ -478,7 +505,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
 
-    config = StudyConfig()
+    # The lab's marker map (configs/demo.toml): it splits the marker row's files and changes
+    # nothing else (it is not part of the [ingest] hash).
+    config = StudyConfig().with_overrides(
+        {
+            "dataset.markers.phases": {
+                "Rest": "rest",
+                "Post run": "exercise",
+                "Deep breathing": "deep_breathing",
+            }
+        }
+    )
     env = environment()
     print("ecg-pipeline ingest benchmark: (a) bare floor, (b) full ingest path, (c) NeuroKit2")
     print("  " + ", ".join(f"{k} {v}" for k, v in env.items() if k != "platform"))
@@ -488,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [
             make_physio_variants(args.source, tmp / "physio", n_files, config),
             make_demo_cohort(tmp / "demo", args.demo_subjects, config),
+            make_demo_marker_cohort(tmp / "demo-markers", args.demo_subjects, config),
         ]
         stores = StoreDirs(tmp / "stores")
         results = []

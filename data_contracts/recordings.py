@@ -8,6 +8,7 @@ reading the file. Subjects appear by pseudonymous id only.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Optional
 
 import pandera.pandas as pa
 from pandera.typing import Series
@@ -32,8 +33,14 @@ class RecordingLabels(pa.DataFrameModel):
 
 
 class RecordingsManifest(RecordingLabels):
-    """Labels plus what reading the file established."""
+    """Labels plus what reading the file established.
 
+    A file split by event markers gives one row per phase: the same ``source_path`` (and
+    sha256) with its own condition, the marker that opened the phase and its span in seconds
+    from the start of the file; these are empty for a file that is one recording.
+    """
+
+    source_path: Series[str]  # unique with the condition (see Config.unique)
     sha256: Series[str] = pa.Field(str_matches=SHA256_PATTERN)
     channel: Series[str]
     native_fs_hz: Series[float] = pa.Field(gt=0)
@@ -41,10 +48,16 @@ class RecordingsManifest(RecordingLabels):
     n_windows: Series[int] = pa.Field(ge=1)
     n_beats: Series[int] = pa.Field(ge=1)  # R peaks with a whole segment
     n_beat_flagged: Series[int] = pa.Field(ge=0)  # windows flagged too_few_beats/implausible_rr
+    # Optional columns: a manifest of whole-file recordings need not carry them.
+    marker: Optional[Series[str]] = pa.Field(nullable=True)  # noqa: UP045 (pandera reads Optional)
+    phase_start_s: Optional[Series[float]] = pa.Field(nullable=True, ge=0)  # noqa: UP045 (pandera reads Optional)
+    phase_end_s: Optional[Series[float]] = pa.Field(nullable=True, gt=0)  # noqa: UP045 (pandera reads Optional)
+    markers_hash: Optional[Series[str]] = pa.Field(nullable=True)  # noqa: UP045 (pandera reads Optional)
 
     class Config:
         strict = True
         coerce = True
+        unique = ["source_path", "condition"]
 
 
 def _study_checks(

@@ -10,6 +10,7 @@ STAGES = [
     "read",
     "channel",
     "metadata",
+    "markers",
     "signal",
     "quality",
     "beats",

@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         "--inbox", type=Path, help="where to write the .acq files (default: [demo] inbox)"
     )
     demo.add_argument("--out", type=Path, help="store root (default: [store] root)")
+    demo.add_argument(
+        "--layout",
+        choices=["per_condition", "one_file_with_markers"],
+        help="one file per subject x condition, or one per subject split at its event markers "
+        "(default: [demo] layout)",
+    )
     demo.add_argument("--no-progress", action="store_true")
     train = sub.add_parser(
         "train",
@@ -187,6 +193,12 @@ def _parser() -> argparse.ArgumentParser:
     table.add_argument("folder", type=Path)
     table.add_argument("--commands", action="store_true", help="also list the command of each row")
     table.add_argument(
+        "--validation",
+        action="store_true",
+        help="the validation accuracy each row's kept epoch scored (what choices are made on), "
+        "instead of test scores",
+    )
+    table.add_argument(
         "--curve",
         type=Path,
         metavar="PNG",
@@ -330,7 +342,7 @@ def _demo(args) -> int:
     from ecg_pipeline.cohort.demo import write_study_cohort
     from ecg_pipeline.config import load_config
 
-    config = load_config(args.config)
+    config = load_config(args.config).with_overrides({"demo.layout": args.layout})
     inbox = args.inbox or config.demo.inbox
     inbox.mkdir(parents=True, exist_ok=True)
     wrote = False
@@ -517,7 +529,12 @@ def _table(args) -> int:
         print(f"error: no summary.json under {args.folder}", file=sys.stderr)
         return 1
     summaries = [load_summary(f) for f in files]
-    print(render_results_table(summaries))
+    if args.validation:
+        from ecg_pipeline.report import render_validation_table
+
+        print(render_validation_table(summaries, args.folder))
+    else:
+        print(render_results_table(summaries))
     if args.commands:
         print()
         for s in summaries:

@@ -33,6 +33,44 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class MarkerSettings(_Strict):
+    """Splitting one long recording into its protocol phases by AcqKnowledge event markers.
+
+    A file labelled with a subject but no condition (``S07.acq``, or a manifest row whose
+    ``condition`` cell is empty) is split at the markers that name a phase: each phase runs
+    from its marker (plus ``offset_s``) to the next phase marker, the end of the recording, or
+    ``max_length_s``, and is stored as one recording of its condition. Labelling, not signal
+    processing: the map is not part of the ``[ingest]`` hash (it changes no window of a
+    per-condition file); each phase stores the hash of these settings instead.
+    """
+
+    # Marker text -> condition. A key matches a marker whose text equals it ignoring case and
+    # surrounding spaces, or, failing that, as a regular expression matched against the whole
+    # text ignoring case ("breath.*"). Empty: no file is split.
+    phases: dict[str, str] = Field(default_factory=dict)
+    # Per condition: seconds skipped after the marker (the minute of settling after "post run"),
+    # and the longest stretch kept (the protocol's 3 minutes), both optional.
+    offset_s: dict[str, float] = Field(default_factory=dict)
+    max_length_s: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _patterns_compile(self) -> MarkerSettings:
+        import re
+
+        for key in self.phases:
+            if not key.strip():
+                raise ValueError("an empty marker text in [dataset.markers] phases")
+            try:
+                re.compile(key)
+            except re.error:
+                pass  # not a pattern: matched as plain text only
+        bad = {k: v for k, v in self.offset_s.items() if v < 0}
+        bad |= {k: v for k, v in self.max_length_s.items() if v <= 0}
+        if bad:
+            raise ValueError(f"[dataset.markers] offset_s must be >= 0 and max_length_s > 0: {bad}")
+        return self
+
+
 class DatasetSettings(_Strict):
     """What the recordings are and which labels they may carry."""
 
@@ -44,12 +82,25 @@ class DatasetSettings(_Strict):
     # Allowed subject ids; empty means any id matching ``subject_pattern``.
     subjects: tuple[str, ...] = ()
     subject_pattern: str = r"^[A-Za-z0-9-]+$"
+    # Event-marker protocols: one file per subject, split into phases at its markers.
+    markers: MarkerSettings = MarkerSettings()
 
     @model_validator(mode="after")
     def _aliases_point_to_conditions(self) -> DatasetSettings:
         unknown = sorted(set(self.condition_aliases.values()) - set(self.conditions))
         if unknown:
             raise ValueError(f"condition_aliases map to conditions not in `conditions`: {unknown}")
+        m = self.markers
+        for what, names in (
+            ("phases map to", set(m.phases.values())),
+            ("offset_s names", set(m.offset_s)),
+            ("max_length_s names", set(m.max_length_s)),
+        ):
+            unknown = sorted(names - set(self.conditions))
+            if unknown:
+                raise ValueError(
+                    f"[dataset.markers] {what} conditions not in `conditions`: {unknown}"
+                )
         if len(set(self.conditions)) != len(self.conditions) or not self.conditions:
             raise ValueError("`conditions` must be a non-empty list of distinct names")
         return self
@@ -238,6 +289,10 @@ class DemoSettings(_Strict):
     mains_hz: float | None = Field(None, gt=0)
     seed: int = 0
     inbox: Path = Path("data/inbox")
+    # "per_condition": one file per subject x condition (S01_rest.acq); "one_file_with_markers":
+    # one file per subject (S01.acq), the conditions one after another, an event marker at the
+    # start of each (its text the first key of [dataset.markers] phases naming that condition).
+    layout: Literal["per_condition", "one_file_with_markers"] = "per_condition"
 
 
 class ModelSettings(_Strict):
@@ -454,6 +509,24 @@ class StudyConfig(_Strict):
 
         re.compile(v.subject_pattern)
         return v
+
+    @model_validator(mode="after")
+    def _demo_markers_name_every_condition(self) -> StudyConfig:
+        if self.demo.layout == "one_file_with_markers":
+            named = set(self.dataset.markers.phases.values())
+            missing = [c for c in self.dataset.conditions if c not in named]
+            if missing:
+                raise ValueError(
+                    '[demo] layout = "one_file_with_markers" needs a marker text for every '
+                    f"condition in [dataset.markers] phases; none names {missing}"
+                )
+        return self
+
+    def markers_hash(self) -> str:
+        """Short stable hash of ``[dataset.markers]``: stored with each phase cut by markers, so
+        that a changed map re-splits marker files (and only them)."""
+        canonical = json.dumps(self.dataset.markers.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def ingest_hash(self) -> str:
         """Short stable hash of the ``[ingest]`` part: what the stored windows depend on."""

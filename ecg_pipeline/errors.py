@@ -96,6 +96,25 @@ class MetadataError(IngestError):
     stage = "metadata"
 
 
+class NoPhaseMarkersError(IngestError):
+    """A file to split by event markers has none, or none that names a protocol phase."""
+
+    stage = "markers"
+
+
+class AmbiguousMarkerError(IngestError):
+    """One event marker matches keys of ``[dataset.markers] phases`` naming two conditions."""
+
+    stage = "markers"
+
+
+class PhaseNotKeptError(IngestError):
+    """One phase of a marker-split file is not stored (too short, overlapping, repeated, past
+    the end); the file's other phases are."""
+
+    stage = "markers"
+
+
 class DuplicateRecordingError(IngestError):
     """Another file already holds this subject x condition (x session), or these bytes."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ecg_pipeline.ingest import BatchReport
@@ -19,6 +21,11 @@ def render_summary(summary: BatchReport) -> str:
             for s in ("written", "replaced", "unchanged", "rejected", "deferred")
         ),
     ]
+    per_file = Counter(r.path for r in summary.results if r.error is None and r.recording_id)
+    split = {path for path, n in per_file.items() if n > 1}
+    if split:
+        phases = sum(per_file[path] for path in split)
+        lines.append(f"({len(split)} file(s) split at their event markers into {phases} phases)")
     counts = summary.window_counts()
     if not counts.empty:
         lines += ["", "windows per subject and condition (whole store):", counts.to_string()]
@@ -207,5 +214,46 @@ def render_results_table(summaries: list[dict]) -> str:
             f"{s['weighting']} | {recipe} | {s['n_seeds']} | "
             + " | ".join(cells)
             + f" | {choices_made_on(s)} |"
+        )
+    return "\n".join([header, *rows])
+
+
+def render_validation_table(summaries: list[dict], folder: str | Path) -> str:
+    """A Markdown table of what model selection saw: each experiment's validation accuracy per
+    task at the epoch it kept (the best validation score), mean ± sample sd over every (seed,
+    fold) pair, read from ``seed*/results.json`` under ``folder``.
+
+    The figures a choice is made on (segment pooling, segment rate, ...): never test scores.
+    """
+    from ecg_pipeline.training.metrics import mean_and_sd
+    from ecg_pipeline.training.results import RunResult
+
+    header = (
+        "| row | dataset | split (folds) | model | epochs | seeds | "
+        "identity val acc | activity val acc |\n|---|---|---|---|---|---|---|---|"
+    )
+    rows = []
+    for s in summaries:
+        base = Path(folder) / s["name"]
+        per_task: dict[str, list[float]] = {"identity": [], "activity": []}
+        for seed in s["seeds"]:
+            for fold in RunResult.load(base / f"seed{seed}").folds:
+                kept = next(h for h in fold.history if h["epoch"] == fold.best_epoch)
+                for task, values in per_task.items():
+                    if f"{task}_val_acc" in kept:
+                        values.append(kept[f"{task}_val_acc"])
+        cells = []
+        for task in ("identity", "activity"):
+            values = per_task[task]
+            if not values:
+                cells.append("–")
+                continue
+            mean, sd = mean_and_sd(values)
+            cells.append(f"{100 * mean:.1f} ± {100 * sd:.1f}")
+        training = s["config"]["training"]
+        split = s["split"] + (f": {training['group_column']}" if s["split"] == "group" else "")
+        rows.append(
+            f"| {s['name']} | {s['dataset']} | {split} ({s['n_folds']}) | {s['model']} | "
+            f"{s['epochs']} | {s['n_seeds']} | " + " | ".join(cells) + " |"
         )
     return "\n".join([header, *rows])

@@ -1,6 +1,7 @@
 """Write the synthetic demo cohort as real AcqKnowledge ``.acq`` files.
 
-One file per subject x condition, named ``S01_rest.acq``, laid out as the lab's BIOPAC MP160
+One file per subject x condition, named ``S01_rest.acq`` (or, for the event-marker layout, one
+file per subject, ``S01.acq``, its conditions one after another), laid out as the lab's BIOPAC MP160
 writes them: channel 0 the ECG from an ECG100C amplifier (mV, int16), channel 1 a respiration
 belt through an RSP100C (Volts, int16, at a lower rate).
 
@@ -26,7 +27,7 @@ from ecg_pipeline.cohort.synthetic import (
     synthesise_components,
 )
 from ecg_pipeline.config import DEFAULT_MAINS_HZ, DemoSettings, StudyConfig
-from ecg_pipeline.io.acq_writer import AcqChannel, write_acq
+from ecg_pipeline.io.acq_writer import AcqChannel, AcqMarker, write_acq
 
 # The defaults of every demo function: the configuration's (one source of truth).
 _DEMO = DemoSettings()
@@ -137,11 +138,15 @@ def write_demo_recording(
     ecg_mV, resp_V = synthesise_demo_recording(
         subject_index, condition, duration_s=duration_s, fs_hz=fs_hz, mains_hz=mains_hz, seed=seed
     )
+    return write_acq(path, _demo_channels(ecg_mV, resp_V, resp_divider), fs_hz)
+
+
+def _demo_channels(ecg_mV: np.ndarray, resp_V: np.ndarray, resp_divider: int) -> list:
     # Keeping every n-th sample needs no anti-alias filter: breathing is below 1 Hz and the
     # belt's white noise stays white at the lower rate. AcqKnowledge stores floor(ticks / divider)
     # samples of a divided channel (at least one here, as a file needs one).
     resp_kept = resp_V[::resp_divider][: max(1, len(resp_V) // resp_divider)]
-    channels = [
+    return [
         AcqChannel(
             ECG_CHANNEL_NAME, "mV", _int16_range(ecg_mV, ECG_MV_PER_COUNT), scale=ECG_MV_PER_COUNT
         ),
@@ -153,15 +158,78 @@ def write_demo_recording(
             scale=RESP_V_PER_COUNT,
         ),
     ]
-    return write_acq(path, channels, fs_hz)
+
+
+def write_demo_marker_recording(
+    out_dir: str | os.PathLike,
+    subject_index: int,
+    phases: Sequence[tuple[str, str]],
+    *,
+    duration_s: float = _DEMO.duration_s,
+    fs_hz: float = _DEMO.fs_hz,
+    resp_divider: int = _DEMO.resp_divider,
+    mains_hz: float = DEFAULT_MAINS_HZ,
+    seed: int = _DEMO.seed,
+) -> Path:
+    """Write one subject's whole protocol as one file, ``S01.acq``, with an event marker at the
+    start of each phase, as a lab records it in one session.
+
+    Parameters
+    ----------
+    phases : sequence of (condition, marker text)
+        In recording order, e.g. ``[("rest", "Rest"), ("exercise", "Post run")]``. Each phase
+        holds exactly the signal of that subject's per-condition demo file (``duration_s`` long),
+        so both layouts store the same windows.
+
+    Other parameters are those of :func:`write_demo_recording`.
+    """
+    _check_divider(resp_divider)
+    ecg, resp, markers, start = [], [], [], 0
+    for condition, text in phases:
+        ecg_mV, resp_V = synthesise_demo_recording(
+            subject_index,
+            condition,
+            duration_s=duration_s,
+            fs_hz=fs_hz,
+            mains_hz=mains_hz,
+            seed=seed,
+        )
+        markers.append(AcqMarker(start, text))
+        ecg.append(ecg_mV)
+        resp.append(resp_V[: len(ecg_mV)])
+        start += len(ecg_mV)
+    path = Path(out_dir) / f"{subject_id(subject_index)}.acq"
+    channels = _demo_channels(np.concatenate(ecg), np.concatenate(resp), resp_divider)
+    return write_acq(path, channels, fs_hz, markers=markers)
 
 
 def write_study_cohort(out_dir: str | os.PathLike, config: StudyConfig) -> list[Path]:
     """The demo cohort a study's ``[demo]`` table describes, for its conditions.
 
-    What ``make run``, ``ecg-pipeline demo`` and the benchmarks write.
+    What ``make run``, ``ecg-pipeline demo`` and the benchmarks write: one file per subject x
+    condition, or with ``[demo] layout = "one_file_with_markers"`` one file per subject whose
+    phases carry the first marker text that ``[dataset.markers] phases`` gives each condition.
     """
     d = config.demo
+    if d.layout == "one_file_with_markers":
+        text_of: dict[str, str] = {}
+        for text, condition in config.dataset.markers.phases.items():
+            text_of.setdefault(condition, text)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        return [
+            write_demo_marker_recording(
+                out,
+                subject,
+                [(c, text_of[c]) for c in config.dataset.conditions],
+                duration_s=d.duration_s,
+                fs_hz=d.fs_hz,
+                resp_divider=d.resp_divider,
+                mains_hz=config.demo_mains_hz,
+                seed=d.seed,
+            )
+            for subject in range(1, d.n_subjects + 1)
+        ]
     return write_demo_cohort(
         out_dir,
         n_subjects=d.n_subjects,

@@ -32,9 +32,15 @@ MANIFEST_COLUMNS = ["file", "subject", "condition", "session", "date"]
 class Labels:
     source_path: str
     subject: str
-    condition: str
+    # None: the file holds several conditions, found from its event markers at ingest
+    # ([dataset.markers]); each phase is then stored with its own condition.
+    condition: str | None
     session: str | None = None
     date: str | None = None
+
+    @property
+    def by_markers(self) -> bool:
+        return self.condition is None
 
 
 def discover(folder: str | os.PathLike, config: StudyConfig, *, now: float | None = None):
@@ -250,6 +256,8 @@ def labels_from_name(path: Path, config: StudyConfig) -> Labels:
             raise MetadataError(path, "WFDB names carry no condition: configure exactly one")
         return Labels(str(path), name.person, config.dataset.conditions[0], name.record)
     subject, sep, condition = path.stem.partition("_")
+    if not sep and subject and config.dataset.markers.phases:
+        return Labels(str(path), subject, None)  # one subject, its phases named by markers
     if not sep or not subject or not condition:
         raise MetadataError(
             path,
@@ -322,18 +330,34 @@ def validate_labels(
 
     if not labels:
         return [], []
-    df = pd.DataFrame([vars(lab) for lab in labels])
+    by_markers_allowed = bool(config.dataset.markers.phases)
+    unsplittable = [lab for lab in labels if lab.by_markers and not by_markers_allowed]
+    labels = [lab for lab in labels if lab not in unsplittable]
+    errors: list[IngestError] = [
+        MetadataError(
+            lab.source_path,
+            "no condition: name it in the file name (<subject>_<condition>) or the manifest, "
+            "or configure [dataset.markers] phases to split the file at its event markers",
+        )
+        for lab in unsplittable
+    ]
+    if not labels:
+        return [], errors
+    # A file split by markers is checked for its subject here and per phase after reading.
+    df = pd.DataFrame(
+        [vars(lab) | {"condition": lab.condition or config.dataset.conditions[0]} for lab in labels]
+    )
     schema = labels_schema(
         config.dataset.conditions, config.dataset.subject_pattern, config.dataset.subjects
     )
     try:
         schema.validate(df, lazy=True)
-        return labels, []
+        return labels, errors
     except SchemaErrors as exc:
         failures = failures_by_row(exc, df)
     if None in failures:
         raise ValueError(f"labels table malformed: {failures[None]}")
-    ok, errors = [], []
+    ok = []
     allowed = ", ".join(config.dataset.conditions)
     for i, lab in enumerate(labels):
         if i in failures:

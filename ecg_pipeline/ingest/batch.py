@@ -20,6 +20,7 @@ Source recordings are only ever opened for reading.
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +28,8 @@ from ecg_pipeline.cohort.checks import cohort_report
 from ecg_pipeline.cohort.labels import Labels, discover, label_files, read_manifest, validate_labels
 from ecg_pipeline.config import StudyConfig
 from ecg_pipeline.errors import DuplicateRecordingError, IngestError, TooShortError
-from ecg_pipeline.ingest.plan import Plan, PlannedFile, plan_batch
-from ecg_pipeline.ingest.process import process_file
+from ecg_pipeline.ingest.plan import Plan, PlannedFile, key_text, plan_batch
+from ecg_pipeline.ingest.process import ProcessedFile, process_planned
 from ecg_pipeline.ingest.results import BatchReport, FileResult
 from ecg_pipeline.ingest.write import (
     HISTORY_FILE,
@@ -110,7 +111,13 @@ def plan_files(found: Discovered, store: WindowStore, config: StudyConfig) -> Pl
     with stage("plan"):
         with stage("plan: store catalog"):
             catalog = store.catalog()
-        plan = plan_batch(found.labels, catalog, config.ingest_hash(), config.dataset.format)
+        plan = plan_batch(
+            found.labels,
+            catalog,
+            config.ingest_hash(),
+            config.dataset.format,
+            config.markers_hash(),
+        )
         with folder_lock(store.path, WRITE_LOCK):
             store.remove(plan.stale_files)
     return plan
@@ -136,9 +143,13 @@ def ingest_files(
     for p in _progress(planned, progress):
         try:
             with stage("process"):
-                processed.append(process_file(p, config))
+                recordings, phases_refused = process_planned(p, config)
+            processed += recordings
+            refused += [FileResult.refused(e) for e in phases_refused]
         except IngestError as exc:
             refused.append(FileResult.refused(exc))
+    processed, clashes = refuse_batch_duplicates(processed)
+    refused += [FileResult.refused(e) for e in clashes]
     with stage("validate contracts"):
         processed, contract_errors = validate_batch(
             processed, config, config.dataset.name, ingest_hash
@@ -146,13 +157,46 @@ def ingest_files(
     with stage("write"):
         written = write_batch(processed, store, ingest_hash)
     refused += [FileResult.refused(e) for e in contract_errors]
-    _drop_superseded(refused, planned, store)
+    stored_now = {r.path for r in written if r.status in ("written", "replaced")}
+    _drop_superseded(refused, planned, store, kept=stored_now)
     results = written + refused
     order = {p.labels.source_path: i for i, p in enumerate(planned)}
     return sorted(results, key=lambda r: order.get(r.path, len(order)))
 
 
-def _drop_superseded(refused: list[FileResult], planned: list[PlannedFile], store) -> None:
+def refuse_batch_duplicates(
+    processed: list[ProcessedFile],
+) -> tuple[list[ProcessedFile], list[IngestError]]:
+    """Refuse every recording of a subject x condition (x session) that two files of the batch
+    claim. The plan does this for labelled files; a marker-split file's conditions are known
+    only once it has been read, so the check is made again here."""
+    claims = defaultdict(set)
+    for p in processed:
+        lab = p.plan.labels
+        claims[(lab.subject, lab.condition, lab.session or None)].add(lab.source_path)
+    kept, errors = [], []
+    for p in processed:
+        lab = p.plan.labels
+        key = (lab.subject, lab.condition, lab.session or None)
+        others = sorted(claims[key] - {lab.source_path})
+        if not others:
+            kept.append(p)
+            continue
+        errors.append(
+            DuplicateRecordingError(
+                lab.source_path,
+                f"duplicate recording: {key_text(key)} is also claimed by {', '.join(others)} "
+                "in this batch; keep one",
+                pair=key,
+            )
+        )
+        errors[-1].sha256 = p.plan.sha256
+    return kept, errors
+
+
+def _drop_superseded(
+    refused: list[FileResult], planned: list[PlannedFile], store, kept: set[str] = frozenset()
+) -> None:
     """Remove the stored windows a refused file would have replaced, and say so in its reason.
 
     They were made from an earlier version of the file or with other ``[ingest]`` settings;
@@ -163,7 +207,8 @@ def _drop_superseded(refused: list[FileResult], planned: list[PlannedFile], stor
     by_path = {p.labels.source_path: p for p in planned}
     for result in refused:
         p = by_path.get(result.path)
-        if result.status != "rejected" or p is None or not p.replaces:
+        # A marker-split file with some phases written has replaced its windows already.
+        if result.status != "rejected" or p is None or not p.replaces or result.path in kept:
             continue
         with folder_lock(store.path, WRITE_LOCK):
             store.remove(p.replaces)

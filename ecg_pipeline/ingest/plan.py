@@ -42,7 +42,13 @@ class Plan:
     stale_files: list[str]
 
 
-def plan_batch(labels: list[Labels], catalog: pd.DataFrame, ingest_hash: str, fmt: str) -> Plan:
+def plan_batch(
+    labels: list[Labels],
+    catalog: pd.DataFrame,
+    ingest_hash: str,
+    fmt: str,
+    markers_hash: str | None = None,
+) -> Plan:
     """Decide per file: write, replace, skip (bytes already stored) or refuse (duplicate).
 
     - the same bytes already stored with the same labels and ingest hash: nothing is written;
@@ -54,6 +60,11 @@ def plan_batch(labels: list[Labels], catalog: pd.DataFrame, ingest_hash: str, fm
       with the same one: refused as duplicates, naming the other file.
     Stored files left from an earlier version of a path (a run stopped between writing the new
     version and removing the old one) are listed in ``stale_files`` for removal.
+
+    A file split by event markers (no condition in its labels) is one unit: unchanged when
+    every phase stored from its bytes has today's ``ingest_hash`` and ``markers_hash``
+    (``[dataset.markers]``), else processed again, replacing them all. Its conditions are known
+    only once it is read, so its duplicates are found when it is written.
     """
     to_process: list[PlannedFile] = []
     unchanged: list[FileResult] = []
@@ -61,6 +72,9 @@ def plan_batch(labels: list[Labels], catalog: pd.DataFrame, ingest_hash: str, fm
     stale: list[str] = []
     rows = list(catalog.itertuples(index=False))
     by_sha = {row.sha256: row for row in rows}
+    rows_by_sha = defaultdict(list)
+    for row in rows:
+        rows_by_sha[row.sha256].append(row)
     by_key, files_by_path, files_by_sha = defaultdict(list), defaultdict(set), defaultdict(set)
     for row in rows:
         by_key[(row.subject, row.condition, row.session or None)].append(row)
@@ -91,6 +105,17 @@ def plan_batch(labels: list[Labels], catalog: pd.DataFrame, ingest_hash: str, fm
             )
             continue
         seen_sha[sha] = lab.source_path
+        if lab.by_markers:
+            decided = _plan_marker_file(
+                lab, sha, rows_by_sha[sha], ingest_hash, markers_hash, files_by_path
+            )
+            if isinstance(decided, IngestError):
+                errors.append(decided)
+            elif isinstance(decided, list):
+                unchanged += decided
+            else:
+                to_process.append(decided)
+            continue
         key = (lab.subject, lab.condition, lab.session or None)
         stored = by_sha.get(sha)
         if stored is not None:
@@ -146,7 +171,9 @@ def plan_batch(labels: list[Labels], catalog: pd.DataFrame, ingest_hash: str, fm
     # Two new files claiming one subject x condition: neither is trusted over the other.
     groups = defaultdict(list)
     for p in to_process:
-        groups[(p.labels.subject, p.labels.condition, p.labels.session or None)].append(p)
+        # A marker-split file's key is its path until it is read (its phases are checked then).
+        condition = p.labels.condition if not p.labels.by_markers else p.labels.source_path
+        groups[(p.labels.subject, condition, p.labels.session or None)].append(p)
     kept = []
     for key, group in groups.items():
         if len(group) == 1:
@@ -167,6 +194,48 @@ def plan_batch(labels: list[Labels], catalog: pd.DataFrame, ingest_hash: str, fm
     for e in errors:
         e.sha256 = hashed.get(e.path, "")
     return Plan(kept, unchanged, errors, stale)
+
+
+def _plan_marker_file(
+    lab: Labels,
+    sha: str,
+    stored: list,
+    ingest_hash: str,
+    markers_hash: str | None,
+    files_by_path: dict,
+) -> PlannedFile | list[FileResult] | IngestError:
+    """The plan of one file split by event markers: process it, leave it, or refuse it."""
+    for row in stored:
+        if row.source_path != lab.source_path and (row.subject, row.session or None) != (
+            lab.subject,
+            lab.session or None,
+        ):
+            return DuplicateRecordingError(
+                lab.source_path,
+                f"identical bytes are already stored as subject {row.subject} from "
+                f"{row.source_path}; one of the two labels is wrong",
+            )
+    current = bool(stored) and all(
+        row.ingest_hash == ingest_hash
+        and getattr(row, "markers_hash", None) == markers_hash
+        and (row.subject, row.session or None) == (lab.subject, lab.session or None)
+        for row in stored
+    )
+    if current:
+        return [
+            FileResult(
+                lab.source_path,
+                "unchanged",
+                row.subject,
+                row.condition,
+                row.recording_id,
+                int(row.n_windows),
+                f"phase {row.condition} from marker {row.marker!r}",
+            )
+            for row in stored
+        ]
+    replaces = sorted(files_by_path[lab.source_path] | {row.file for row in stored})
+    return PlannedFile(lab, sha, replaces)
 
 
 def _empty_reason(files: list, empty: list) -> str:

@@ -10,17 +10,20 @@ and turns what they find into typed errors naming the file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from ecg_pipeline.cohort.markers import split_phases
 from ecg_pipeline.config import IngestSettings, StudyConfig
 from ecg_pipeline.errors import (
     FileTimeLimitError,
     IngestError,
     NoBeatsError,
+    PhaseNotKeptError,
     SamplingRateError,
     SignalQualityError,
     TooShortError,
@@ -31,6 +34,7 @@ from ecg_pipeline.ingest.plan import PlannedFile
 from ecg_pipeline.instrument import stage
 from ecg_pipeline.io.readers import read_recording
 from ecg_pipeline.io.recording import RawRecording, Segment
+from ecg_pipeline.io.store import phase_recording_id, recording_id_of
 from ecg_pipeline.io.time_limit import TimeLimitReached, time_limit
 from ecg_pipeline.signal.beats import (
     FLAG_IMPLAUSIBLE_RR,
@@ -50,9 +54,17 @@ from ecg_pipeline.signal.windows import Windows, sliding_windows
 
 @dataclass
 class ProcessedFile:
+    """One recording ready to be written: a whole file, or one phase of a marker-split file
+    (then ``plan.labels`` carries the phase's condition)."""
+
     plan: PlannedFile
     manifest_row: dict
     windows: Windows
+    recording_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.recording_id:
+            self.recording_id = recording_id_of(self.plan.sha256)
 
 
 def read_windows(path: str | os.PathLike, config: StudyConfig) -> tuple[RawRecording, Windows]:
@@ -112,6 +124,9 @@ def _named_errors(path: str | os.PathLike, time_limit_s: float | None = None) ->
 def process_file(plan: PlannedFile, config: StudyConfig) -> ProcessedFile:
     """Read one file's ECG channel once and turn it into windows (nothing is written).
 
+    For a file labelled with its condition; :func:`process_planned` also splits files by their
+    event markers.
+
     Raises
     ------
     IngestError
@@ -119,9 +134,92 @@ def process_file(plan: PlannedFile, config: StudyConfig) -> ProcessedFile:
     """
     path = plan.labels.source_path
     raw, windows = read_windows(path, config)
+    return ProcessedFile(plan, _manifest_row(plan, raw, windows, raw.duration_s), windows)
+
+
+def process_planned(
+    plan: PlannedFile, config: StudyConfig
+) -> tuple[list[ProcessedFile], list[IngestError]]:
+    """Read one planned file once: one recording, or one per protocol phase of a file labelled
+    without a condition, cut at its event markers (:func:`ecg_pipeline.cohort.markers.split_phases`).
+
+    Returns
+    -------
+    processed : list of ProcessedFile
+        The recordings to write, in time order.
+    refused : list of IngestError
+        The phases not kept, each naming the file, the phase and why (the others are kept).
+
+    Raises
+    ------
+    IngestError
+        The whole file is refused (unreadable, no phase markers, an ambiguous marker, ...).
+    """
+    if not plan.labels.by_markers:
+        return [process_file(plan, config)], []
+    path = plan.labels.source_path
+    limit_s = config.limits.file_time_s
+    processed, refused = [], []
+    with _named_errors(path, limit_s), time_limit(limit_s):
+        raw = read_raw(path, config)
+        split = split_phases(
+            raw.markers,
+            raw.duration_s,
+            config.dataset.markers,
+            min_length_s=config.ingest.windows.window_s,
+        )
+        refused += [PhaseNotKeptError(path, reason) for reason in split.dropped]
+        markers_hash = config.markers_hash()
+        for phase in split.phases:
+            try:
+                with stage("process: filter + resample + window"):
+                    windows = segments_to_windows(
+                        phase_segments(raw.segments, phase.start_s, phase.end_s),
+                        config.ingest,
+                        units=raw.units,
+                    )
+            except IngestError as exc:
+                # One bad phase (a lead off during exercise) does not cost the others.
+                refused.append(type(exc)(path, f"phase {phase.describe()}: {exc.reason}"))
+                continue
+            windows.warnings[:0] = split.notes
+            phase_plan = PlannedFile(
+                dataclasses.replace(plan.labels, condition=phase.condition),
+                plan.sha256,
+                plan.replaces,
+            )
+            row = _manifest_row(phase_plan, raw, windows, phase.duration_s)
+            row |= {
+                "marker": phase.marker,
+                "phase_start_s": phase.start_s,
+                "phase_end_s": phase.end_s,
+                "markers_hash": markers_hash,
+            }
+            rid = phase_recording_id(plan.sha256, phase.condition)
+            processed.append(ProcessedFile(phase_plan, row, windows, rid))
+    return processed, refused
+
+
+def phase_segments(segments: Sequence[Segment], start_s: float, end_s: float) -> list[Segment]:
+    """The parts of ``segments`` between ``start_s`` and ``end_s`` (seconds from the start of
+    the recording), as views: nothing is copied, and times stay the file's."""
+    parts = []
+    for seg in segments:
+        first = max(int(np.ceil((start_s - seg.start_s) * seg.fs_hz - 1e-9)), 0)
+        stop = min(int(np.floor((end_s - seg.start_s) * seg.fs_hz + 1e-9)), len(seg.samples))
+        if stop > first:
+            parts.append(
+                Segment(seg.samples[first:stop], seg.fs_hz, seg.start_s + first / seg.fs_hz)
+            )
+    return parts
+
+
+def _manifest_row(
+    plan: PlannedFile, raw: RawRecording, windows: Windows, duration_s: float
+) -> dict:
     lab = plan.labels
-    row = {
-        "source_path": path,
+    return {
+        "source_path": lab.source_path,
         "subject": lab.subject,
         "condition": lab.condition,
         "session": lab.session,
@@ -129,12 +227,15 @@ def process_file(plan: PlannedFile, config: StudyConfig) -> ProcessedFile:
         "sha256": plan.sha256,
         "channel": raw.channel_name,
         "native_fs_hz": float(raw.native_fs_hz),
-        "duration_s": float(raw.duration_s),
+        "duration_s": float(duration_s),
         "n_windows": len(windows),
         "n_beats": sum(len(p) for p in windows.beats.peak_s),
         "n_beat_flagged": int((windows.beats.flags != "").sum()),
+        "marker": None,
+        "phase_start_s": None,
+        "phase_end_s": None,
+        "markers_hash": None,
     }
-    return ProcessedFile(plan, row, windows)
 
 
 def segments_to_windows(

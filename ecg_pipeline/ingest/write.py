@@ -28,7 +28,7 @@ from ecg_pipeline.ingest.process import ProcessedFile
 from ecg_pipeline.ingest.results import FileResult
 from ecg_pipeline.instrument import stage
 from ecg_pipeline.io.atomic import atomic_write_text, folder_lock
-from ecg_pipeline.io.store import WindowStore, recording_id_of
+from ecg_pipeline.io.store import WindowStore
 from ecg_pipeline.io.tables import spreadsheet_safe, to_safe_csv
 
 
@@ -77,7 +77,7 @@ def validate_batch(
     windows_meta = pd.DataFrame(
         {
             "dataset": dataset,
-            "recording_id": np.repeat([recording_id_of(p.plan.sha256) for p in processed], sizes),
+            "recording_id": np.repeat([p.recording_id for p in processed], sizes),
             "subject": manifest["subject"].to_numpy()[owner],
             "condition": manifest["condition"].to_numpy()[owner],
             "session": manifest["session"].to_numpy()[owner],
@@ -122,14 +122,23 @@ def write_batch(
     # is held, and the plan already kept this batch's own files from colliding.
     with folder_lock(store.path, WRITE_LOCK), store_space(store):
         stored = store.catalog_rows()
+        # The phases of one marker-split file replace its old windows together: what they
+        # replace is removed once all are written, never a file one of them just wrote.
+        written_by_source: dict[str, set[Path]] = {}
         for p in processed:
             meanwhile = stored_meanwhile(stored, p, ingest_hash)
             if meanwhile is not None:
                 results.append(meanwhile)
                 continue
-            written = store.write_recording(p.manifest_row, p.windows, ingest_hash)
-            store.remove([f for f in p.plan.replaces if Path(f) != written])
+            written = store.write_recording(
+                p.manifest_row, p.windows, ingest_hash, recording_id=p.recording_id
+            )
+            written_by_source.setdefault(p.plan.labels.source_path, set()).add(written)
             results.append(_written(p))
+        for p in processed:
+            kept = written_by_source.get(p.plan.labels.source_path)
+            if kept is not None:
+                store.remove([f for f in p.plan.replaces if Path(f) not in kept])
     return results
 
 
@@ -140,7 +149,7 @@ def _written(p: ProcessedFile) -> FileResult:
         "replaced" if p.plan.replaces else "written",
         lab.subject,
         lab.condition,
-        recording_id_of(p.plan.sha256),
+        p.recording_id,
         len(p.windows),
         "; ".join(p.windows.warnings),
     )
@@ -161,7 +170,8 @@ def stored_meanwhile(stored: list[dict], p: ProcessedFile, ingest_hash: str) -> 
         if row["file"] in superseded:
             continue
         same_key = (row["subject"], row["condition"], row.get("session") or None) == key
-        same_bytes = row["sha256"] == p.plan.sha256
+        # The same recording: the same bytes (and, for a marker-split file, the same phase).
+        same_bytes = row["recording_id"] == p.recording_id
         if same_bytes and same_key and row["ingest_hash"] == ingest_hash:
             return FileResult(
                 lab.source_path,

@@ -28,7 +28,7 @@ from ecg_pipeline.errors import (
     NotAcqFileError,
     TruncatedFileError,
 )
-from ecg_pipeline.io.recording import RawRecording, Segment
+from ecg_pipeline.io.recording import EventMarker, RawRecording, Segment
 
 
 @dataclass(frozen=True)
@@ -317,6 +317,7 @@ def read_acq(path: str | os.PathLike, channel: ChannelSettings | None = None) ->
         float(ch.samples_per_second),
         reader.file_revision,
     )
+    markers = _event_markers(reader)
     _release(reader)
     if samples.shape[0] != infos[index].n_samples:
         raise TruncatedFileError(
@@ -328,7 +329,28 @@ def read_acq(path: str | os.PathLike, channel: ChannelSettings | None = None) ->
         units=units,
         segments=[Segment(samples, fs_hz, 0.0)],
         header={"file_revision": str(revision), "channel_index": str(index)},
+        markers=markers,
     )
+
+
+def _event_markers(reader) -> tuple[EventMarker, ...]:
+    """The file's event markers, already parsed with the headers (no further read).
+
+    bioread counts a marker's position in ticks of the graph's base rate, whatever channel it
+    is attached to, so seconds are ticks x the base sample time.
+    """
+    tick_s = float(reader.graph_header.sample_time) / 1000.0
+    markers = []
+    for m in getattr(reader, "event_markers", None) or []:
+        channel, number = getattr(m, "channel", None), getattr(m, "channel_number", None)
+        if channel is not None:
+            where = str(channel.name)
+        else:  # a channel the file no longer holds, or a global marker
+            where = None if number is None else f"channel number {number}"
+        markers.append(
+            EventMarker(str(m.text or "").strip(), float(m.sample_index) * tick_s, where)
+        )
+    return tuple(markers)
 
 
 def _read_interleaved_channel(path: Path, reader, index: int) -> np.ndarray:

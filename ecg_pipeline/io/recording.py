@@ -31,6 +31,25 @@ class Segment:
 
 
 @dataclass(frozen=True)
+class EventMarker:
+    """One event marker of a recording, as the file stores it.
+
+    Attributes
+    ----------
+    text : str
+        The marker's label ("Rest", "Post run").
+    time_s : float
+        Its position from the start of the recording, in seconds.
+    channel : str or None
+        The channel it is attached to, or None for a global marker.
+    """
+
+    text: str
+    time_s: float
+    channel: str | None = None
+
+
+@dataclass(frozen=True)
 class RawRecording:
     """One ECG channel of one source file, before filtering.
 
@@ -45,6 +64,8 @@ class RawRecording:
     # Metadata the file itself carries (e.g. WFDB header comments). Kept for lineage only:
     # personal fields (age, sex, dates) must not travel further than the ingest summary.
     header: dict[str, str] = field(default_factory=dict)
+    # Event markers in file order (AcqKnowledge files; empty for formats without them).
+    markers: tuple[EventMarker, ...] = ()
 
     @property
     def native_fs_hz(self) -> float:

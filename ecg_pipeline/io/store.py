@@ -5,7 +5,8 @@ Layout (hive-partitioned)::
     <root>/<dataset>/subject=S01/condition=rest/<recording_id>.parquet
 
 A recording's identity is the sha256 of its source bytes (``recording_id`` is its first 16 hex
-digits), so replacing one recording never touches another. Each file's footer carries the
+digits; a phase of a file split by event markers adds its condition, :func:`phase_recording_id`),
+so replacing one recording never touches another. Each file's footer carries the
 recording's manifest row, so the catalog of what is stored is read from footers alone and there is
 no second index to drift out of step. Files are written to a dot-named temp file and renamed:
 readers (pyarrow ignores names starting with ``.`` or ``_``) never see a partial file.
@@ -79,6 +80,14 @@ def recording_id_of(sha256: str) -> str:
     return sha256[:16]
 
 
+def phase_recording_id(sha256: str, condition: str) -> str:
+    """The id of one condition's phase of a file split by event markers: the file's bytes and
+    the condition, so each phase is a recording of its own and stays one across re-runs."""
+    import hashlib
+
+    return hashlib.sha256(f"{sha256}:{condition}".encode()).hexdigest()[:16]
+
+
 def _partition_value(value: str) -> str:
     # Hive paths must not contain separators; ids are validated upstream, this is a last guard.
     if not value or "/" in value or "\\" in value or value in {".", ".."}:
@@ -147,14 +156,22 @@ class WindowStore:
         return rows
 
     # Writing --------------------------------------------------------------------------------
-    def write_recording(self, manifest_row: dict, windows: Windows, ingest_hash: str) -> Path:
+    def write_recording(
+        self,
+        manifest_row: dict,
+        windows: Windows,
+        ingest_hash: str,
+        recording_id: str | None = None,
+    ) -> Path:
         """Write one recording's windows atomically; returns the file written.
 
         ``manifest_row`` is the recording's validated manifest row (labels, lineage, rate).
-        An existing file of the same recording is replaced in one rename.
+        ``recording_id`` defaults to the source bytes' (:func:`recording_id_of`); a phase of a
+        marker-split file has its own (:func:`phase_recording_id`). An existing file of the same
+        recording is replaced in one rename.
         """
         sha = manifest_row["sha256"]
-        rid = recording_id_of(sha)
+        rid = recording_id or recording_id_of(sha)
         n = len(windows)
         target = self.file_for(manifest_row["subject"], manifest_row["condition"], rid)
         footer = dict(manifest_row, recording_id=rid, ingest_hash=ingest_hash)
@@ -313,6 +330,12 @@ CATALOG_COLUMNS = [
     "n_windows",
     "n_beats",
     "n_beat_flagged",
+    # A phase of a file split by event markers: the marker, its span in the file (s) and the
+    # [dataset.markers] hash it was cut with; empty for a file stored whole.
+    "marker",
+    "phase_start_s",
+    "phase_end_s",
+    "markers_hash",
     "ingest_hash",
     "warnings",
     "file",

@@ -71,7 +71,8 @@ def test_ingest_waits_for_files_copied_a_moment_ago_and_says_so(tmp_path):
     inbox = tmp_path / "in"
     write_ecg_file(inbox / "S01_rest.acq", demo_ecg(duration_s=9.0)[0])  # modified just now
     cfg = tmp_path / "study.toml"
-    cfg.write_text("[discovery]\nsettle_s = 2.0\ncommand_wait_s = 30.0\n")
+    # Settle time well above the command's start-up, even on a loaded machine.
+    cfg.write_text("[discovery]\nsettle_s = 8.0\ncommand_wait_s = 30.0\n")
     started = time.monotonic()
     out = run("ingest", str(inbox), "--config", str(cfg), "--out", str(tmp_path / "s"))
     assert out.returncode == 0, out.stdout + out.stderr
@@ -99,6 +100,23 @@ def test_demo_writes_a_cohort_of_real_acq_files_and_ingests_it(tmp_path):
     assert "6 written" in out.stdout and "total: 24 windows from 6 recordings" in out.stdout
     again = run("demo", "--config", str(cfg), "--no-progress")
     assert "already holds recordings" in again.stdout and "6 unchanged" in again.stdout
+
+
+def test_demo_writes_one_file_per_subject_with_markers_and_splits_it(tmp_path):
+    # The lab's configuration (its marker map), smaller and in tmp_path.
+    cfg = tmp_path / "small.toml"
+    text = (Path(__file__).parents[2] / "configs" / "demo.toml").read_text()
+    text = text.replace("n_subjects = 15", "n_subjects = 2")
+    text = text.replace("duration_s = 180.0", "duration_s = 12.0")
+    text = text.replace('inbox = "data/inbox"', f'inbox = "{tmp_path / "inbox"}"')
+    text = text.replace('root = "data/windows"', f'root = "{tmp_path / "store"}"')
+    cfg.write_text(text + "\n[discovery]\nsettle_s = 0.0\n")
+    out = run("demo", "--config", str(cfg), "--layout", "one_file_with_markers", "--no-progress")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "wrote 2 synthetic .acq recordings" in out.stdout
+    assert "6 written" in out.stdout and "total: 24 windows from 6 recordings" in out.stdout
+    assert "(2 file(s) split at their event markers into 6 phases)" in out.stdout
+    assert sorted(p.name for p in (tmp_path / "inbox").iterdir()) == ["S01.acq", "S02.acq"]
 
 
 def test_a_malformed_manifest_is_a_clear_error_not_a_traceback(tmp_path):
