@@ -190,7 +190,11 @@ def _parser() -> argparse.ArgumentParser:
         "table",
         help="print the Markdown table of every summary.json under a folder (e.g. results/)",
     )
-    table.add_argument("folder", type=Path)
+    table.add_argument(
+        "folder",
+        type=Path,
+        help="e.g. results (its selection/ runs are left out) or results/selection",
+    )
     table.add_argument("--commands", action="store_true", help="also list the command of each row")
     table.add_argument(
         "--validation",
@@ -524,7 +528,13 @@ def _table(args) -> int:
     from ecg_pipeline.report import render_results_table
     from ecg_pipeline.training.experiment import load_summary
 
-    files = sorted(args.folder.rglob("summary.json"))
+    # Selection runs (results/selection/: what a choice was made on) are not evaluation rows;
+    # they are listed when their own folder is given.
+    files = sorted(
+        f
+        for f in args.folder.rglob("summary.json")
+        if f.relative_to(args.folder).parts[0] != "selection"
+    )
     if not files:
         print(f"error: no summary.json under {args.folder}", file=sys.stderr)
         return 1

@@ -67,5 +67,16 @@ train --config $ID --set model.name=ecg_sl --set model.pretrained=results/pretra
 train --config $ID --set model.name=ecg_sl --set model.pretrained=results/pretrained/ecg-id-last-record-contrastive \
   --seeds 0 1 2 --name ecg-id/last-record-ecgsl-contrastive
 
+# Choices made on validation (results/selection/, `ecg-pipeline table results/selection
+# --validation`): the beat segments' rate, 100 / 250 / 500 Hz, each in a store of its own
+for hz in 100 500; do
+  .venv/bin/ecg-pipeline ingest ../shared/datasets/ecg-id --config configs/selection/ecg-id-segment-${hz}hz.toml --no-progress
+done
+for cfg in configs/selection/ecg-id-segment-100hz.toml:100hz $ID:250hz configs/selection/ecg-id-segment-500hz.toml:500hz; do
+  .venv/bin/ecg-pipeline train --out results/selection --no-progress --set training.cpu_threads=1 \
+    --config ${cfg%%:*} --set model.name=ecg_sl --set training.epochs=20 --seeds 0 1 2 \
+    --name ecg-id-segment-rate/${cfg##*:} --resume
+done
+
 # The synthetic demo cohort: a pipeline check, not an accuracy claim
 train --config configs/demo.toml --epochs 50 --seeds 0 1 2 --name demo/time-block-paper

@@ -363,9 +363,17 @@ TRAINING_SECTIONS = ("dataset", "ingest", "store", "model", "training", "pretrai
 
 
 def training_part(config: StudyConfig | Mapping) -> dict:
-    """The :data:`TRAINING_SECTIONS` of a configuration (or of its stored JSON dump)."""
+    """The :data:`TRAINING_SECTIONS` of a configuration (or of its stored JSON dump).
+
+    ``[dataset.markers]`` is left out: it decides which recordings the store holds, and a
+    training run sees that through its data signature, not through the map (runs stored before
+    the map existed compare equal).
+    """
     dump = config if isinstance(config, Mapping) else config.model_dump(mode="json")
-    return {k: dump.get(k) for k in TRAINING_SECTIONS}
+    part = {k: dump.get(k) for k in TRAINING_SECTIONS}
+    if isinstance(part.get("dataset"), Mapping):
+        part["dataset"] = {k: v for k, v in part["dataset"].items() if k != "markers"}
+    return part
 
 
 def candidates_fingerprint(candidates: Mapping[str, StudyConfig] | None) -> dict[str, str] | None:

@@ -17,3 +17,10 @@ def test_readme_table_is_rebuilt_from_the_stored_results(capsys):
     assert table in readme
     for line in commands.splitlines():
         assert line in readme, line
+
+
+def test_readme_selection_table_is_rebuilt_from_the_stored_validation_scores(capsys):
+    assert main(["table", str(REPO / "results" / "selection"), "--validation"]) == 0
+    table = capsys.readouterr().out.strip()
+    assert "| ecg-id-segment-rate/100hz |" in table
+    assert table in (REPO / "README.md").read_text(encoding="utf-8")
