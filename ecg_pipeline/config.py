@@ -110,6 +110,23 @@ class QualitySettings(_Strict):
     max_extreme_fraction: float = Field(0.5, gt=0, le=1)
     # A recording with more flat windows than this fraction is refused; fewer are dropped.
     max_flat_fraction: float = Field(0.5, ge=0, le=1)
+    # A channel whose QRS-band (5-25 Hz) energy is autocorrelated below this at every heart's
+    # pace (median over 10-s blocks; lags rr_min_s-rr_max_s of [ingest.beats]) holds no
+    # heartbeat and is refused (NoHeartbeatError). Measured (bench/quality_agreement.py and
+    # tests/integration/test_quality_real.py): ECG-named channels without a heartbeat in
+    # ../shared/acq-public 0.14-0.22; real ECG 0.28 (dp-motion, running) to 0.91. 0: off.
+    min_heartbeat_periodicity: float = Field(0.25, ge=0, le=1)
+    # Windows whose NeuroKit2 template-match quality (mean correlation of each beat with the
+    # recording's average beat) is below this are graded "poor" in the quality report.
+    min_window_score: float = Field(0.6, ge=0, le=1)
+    # A recording whose score (median window score) is below this is refused (LowQualityError);
+    # None (TOML: "none"): never refused for it, the score is reported either way.
+    min_recording_score: float | None = Field(None, ge=0, le=1)
+
+    @field_validator("min_recording_score", mode="before")
+    @classmethod
+    def _none_turns_the_threshold_off(cls, value):
+        return None if isinstance(value, str) and value.lower() == "none" else value
 
 
 class TimestampSettings(_Strict):

@@ -28,6 +28,7 @@ from ecg_pipeline.errors import (
     UnreadableFileError,
 )
 from ecg_pipeline.ingest.plan import PlannedFile
+from ecg_pipeline.ingest.quality import assess_recording, check_heartbeat
 from ecg_pipeline.instrument import stage
 from ecg_pipeline.io.readers import read_recording
 from ecg_pipeline.io.recording import RawRecording, Segment
@@ -69,6 +70,8 @@ def read_windows(path: str | os.PathLike, config: StudyConfig) -> tuple[RawRecor
     """
     with _named_errors(path, config.limits.file_time_s), time_limit(config.limits.file_time_s):
         raw = read_raw(path, config)
+        with stage("process: heartbeat"):
+            check_heartbeat(raw, config.ingest)
         with stage("process: filter + resample + window"):
             return raw, segments_to_windows(raw.segments, config.ingest, units=raw.units)
 
@@ -119,6 +122,8 @@ def process_file(plan: PlannedFile, config: StudyConfig) -> ProcessedFile:
     """
     path = plan.labels.source_path
     raw, windows = read_windows(path, config)
+    with _named_errors(path), stage("process: quality"):
+        windows.quality = assess_recording(raw, windows, config.ingest)
     lab = plan.labels
     row = {
         "source_path": path,

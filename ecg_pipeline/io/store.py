@@ -161,6 +161,8 @@ class WindowStore:
         footer["warnings"] = list(windows.warnings)
         if windows.beats is not None:
             footer["beat_fs_hz"] = windows.beat_fs_hz
+        if windows.quality is not None:
+            footer["quality"] = windows.quality
 
         def column(value) -> pa.Array:
             return pa.array([value] * n, pa.string())
