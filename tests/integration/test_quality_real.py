@@ -1,0 +1,89 @@
+"""Signal quality on real files, read in place: channels named ECG that hold no heartbeat are
+refused with their own reason; real ECG is never refused and scores high."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ecg_pipeline.config import load_config
+from ecg_pipeline.errors import NoHeartbeatError, SignalQualityError
+from ecg_pipeline.ingest.process import read_raw, read_windows
+from ecg_pipeline.ingest.quality import assess_recording, check_heartbeat
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("ECG_SHARED_DIR", REPO.parent / "shared"))
+PUBLIC = SHARED / "acq-public"
+DP_MOTION = SHARED / "datasets" / "dp-motion-ecg" / "data"
+needs_public = pytest.mark.skipif(not PUBLIC.is_dir(), reason=f"{PUBLIC} absent")
+
+# file -> what its channel named ECG holds (looked at: no QRS complex anywhere in it)
+NO_HEARTBEAT = {
+    "acqtools_example.acq": "mostly mains hum",  # 'ecg', V, 200 Hz: 60-Hz hum and noise
+    "acqtools_testfile.acq": "broadband noise or a detached lead",  # 'ECG', V, 203 s
+    "pspm_Acq_ECG_SCR_Marker.acq": "mostly mains hum",  # 'ECG', V, 10 s
+}
+# Real ECG (the bioread physio recording, EKG - ERS100C, 61.9 s, and other real files).
+REAL_ECG = [
+    *(f"acq-public/bioread_physio-{v}.acq" for v in ("3.8.1", "4.1.0-c", "5.0.1")),
+    *(f"acq-public/bioread_nojournal-{v}.acq" for v in ("3.9.1", "4.4.0-c")),
+    "acq/physio-4.4.0.acq",
+    "acq/nojournal-5.0.1-c.acq",
+    "acq/r42_test.acq",
+]
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(REPO / "configs" / "demo.toml")
+
+
+@needs_public
+@pytest.mark.parametrize("name", sorted(NO_HEARTBEAT))
+def test_a_channel_named_ecg_without_a_heartbeat_is_refused(config, name):
+    with pytest.raises(NoHeartbeatError) as exc:
+        read_windows(PUBLIC / name, config)
+    error = exc.value
+    assert error.path == str(PUBLIC / name) and error.stage == "quality"
+    assert "no heartbeat in channel" in error.reason and NO_HEARTBEAT[name] in error.reason
+    assert "periodicity" in error.reason and "min_heartbeat_periodicity" in error.reason
+
+
+@needs_public
+def test_the_acqtools_testfile_was_ingested_before_and_is_refused_now(config):
+    """Its noise (57 mV standard deviation) is far above the flat-lead threshold and the
+    fallback R-peak detector's peaks correlate just above min_template_correlation: only the
+    heartbeat test refuses it."""
+    off = config.with_overrides({"ingest.quality.min_heartbeat_periodicity": 0.0})
+    _, windows = read_windows(PUBLIC / "acqtools_testfile.acq", off)
+    assert len(windows) > 60
+
+
+@needs_public
+def test_a_detached_impedance_lead_is_still_refused_as_flat(config):
+    with pytest.raises(SignalQualityError, match="flat or disconnected lead"):
+        read_windows(PUBLIC / "pspm_impedance_acq.acq", config)
+
+
+@pytest.mark.parametrize("name", REAL_ECG)
+def test_real_ecg_is_not_refused_and_scores_high(config, name):
+    path = SHARED / name
+    if not path.is_file():
+        pytest.skip(f"{path} absent")
+    raw, windows = read_windows(path, config)
+    account = assess_recording(raw, windows, config.ingest)
+    assert account["score"] > 0.9 and account["heart_rate_plausible"]
+    assert account["heartbeat_periodicity"] >= 0.28 and account["kept_fraction"] == 1.0
+
+
+@pytest.mark.skipif(not DP_MOTION.is_dir(), reason=f"{DP_MOTION} absent")
+@pytest.mark.parametrize("name", ["10_01_beh.csv", "07_01_beh.csv", "01_01_beh.csv"])
+def test_the_least_periodic_real_ecg_passes_the_heartbeat_test(name):
+    """The lowest periodicities of all 150 dp-motion recordings (running, 0.28-0.43)."""
+    config = load_config(REPO / "configs" / "dp-motion.toml")
+    raw = read_raw(DP_MOTION / name[:2] / name, config)
+    assert check_heartbeat(raw, config.ingest).periodicity >= 0.25
