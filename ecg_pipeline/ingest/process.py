@@ -10,6 +10,7 @@ and turns what they find into typed errors naming the file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -123,7 +124,9 @@ def process_file(plan: PlannedFile, config: StudyConfig) -> ProcessedFile:
     path = plan.labels.source_path
     raw, windows = read_windows(path, config)
     with _named_errors(path), stage("process: quality"):
-        windows.quality = assess_recording(raw, windows, config.ingest)
+        windows = dataclasses.replace(
+            windows, quality=assess_recording(raw, windows, config.ingest)
+        )
     lab = plan.labels
     row = {
         "source_path": path,
