@@ -12,13 +12,12 @@ Two decisions and one account:
 
 The account is a small JSON-able dict stored in the recording's Parquet footer beside its
 lineage (one file, one ``[ingest]`` hash: it cannot go stale apart from the windows it
-describes); :func:`quality_table` reads it back from the store's catalog.
+describes); :mod:`ecg_pipeline.tracking.quality_report` reads it back from the catalog.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from ecg_pipeline.config import IngestSettings
 from ecg_pipeline.errors import LowQualityError, NoHeartbeatError
@@ -28,8 +27,6 @@ from ecg_pipeline.signal.quality import millivolts_per_unit
 from ecg_pipeline.signal.sqi import clipped_windows, heart_rate_bpm, spans_s, window_quality
 from ecg_pipeline.signal.windows import Windows, window_count
 
-# Footer key of the account; catalog rows carry it under this name.
-QUALITY_KEY = "quality"
 # A channel with more of its power at 50/60 Hz than this is described as mains hum.
 _MAINS_DOMINANT = 0.3
 
@@ -185,49 +182,3 @@ def _median(values: np.ndarray) -> float | None:
 
 def _rounded(values: np.ndarray, digits: int = 3) -> list:
     return [None if not np.isfinite(v) else round(float(v), digits) for v in values]
-
-
-def quality_table(catalog_rows: list[dict]) -> pd.DataFrame:
-    """One row per stored recording: its quality account's headline figures.
-
-    Parameters
-    ----------
-    catalog_rows : list of dict
-        :meth:`ecg_pipeline.io.store.WindowStore.catalog_rows` (footers, no samples read).
-
-    Returns
-    -------
-    pandas.DataFrame
-        recording_id, subject, condition, session, score, averageQRS, heart_rate_bpm,
-        heart_rate_plausible, kept (windows kept / total), good_windows, flat_s, railed_s,
-        clipped_s, below_min_recording_score; recordings stored before quality was measured
-        have NaN figures.
-    """
-    rows = []
-    for row in catalog_rows:
-        acc = row.get(QUALITY_KEY) or {}
-        spans = acc.get("spans_s", {})
-        rows.append(
-            {
-                "recording_id": row.get("recording_id"),
-                "subject": row.get("subject"),
-                "condition": row.get("condition"),
-                "session": row.get("session"),
-                "score": acc.get("score", np.nan),
-                "averageQRS": acc.get("averageQRS", np.nan),
-                "heart_rate_bpm": acc.get("heart_rate_bpm", np.nan),
-                "heart_rate_plausible": acc.get("heart_rate_plausible"),
-                "windows_kept": acc.get("windows_kept", row.get("n_windows")),
-                "windows_total": acc.get("windows_total", np.nan),
-                "good_windows": acc.get("good_windows", np.nan),
-                **{
-                    f"{kind}_s": round(sum(b - a for a, b in spans.get(kind, [])), 1)
-                    for kind in ("flat", "railed", "clipped")
-                },
-                "below_min_recording_score": acc.get("below_min_recording_score"),
-            }
-        )
-    table = pd.DataFrame(rows)
-    if not table.empty:
-        table = table.sort_values(["subject", "condition", "recording_id"], ignore_index=True)
-    return table

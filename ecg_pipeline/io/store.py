@@ -31,6 +31,8 @@ from ecg_pipeline.io.atomic import atomic_target
 from ecg_pipeline.signal.windows import Windows, normalise_windows
 
 FOOTER_KEY = b"ecg_pipeline.recording"
+# The footer's key for the recording's signal-quality account (ecg_pipeline.ingest.quality).
+QUALITY_KEY = "quality"
 PARTITIONING = ds.partitioning(
     pa.schema([("subject", pa.string()), ("condition", pa.string())]), flavor="hive"
 )
@@ -162,7 +164,7 @@ class WindowStore:
         if windows.beats is not None:
             footer["beat_fs_hz"] = windows.beat_fs_hz
         if windows.quality is not None:
-            footer["quality"] = windows.quality
+            footer[QUALITY_KEY] = windows.quality
 
         def column(value) -> pa.Array:
             return pa.array([value] * n, pa.string())

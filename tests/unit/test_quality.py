@@ -1,5 +1,7 @@
 """Signal quality: the heartbeat test, NeuroKit2's indices per window, spans, the account."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from helpers import demo_ecg
@@ -7,10 +9,16 @@ from helpers import demo_ecg
 from ecg_pipeline.config import IngestSettings
 from ecg_pipeline.errors import LowQualityError, NoHeartbeatError
 from ecg_pipeline.ingest.process import segments_to_windows
-from ecg_pipeline.ingest.quality import assess_recording, check_heartbeat, quality_table
+from ecg_pipeline.ingest.quality import assess_recording, check_heartbeat
 from ecg_pipeline.io.recording import RawRecording, Segment
+from ecg_pipeline.io.store import WindowStore
 from ecg_pipeline.signal.heartbeat import envelope_periodicity, heartbeat_evidence, mains_fraction
 from ecg_pipeline.signal.sqi import clipped_windows, heart_rate_bpm, spans_s, window_quality
+from ecg_pipeline.tracking.quality_report import (
+    quality_table,
+    render_short_table,
+    write_quality_report,
+)
 
 FS = 500.0
 
@@ -170,3 +178,47 @@ def test_quality_table_reads_the_footers(ecg):
     assert list(table["recording_id"]) == ["a", "b"]
     assert np.isnan(table.loc[0, "score"]) and table.loc[1, "score"] > 0.9
     assert table.loc[1, "flat_s"] == 0.0
+
+
+# --- tracking/quality_report.py ---------------------------------------------------------------
+def _row(sha, subject, condition):
+    return {
+        "source_path": f"/in/{subject}_{condition}.acq",
+        "subject": subject,
+        "condition": condition,
+        "session": None,
+        "date": None,
+        "sha256": sha,
+        "channel": "ECG",
+        "native_fs_hz": FS,
+        "duration_s": 30.0,
+        "n_windows": 10,
+    }
+
+
+def test_the_report_is_one_self_contained_page_beside_the_store(tmp_path, ecg):
+    settings = IngestSettings()
+    store = WindowStore(tmp_path, "demo")
+    noisy = ecg + _noise(scale_mv=0.3, seed=2)
+    for k, (x, subject) in enumerate(((ecg, "S01"), (noisy, "S02"))):
+        raw, windows = _windows(x, settings)
+        windows = dataclasses.replace(windows, quality=assess_recording(raw, windows, settings))
+        store.write_recording(_row(str(k) * 64, subject, "rest"), windows, "0" * 16)
+    page = write_quality_report(store)
+    assert page == store.path / "_quality_report.html"
+    text = page.read_text(encoding="utf-8")
+    assert text.count("data:image/png;base64,") == 3  # overview + one per recording
+    assert "src='http" not in text and "<script" not in text and "/in/" not in text
+    assert "S01 / rest" in text and "S02 / rest" in text
+    table = quality_table(store.catalog_rows())
+    assert table.loc[0, "score"] > table.loc[1, "score"]
+    printed = render_short_table(table)
+    assert printed.splitlines()[0] == "signal quality (poorest first)"
+    assert printed.splitlines()[2].split()[0] == "S02"  # the noisier recording first
+    assert store.recording_files() and all(f.suffix == ".parquet" for f in store.recording_files())
+
+
+def test_a_store_without_recordings_gives_a_page_and_a_line(tmp_path):
+    store = WindowStore(tmp_path, "demo")
+    assert "0 recording(s) stored" in write_quality_report(store).read_text(encoding="utf-8")
+    assert render_short_table(quality_table([])) == "signal quality: no recording stored"
