@@ -87,3 +87,38 @@ def test_the_least_periodic_real_ecg_passes_the_heartbeat_test(name):
     config = load_config(REPO / "configs" / "dp-motion.toml")
     raw = read_raw(DP_MOTION / name[:2] / name, config)
     assert check_heartbeat(raw, config.ingest).periodicity >= 0.25
+
+
+def test_ingest_stores_the_account_prints_the_table_and_writes_the_page(tmp_path):
+    """`ecg-pipeline ingest` end to end: the noise file is refused for its missing heartbeat,
+    the ECG is stored with its quality account, the table and the page's path are printed."""
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+    from helpers import demo_ecg, write_ecg_file
+
+    from ecg_pipeline.io.store import QUALITY_KEY, WindowStore
+
+    inbox = tmp_path / "in"
+    write_ecg_file(inbox / "S01_rest.acq", demo_ecg(duration_s=30.0)[0])
+    noise = np.random.default_rng(0).normal(0, 0.5, 30_000)
+    write_ecg_file(inbox / "S02_rest.acq", noise)
+    old = time.time() - 60
+    for p in inbox.iterdir():
+        os.utime(p, (old, old))
+    out = subprocess.run(
+        [sys.executable, "-m", "ecg_pipeline", "ingest", str(inbox), "--out", str(tmp_path / "s")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 3, out.stderr
+    assert "S02_rest.acq: no heartbeat in channel 'ECG - ECG100C'" in out.stdout
+    assert "signal quality (poorest first)" in out.stdout
+    page = tmp_path / "s" / "demo" / "_quality_report.html"
+    assert f"signal-quality report (whole store): {page}" in out.stdout and page.is_file()
+    (row,) = WindowStore(tmp_path / "s", "demo").catalog_rows()
+    assert row["subject"] == "S01" and row[QUALITY_KEY]["score"] > 0.9
