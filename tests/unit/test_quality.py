@@ -207,7 +207,8 @@ def test_the_report_is_one_self_contained_page_beside_the_store(tmp_path, ecg):
     page = write_quality_report(store)
     assert page == store.path / "_quality_report.html"
     text = page.read_text(encoding="utf-8")
-    assert text.count("data:image/png;base64,") == 3  # overview + one per recording
+    assert text.count("data:image/png;base64,") == 1  # the overview
+    assert text.count("<svg") == 2 and text.count("<polyline") >= 2 * 4  # one per recording
     assert "src='http" not in text and "<script" not in text and "/in/" not in text
     assert "S01 / rest" in text and "S02 / rest" in text
     table = quality_table(store.catalog_rows())
