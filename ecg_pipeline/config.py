@@ -116,6 +116,14 @@ class QualitySettings(_Strict):
     # tests/integration/test_quality_real.py): ECG-named channels without a heartbeat in
     # ../shared/acq-public 0.14-0.22; real ECG 0.28 (dp-motion, running) to 0.91. 0: off.
     min_heartbeat_periodicity: float = Field(0.25, ge=0, le=1)
+    # NeuroKit2 ecg_quality methods run on each recording's windows and detected R peaks.
+    # They cost about 3.5 ms per beat and method (NeuroKit2 builds a pandas frame per beat):
+    # 1.5 s for a 180-s demo recording with both, where reading and windowing it take 0.12 s.
+    # [] skips them (no score; the heartbeat test, spans and heart rate remain).
+    neurokit_methods: tuple[Literal["templatematch", "averageQRS"], ...] = (
+        "templatematch",
+        "averageQRS",
+    )
     # Windows whose NeuroKit2 template-match quality (mean correlation of each beat with the
     # recording's average beat) is below this are graded "poor" in the quality report.
     min_window_score: float = Field(0.6, ge=0, le=1)

@@ -117,7 +117,7 @@ def assess_recording(raw: RawRecording, windows: Windows, settings: IngestSettin
     """
     q, b = settings.quality, settings.beats
     peak_s = windows.beats.peak_s if windows.beats is not None else [np.empty(0)] * len(windows)
-    scores = window_quality(windows.samples, windows.fs_hz, peak_s)
+    scores = window_quality(windows.samples, windows.fs_hz, peak_s, q.neurokit_methods)
     tm = scores["templatematch"]
     hr = heart_rate_bpm(peak_s)
     hr_lo, hr_hi = 60.0 / b.rr_max_s, 60.0 / b.rr_min_s

@@ -223,3 +223,13 @@ def test_a_store_without_recordings_gives_a_page_and_a_line(tmp_path):
     store = WindowStore(tmp_path, "demo")
     assert "0 recording(s) stored" in write_quality_report(store).read_text(encoding="utf-8")
     assert render_short_table(quality_table([])) == "signal quality: no recording stored"
+
+
+def test_the_neurokit_methods_can_be_skipped(ecg):
+    settings = IngestSettings.model_validate({"quality": {"neurokit_methods": []}})
+    raw, windows = _windows(ecg, settings)
+    acc = assess_recording(raw, windows, settings)
+    assert acc["score"] is None and acc["averageQRS"] is None and acc["good_windows"] == 0
+    assert acc["heart_rate_plausible"] and acc["kept_fraction"] == 1.0
+    only = window_quality(windows.samples, 100.0, windows.beats.peak_s, ["averageQRS"])
+    assert np.isnan(only["templatematch"]).all() and np.isfinite(only["averageQRS"]).all()
