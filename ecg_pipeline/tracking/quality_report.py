@@ -189,7 +189,7 @@ def recording_strip(
         f"<text x='{box[0] + box[2]}' y='{box[1] + box[3] + 12}' text-anchor='end'>"
         f"{end_s:.0f} s</text><text x='2' y='{box[1] + 8}'>1</text>"
         f"<text x='2' y='{box[1] + box[3]}'>0</text>"
-        f"<text x='{box[0] + 150}' y='{box[1] + box[3] + 12}'>templatematch (blue), "
+        f"<text x='{box[0] + 60}' y='{box[1] + box[3] + 12}'>templatematch (blue), "
         "averageQRS (purple, dotted)</text>"
     )
     for k, (title, x, colour) in enumerate(
@@ -304,7 +304,8 @@ def write_quality_report(store: WindowStore, path: str | Path | None = None) -> 
     ]
     if not table.empty:
         parts.append(f"<img src='data:image/png;base64,{_png(_overview_figure(table))}'>")
-        shown = table.drop(columns=["recording_id"]).copy()
+        shown = table.drop(columns=["recording_id"]).round(2).astype(object)
+        shown = shown.where(shown.notna(), "-")
         parts.append(shown.to_html(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-"))
     for row in rows:
         account = row.get(QUALITY_KEY)
