@@ -112,9 +112,10 @@ class QualitySettings(_Strict):
     max_flat_fraction: float = Field(0.5, ge=0, le=1)
     # A channel whose QRS-band (5-25 Hz) energy is autocorrelated below this at every heart's
     # pace (median over 10-s blocks; lags rr_min_s-rr_max_s of [ingest.beats]) holds no
-    # heartbeat and is refused (NoHeartbeatError). Measured (bench/quality_agreement.py and
-    # tests/integration/test_quality_real.py): ECG-named channels without a heartbeat in
-    # ../shared/acq-public 0.14-0.22; real ECG 0.28 (dp-motion, running) to 0.91. 0: off.
+    # heartbeat and is refused (NoHeartbeatError). Measured by bench/heartbeat_periodicity.py
+    # (results/quality/heartbeat_periodicity.json): the ECG-named channels without a heartbeat
+    # in ../shared/acq-public 0.16-0.22; real ECG 0.27 (dp-motion, running), ECG-ID 0.30 and
+    # the BIOPAC files 0.48 at the lowest. 0: off.
     min_heartbeat_periodicity: float = Field(0.25, ge=0, le=1)
     # NeuroKit2 ecg_quality methods run on each recording's windows and detected R peaks.
     # They cost about 3.5 ms per beat and method (NeuroKit2 builds a pandas frame per beat):

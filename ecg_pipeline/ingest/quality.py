@@ -73,7 +73,7 @@ def check_heartbeat(raw: RawRecording, settings: IngestSettings) -> HeartbeatEvi
         f"recur at any heart rate of {60 / b.rr_max_s:.0f}-{60 / b.rr_min_s:.0f} bpm "
         f"(periodicity {evidence.periodicity:.2f} over {evidence.n_blocks} block(s), below "
         f"[ingest.quality] min_heartbeat_periodicity {q.min_heartbeat_periodicity:g}; real ECG "
-        f"scores 0.28-0.91); it holds {holds}. Check the lead, or choose another channel "
+        f"scores 0.27 and above); it holds {holds}. Check the lead, or choose another channel "
         "([ingest.channel])",
     )
 
