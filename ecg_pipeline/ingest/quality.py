@@ -24,8 +24,8 @@ from ecg_pipeline.errors import LowQualityError, NoHeartbeatError
 from ecg_pipeline.io.recording import RawRecording
 from ecg_pipeline.signal.heartbeat import HeartbeatEvidence, heartbeat_evidence
 from ecg_pipeline.signal.quality import millivolts_per_unit
-from ecg_pipeline.signal.sqi import clipped_windows, heart_rate_bpm, spans_s, window_quality
-from ecg_pipeline.signal.windows import Windows, window_count
+from ecg_pipeline.signal.sqi import heart_rate_bpm, raw_window_kinds, spans_s, window_quality
+from ecg_pipeline.signal.windows import Windows
 
 # A channel with more of its power at 50/60 Hz than this is described as mains hum.
 _MAINS_DOMINANT = 0.3
@@ -86,20 +86,17 @@ def _raw_spans(raw: RawRecording, settings: IngestSettings) -> tuple[dict, dict]
     out: dict[str, list] = {"flat": [], "railed": [], "clipped": []}
     counts = dict.fromkeys(out, 0)
     for seg in raw.segments:
-        length = max(int(round(win.window_s * seg.fs_hz)), 1)
+        kinds = raw_window_kinds(
+            seg.samples,
+            seg.fs_hz,
+            win.window_s,
+            win.effective_hop_s,
+            min_std=q.min_window_std / to_mv,
+            max_extreme_fraction=q.max_extreme_fraction,
+        )
         hop = max(int(round(win.effective_hop_s * seg.fs_hz)), 1)
-        n = window_count(len(seg.samples), length, hop)
-        if n == 0:
-            continue
-        view = np.lib.stride_tricks.sliding_window_view(seg.samples, length)[::hop][:n]
-        flat = view.std(axis=1) * to_mv < q.min_window_std
-        lo, hi = view.min(axis=1), view.max(axis=1)
-        extreme = (view == lo[:, None]).sum(axis=1) + (view == hi[:, None]).sum(axis=1)
-        railed = ~flat & (extreme > q.max_extreme_fraction * length)
-        clipped = clipped_windows(seg.samples, seg.fs_hz, win.window_s, win.effective_hop_s)[:n]
-        clipped &= ~flat & ~railed
-        starts = seg.start_s + np.arange(n) * hop / seg.fs_hz
-        for name, mask in (("flat", flat), ("railed", railed), ("clipped", clipped)):
+        starts = seg.start_s + np.arange(len(kinds["flat"])) * hop / seg.fs_hz
+        for name, mask in kinds.items():
             counts[name] += int(mask.sum())
             out[name] += [
                 [round(a, 2), round(b, 2)] for a, b in spans_s(mask, starts, win.window_s)

@@ -146,6 +146,64 @@ def clipped_windows(
     return (held > min_fraction * length) & (held >= 3)
 
 
+def raw_window_kinds(
+    x: np.ndarray,
+    fs_hz: float,
+    window_s: float,
+    hop_s: float,
+    *,
+    min_std: float,
+    max_extreme_fraction: float,
+) -> dict[str, np.ndarray]:
+    """Which whole windows of the raw signal are flat, railed or clipped (each one kind only).
+
+    The same tests as the flat-lead check of ingest (:func:`~ecg_pipeline.signal.quality.
+    flat_raw_windows`), told apart: *flat* when the standard deviation is below ``min_std``,
+    *railed* when more than ``max_extreme_fraction`` of the samples sit at the window's own
+    extremes, *clipped* (:func:`clipped_windows`) when the recording's limit is held for a
+    while but not most of the window.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        Raw 1-D signal at ``fs_hz``, in the unit of ``min_std``.
+    fs_hz : float
+        Its sampling rate.
+    window_s, hop_s : float
+        Window length and step, in seconds.
+    min_std : float
+        Flat threshold, same unit as ``x``.
+    max_extreme_fraction : float
+        Railed threshold, a fraction of the window's samples.
+
+    Returns
+    -------
+    dict of str to np.ndarray
+        ``{"flat", "railed", "clipped"}``: boolean masks, one entry per whole window.
+
+    Examples
+    --------
+    >>> x = np.r_[np.zeros(300), np.sin(np.arange(300)), np.sign(np.sin(np.arange(300)))]
+    >>> {k: v.tolist() for k, v in raw_window_kinds(
+    ...     x, 100.0, 3.0, 3.0, min_std=0.01, max_extreme_fraction=0.5).items()}
+    {'flat': [True, False, False], 'railed': [False, False, True], 'clipped': [False, False, False]}
+    """
+    x = np.asarray(x)
+    length = max(int(round(window_s * fs_hz)), 1)
+    hop = max(int(round(hop_s * fs_hz)), 1)
+    n = (len(x) - length) // hop + 1 if len(x) >= length else 0
+    if n == 0:
+        empty = np.zeros(0, dtype=bool)
+        return {"flat": empty, "railed": empty, "clipped": empty}
+    view = np.lib.stride_tricks.sliding_window_view(x, length)[::hop][:n]
+    flat = view.std(axis=1) < min_std
+    lo, hi = view.min(axis=1), view.max(axis=1)
+    extreme = (view == lo[:, None]).sum(axis=1) + (view == hi[:, None]).sum(axis=1)
+    railed = ~flat & (extreme > max_extreme_fraction * length)
+    clipped = clipped_windows(x, fs_hz, window_s, hop_s)[:n] & ~flat & ~railed
+    return {"flat": flat, "railed": railed, "clipped": clipped}
+
+
 def spans_s(mask: np.ndarray, start_s: np.ndarray, window_s: float) -> list[tuple[float, float]]:
     """Merge the flagged windows of ``mask`` into (start_s, end_s) spans.
 
@@ -169,7 +227,7 @@ def spans_s(mask: np.ndarray, start_s: np.ndarray, window_s: float) -> list[tupl
             continue
         end = start + window_s
         if out and start <= out[-1][1] + 1e-9:
-            out[-1] = (out[-1][0], max(out[-1][1], end))
+            out[-1] = (out[-1][0], float(max(out[-1][1], end)))
         else:
             out.append((float(start), float(end)))
     return out

@@ -13,7 +13,13 @@ from ecg_pipeline.ingest.quality import assess_recording, check_heartbeat
 from ecg_pipeline.io.recording import RawRecording, Segment
 from ecg_pipeline.io.store import WindowStore
 from ecg_pipeline.signal.heartbeat import envelope_periodicity, heartbeat_evidence, mains_fraction
-from ecg_pipeline.signal.sqi import clipped_windows, heart_rate_bpm, spans_s, window_quality
+from ecg_pipeline.signal.sqi import (
+    clipped_windows,
+    heart_rate_bpm,
+    raw_window_kinds,
+    spans_s,
+    window_quality,
+)
 from ecg_pipeline.tracking.quality_report import (
     quality_table,
     render_short_table,
@@ -233,3 +239,21 @@ def test_the_neurokit_methods_can_be_skipped(ecg):
     assert acc["heart_rate_plausible"] and acc["kept_fraction"] == 1.0
     only = window_quality(windows.samples, 100.0, windows.beats.peak_s, ["averageQRS"])
     assert np.isnan(only["templatematch"]).all() and np.isfinite(only["averageQRS"]).all()
+
+
+def test_raw_window_kinds_tell_flat_railed_and_clipped_apart(ecg):
+    x = ecg.copy()
+    x[: int(3 * FS)] = 0.0  # flat
+    x[int(3 * FS) : int(6 * FS)] = np.where(np.arange(int(3 * FS)) % 2, 5.0, -5.0)  # railed
+    x[int(9 * FS) : int(9.2 * FS)] = 5.0  # the limit held for 0.2 s: clipped
+    kinds = raw_window_kinds(x, FS, 3.0, 3.0, min_std=0.005, max_extreme_fraction=0.5)
+    assert kinds["flat"][:4].tolist() == [True, False, False, False]
+    assert kinds["railed"][:4].tolist() == [False, True, False, False]
+    assert kinds["clipped"][:4].tolist() == [False, False, False, True]
+    assert all(len(m) == 10 for m in kinds.values())
+    assert all(
+        len(m) == 0
+        for m in raw_window_kinds(
+            x[:10], FS, 3.0, 3.0, min_std=1, max_extreme_fraction=0.5
+        ).values()
+    )
