@@ -227,10 +227,14 @@ def stages_of(raw: dict[str, float], total: float) -> dict[str, float]:
         - g("plan: sha256", 0.0)
         - g("plan: store catalog", 0.0),
         "process: read ECG": g("process: read ECG", 0.0),
+        "process: heartbeat test": g("process: heartbeat", 0.0),
         "process: filter+resample+window": g("process: filter + resample + window", 0.0),
+        "process: quality (NeuroKit2 + spans)": g("process: quality", 0.0),
         "process: rest": g("process", 0.0)
         - g("process: read ECG", 0.0)
-        - g("process: filter + resample + window", 0.0),
+        - g("process: heartbeat", 0.0)
+        - g("process: filter + resample + window", 0.0)
+        - g("process: quality", 0.0),
         "validate contracts (pandera, once)": g("validate contracts", 0.0),
         "write (atomic Parquet)": g("write", 0.0),
         "finish: store catalog (cached footers)": g("finish: store catalog", 0.0),
