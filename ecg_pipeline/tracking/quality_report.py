@@ -2,10 +2,11 @@
 
 Built from the store alone: each recording's quality account is in its Parquet footer (see
 :mod:`ecg_pipeline.ingest.quality`), and only the samples of each recording's worst and best
-window are read back. The figures are PNGs embedded as base64, so the page opens anywhere,
-offline, and travels as one MLflow artifact. It lives in ``tracking/`` because it draws with
-matplotlib (the layer rules keep matplotlib out of ``ingest/``); ``ecg-pipeline ingest`` and
-the flow call it after the batch.
+window are read back. The overview is a matplotlib PNG embedded as base64 and each
+recording's strip an inline SVG, so the page opens anywhere, offline, and travels as one MLflow
+artifact. It lives in ``tracking/`` because it draws with matplotlib (the layer rules keep
+matplotlib out of ``ingest/``, and ``tracking/`` may not import ``ingest/``: it reads the
+footers itself); ``ecg-pipeline ingest`` and the flow call it after the batch.
 """
 
 from __future__ import annotations
