@@ -114,8 +114,8 @@ class QualitySettings(_Strict):
     # pace (median over 10-s blocks; lags rr_min_s-rr_max_s of [ingest.beats]) holds no
     # heartbeat and is refused (NoHeartbeatError). Measured by bench/heartbeat_periodicity.py
     # (results/quality/heartbeat_periodicity.json): the ECG-named channels without a heartbeat
-    # in ../shared/acq-public 0.16-0.22; real ECG 0.27 (dp-motion, running), ECG-ID 0.30 and
-    # the BIOPAC files 0.48 at the lowest. 0: off.
+    # in ../shared/acq-public 0.17-0.22; real ECG 0.27 (dp-motion, running), ECG-ID 0.30 and
+    # the BIOPAC files 0.49 at the lowest. 0: off.
     min_heartbeat_periodicity: float = Field(0.25, ge=0, le=1)
     # NeuroKit2 ecg_quality methods run on each recording's windows and detected R peaks.
     # They cost about 3.5 ms per beat and method (NeuroKit2 builds a pandas frame per beat):
