@@ -44,8 +44,9 @@ def recording_evidence(raw: RawRecording) -> HeartbeatEvidence | None:
 def check_heartbeat(raw: RawRecording, settings: IngestSettings) -> HeartbeatEvidence | None:
     """Refuse a channel that holds no heartbeat at all.
 
-    A flat channel is left to the flat-lead test (its own reason); the test is off when
-    ``[ingest.quality] min_heartbeat_periodicity`` is 0.
+    A flat channel is left to the flat-lead test and a recording shorter than one window to
+    the length test (their own reasons: a 2-s ECG holds too few beats for a rhythm); the test
+    is off when ``[ingest.quality] min_heartbeat_periodicity`` is 0.
 
     Raises
     ------
@@ -54,7 +55,7 @@ def check_heartbeat(raw: RawRecording, settings: IngestSettings) -> HeartbeatEvi
         measured and what the channel seems to hold instead.
     """
     q, b = settings.quality, settings.beats
-    if q.min_heartbeat_periodicity <= 0:
+    if q.min_heartbeat_periodicity <= 0 or raw.duration_s < settings.windows.window_s:
         return None
     to_mv = millivolts_per_unit(raw.units) or 1.0
     if all(np.std(s.samples) * to_mv < q.min_window_std for s in raw.segments if len(s.samples)):

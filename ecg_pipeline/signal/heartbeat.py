@@ -97,7 +97,9 @@ def envelope_periodicity(
     e = e - e.mean()
     power = float(np.dot(e, e))
     lo = max(int(round(rr_min_s * envelope_fs_hz)), 1)
-    hi = min(int(round(rr_max_s * envelope_fs_hz)), len(e) - 1)
+    # Lags up to half the envelope: beyond, the overlap is too short for the unbiased estimate
+    # (a lag of n - 1 samples rests on one product and can exceed 1).
+    hi = min(int(round(rr_max_s * envelope_fs_hz)), len(e) // 2)
     if power <= 0 or hi <= lo:
         return 0.0, float("nan")
     n = len(e)
@@ -110,7 +112,7 @@ def envelope_periodicity(
     # A rhythm also correlates at two and three beats; the pace is the shortest lag that
     # nearly reaches the best, so a steady 80 bpm is not read as 40.
     lag = lo + int(np.argmax(window >= 0.9 * best)) if best > 0 else lo + int(np.argmax(window))
-    return best, lag / envelope_fs_hz
+    return min(best, 1.0), lag / envelope_fs_hz
 
 
 def mains_fraction(

@@ -132,3 +132,14 @@ def test_ingest_stores_the_account_prints_the_table_and_writes_the_page(tmp_path
     assert f"signal-quality report (whole store): {page}" in out.stdout and page.is_file()
     (row,) = WindowStore(tmp_path / "s", "demo").catalog_rows()
     assert row["subject"] == "S01" and row[QUALITY_KEY]["score"] > 0.9
+
+
+def test_a_recording_shorter_than_a_window_is_still_refused_as_too_short(tmp_path):
+    """Two seconds hold too few beats for a rhythm: the length test gives the reason."""
+    from helpers import demo_ecg, write_ecg_file
+
+    from ecg_pipeline.errors import TooShortError
+
+    path = write_ecg_file(tmp_path / "S10_rest.acq", demo_ecg()[0][:2000])
+    with pytest.raises(TooShortError, match="no whole 3-s window"):
+        read_windows(path, load_config(REPO / "configs" / "demo.toml"))

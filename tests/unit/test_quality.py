@@ -131,6 +131,8 @@ def test_real_ecg_passes_in_any_voltage_unit(ecg):
 
 def test_a_flat_lead_is_left_to_the_flat_test_and_the_check_can_be_off():
     assert check_heartbeat(_raw(np.zeros(int(30 * FS))), IngestSettings()) is None
+    # Shorter than one window: left to TooShortError, even when it is noise.
+    assert check_heartbeat(_raw(_noise(duration_s=2.0)), IngestSettings()) is None
     off = IngestSettings.model_validate({"quality": {"min_heartbeat_periodicity": 0}})
     assert check_heartbeat(_raw(_noise()), off) is None
 
@@ -257,3 +259,11 @@ def test_raw_window_kinds_tell_flat_railed_and_clipped_apart(ecg):
             x[:10], FS, 3.0, 3.0, min_std=1, max_extreme_fraction=0.5
         ).values()
     )
+
+
+def test_periodicity_stays_in_range_on_a_short_signal():
+    """A few seconds hold few lags: a short ECG scores high, but so can noise (4 s of it
+    scores 0.58 here), so the test has little power below one 10-s block (README)."""
+    x, _ = demo_ecg(duration_s=2.0, fs_hz=FS)
+    assert heartbeat_evidence(x, FS).periodicity == pytest.approx(1.0)
+    assert 0.0 <= heartbeat_evidence(_noise(duration_s=4.0), FS).periodicity <= 1.0
