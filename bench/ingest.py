@@ -4,11 +4,13 @@ Measured in one run, interleaved, on the same files:
 
 (a) floor    ``bioread.read(path, channel_indexes=[ecg])`` + ``design_ecg_filter`` +
              ``zero_phase_filter`` + ``resample_to`` + ``detect_r_peaks`` + the beat segments
-             (``resample_to`` the segment rate, ``cut_segments``) as bare calls (no hashing,
-             validation or writing);
+             (``resample_to`` the segment rate, ``cut_segments``) + the quality account's
+             costly parts (``heartbeat_evidence``, ``window_quality`` on the windows ingest
+             scores) as bare calls (no hashing, validation or writing);
 (b) full     ``ingest_folder(folder, config, store_root=<fresh empty store>)`` over the batch;
 (c) NeuroKit2 ``nk.read_acqknowledge`` + ``nk.ecg_clean`` + ``nk.ecg_peaks`` (the same
-             detector) + ``nk.signal_resample`` to 100 Hz.
+             detector) + ``nk.ecg_quality`` (both methods, as much signal as ingest scores) +
+             ``nk.signal_resample`` to 100 Hz.
 
 The R-peak detector alone is also timed on each file: its cost in seconds per recording-hour.
 
@@ -55,10 +57,13 @@ from ecg_pipeline.cohort.demo import (
 )
 from ecg_pipeline.cohort.labels import Labels
 from ecg_pipeline.config import StudyConfig
+from ecg_pipeline.ingest.quality import scored_windows
 from ecg_pipeline.instrument import Recorder, recording
 from ecg_pipeline.io.acq import choose_ecg_channel, list_channels
 from ecg_pipeline.signal import design_ecg_filter, resample_to, zero_phase_filter
 from ecg_pipeline.signal.beats import cut_segments, detect_r_peaks
+from ecg_pipeline.signal.heartbeat import heartbeat_evidence
+from ecg_pipeline.signal.sqi import window_quality
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -182,14 +187,31 @@ def _filtered_ecg(f: BenchFile, config: StudyConfig) -> tuple[np.ndarray, float]
     return zero_phase_filter(np.asarray(ch.data, dtype=np.float64), design), fs
 
 
-def floor_one(f: BenchFile, config: StudyConfig) -> np.ndarray:
-    """(a) bare calls: read, filter at the native rate, R peaks and beat segments, resample."""
+def floor_one(f: BenchFile, config: StudyConfig, phases: int = 1) -> np.ndarray:
+    """(a) bare calls: read, filter at the native rate, R peaks and beat segments, resample,
+    and the quality account's two costly parts (the heartbeat test, NeuroKit2's two methods on
+    the sample of windows ingest scores)."""
     filtered, fs = _filtered_ecg(f, config)
     b = config.ingest.beats
+    heartbeat_evidence(filtered, fs)
     peak_s = detect_r_peaks(filtered, fs, method=b.method, lowpass_hz=b.detector_lowpass_hz) / fs
     at_beat_rate = resample_to(filtered, fs, b.segment_fs_hz, allow_upsampling=True)
     cut_segments(at_beat_rate, b.segment_fs_hz, peak_s, before_s=b.before_s, after_s=b.after_s)
-    return resample_to(filtered, fs, config.ingest.windows.target_fs_hz)
+    target_fs = config.ingest.windows.target_fs_hz
+    resampled = resample_to(filtered, fs, target_fs)
+    q, window_s = config.ingest.quality, config.ingest.windows.window_s
+    n = int(len(resampled) // (window_s * target_fs))
+    # A marker file's phases are scored each (the sample is per stored recording).
+    per_phase = n // phases
+    chosen = np.concatenate(
+        [k * per_phase + scored_windows(per_phase, q.neurokit_max_windows) for k in range(phases)]
+    )
+    length = int(round(window_s * target_fs))
+    windows = np.stack([resampled[i * length : (i + 1) * length] for i in chosen])
+    starts = chosen * window_s
+    peaks = [peak_s[(peak_s >= a) & (peak_s < a + window_s)] - a for a in starts]
+    window_quality(windows, target_fs, peaks, q.neurokit_methods)
+    return resampled
 
 
 def rpeaks_seconds(f: BenchFile, config: StudyConfig) -> float:
@@ -202,10 +224,17 @@ def rpeaks_seconds(f: BenchFile, config: StudyConfig) -> float:
 
 
 def nk_one(f: BenchFile, config: StudyConfig) -> np.ndarray:
-    """(c) NeuroKit2's path for the same file."""
+    """(c) NeuroKit2's path for the same file: read, clean, peaks, resample, and its two
+    ``ecg_quality`` methods over as many windows' worth of signal as ingest scores."""
     df, fs = nk.read_acqknowledge(str(f.path))
     clean = nk.ecg_clean(df[f.ecg_name], sampling_rate=fs)
-    nk.ecg_peaks(clean, sampling_rate=fs, method=config.ingest.beats.method)
+    _, info = nk.ecg_peaks(clean, sampling_rate=fs, method=config.ingest.beats.method)
+    q = config.ingest.quality
+    span = int(q.neurokit_max_windows * config.ingest.windows.window_s * fs) or len(clean)
+    peaks = info["ECG_R_Peaks"][info["ECG_R_Peaks"] < span]
+    for method in q.neurokit_methods:
+        if len(peaks) >= 2:
+            nk.ecg_quality(clean[:span], rpeaks=peaks, sampling_rate=fs, method=method)
     return nk.signal_resample(
         clean, sampling_rate=fs, desired_sampling_rate=config.ingest.windows.target_fs_hz
     )
@@ -254,10 +283,14 @@ def stages_of(raw: dict[str, float], total: float) -> dict[str, float]:
         - g("plan: sha256", 0.0)
         - g("plan: store catalog", 0.0),
         "process: read ECG": g("process: read ECG", 0.0),
+        "process: heartbeat test": g("process: heartbeat", 0.0),
         "process: filter+resample+window": g("process: filter + resample + window", 0.0),
+        "process: quality (NeuroKit2 + spans)": g("process: quality", 0.0),
         "process: rest": g("process", 0.0)
         - g("process: read ECG", 0.0)
-        - g("process: filter + resample + window", 0.0),
+        - g("process: heartbeat", 0.0)
+        - g("process: filter + resample + window", 0.0)
+        - g("process: quality", 0.0),
         "validate contracts (pandera, once)": g("validate contracts", 0.0),
         "write (atomic Parquet)": g("write", 0.0),
         "finish: store catalog (cached footers)": g("finish: store catalog", 0.0),
@@ -278,7 +311,7 @@ def timed(fn) -> float:
 def bench_row(row: Row, config: StudyConfig, reps: int, stores: StoreDirs) -> dict:
     def a():
         for f in row.files:
-            floor_one(f, config)
+            floor_one(f, config, row.recordings_per_file)
 
     def c():
         for f in row.files:

@@ -323,7 +323,27 @@ def _ingest(folder, config_path, manifest, out, progress, *, settled: bool = Fal
         folder, config, manifest=manifest, store_root=out, progress=progress and sys.stderr.isatty()
     )
     print(render_summary(summary))
+    _print_quality(summary)
     return ingest_exit_status(summary)
+
+
+def _print_quality(summary) -> None:
+    """The batch's recordings' signal quality, and the whole store's report page."""
+    from ecg_pipeline.io.store import WindowStore
+    from ecg_pipeline.tracking.quality_report import (
+        quality_table,
+        render_short_table,
+        write_quality_report,
+    )
+
+    store = WindowStore(summary.store_path.parent, summary.dataset)
+    page = write_quality_report(store)
+    batch = {r.recording_id for r in summary.results if r.recording_id}
+    table = quality_table(store.catalog_rows())
+    if not table.empty:
+        table = table[table["recording_id"].isin(batch)]
+    print(render_short_table(table))
+    print(f"signal-quality report (whole store): {page}")
 
 
 # What a script learns from `ecg-pipeline ingest` (2 is a bad configuration or folder).

@@ -161,6 +161,37 @@ class QualitySettings(_Strict):
     max_extreme_fraction: float = Field(0.5, gt=0, le=1)
     # A recording with more flat windows than this fraction is refused; fewer are dropped.
     max_flat_fraction: float = Field(0.5, ge=0, le=1)
+    # A channel whose QRS-band (5-25 Hz) energy is autocorrelated below this at every heart's
+    # pace (median over 10-s blocks; lags rr_min_s-rr_max_s of [ingest.beats]) holds no
+    # heartbeat and is refused (NoHeartbeatError). Measured by bench/heartbeat_periodicity.py
+    # (results/quality/heartbeat_periodicity.json): the ECG-named channels without a heartbeat
+    # in ../shared/acq-public 0.17-0.22; real ECG 0.27 (dp-motion, running), ECG-ID 0.30 and
+    # the BIOPAC files 0.49 at the lowest. 0: off.
+    min_heartbeat_periodicity: float = Field(0.25, ge=0, le=1)
+    # NeuroKit2 ecg_quality methods run on each recording's windows and detected R peaks.
+    # They cost about 3.5 ms per beat and method (NeuroKit2 builds a pandas frame per beat):
+    # 1.5 s for a 180-s demo recording with both, where reading and windowing it take 0.12 s.
+    # [] skips them (no score; the heartbeat test, spans and heart rate remain).
+    neurokit_methods: tuple[Literal["templatematch", "averageQRS"], ...] = (
+        "templatematch",
+        "averageQRS",
+    )
+    # The windows they score per recording, evenly spread over it (0: every window). Twelve
+    # 3-s windows hold about 45 beats at rest: enough for the recording's average beat and a
+    # median score, at about 0.3 s per recording whatever its length (every window of a 180-s
+    # recording: 1.3 s, ten times the rest of its ingest).
+    neurokit_max_windows: int = Field(12, ge=0)
+    # Windows whose NeuroKit2 template-match quality (mean correlation of each beat with the
+    # recording's average beat) is below this are graded "poor" in the quality report.
+    min_window_score: float = Field(0.6, ge=0, le=1)
+    # A recording whose score (median window score) is below this is refused (LowQualityError);
+    # None (TOML: "none"): never refused for it, the score is reported either way.
+    min_recording_score: float | None = Field(None, ge=0, le=1)
+
+    @field_validator("min_recording_score", mode="before")
+    @classmethod
+    def _none_turns_the_threshold_off(cls, value):
+        return None if isinstance(value, str) and value.lower() == "none" else value
 
 
 class TimestampSettings(_Strict):
@@ -485,6 +516,18 @@ class ServerSettings(_Strict):
         return self.tracking_uri or f"http://{self.host}:{self.mlflow_port}"
 
 
+# [ingest] settings added after stores were written, whose defaults change no stored window: the
+# quality account's settings (a report in each file's footer; a recording kept is windowed as
+# before) and the heartbeat test (real ECG passes it: measured on every real file in ../shared).
+_HASH_NEUTRAL_AT_DEFAULT = (
+    ("quality", "min_heartbeat_periodicity"),
+    ("quality", "neurokit_methods"),
+    ("quality", "neurokit_max_windows"),
+    ("quality", "min_window_score"),
+    ("quality", "min_recording_score"),
+)
+
+
 class StudyConfig(_Strict):
     """The whole configuration of one study or dataset."""
 
@@ -529,8 +572,19 @@ class StudyConfig(_Strict):
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def ingest_hash(self) -> str:
-        """Short stable hash of the ``[ingest]`` part: what the stored windows depend on."""
-        canonical = json.dumps(self.ingest.model_dump(mode="json"), sort_keys=True)
+        """Short stable hash of the ``[ingest]`` part: what the stored windows depend on.
+
+        Settings added after stores existed (:data:`_HASH_NEUTRAL_AT_DEFAULT`) count only once
+        they leave their default: at it, they leave every window as it was, so a store written
+        before them keeps its hash (and the runs trained on it stay reusable); set otherwise,
+        they change the hash and the store is ingested again.
+        """
+        dump = self.ingest.model_dump(mode="json")
+        defaults = IngestSettings().model_dump(mode="json")
+        for section, key in _HASH_NEUTRAL_AT_DEFAULT:
+            if dump[section][key] == defaults[section][key]:
+                del dump[section][key]
+        canonical = json.dumps(dump, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def with_overrides(self, values: Mapping[str, Any] | None = None, **dotted: Any) -> StudyConfig:

@@ -84,6 +84,21 @@ class SignalQualityError(IngestError):
     stage = "quality"
 
 
+class NoHeartbeatError(IngestError):
+    """A channel named ECG that holds no heartbeat (mains hum, broadband noise, a detached
+    lead): its QRS-band energy never comes back at a heart's pace, whatever peaks a detector
+    would find in it."""
+
+    stage = "quality"
+
+
+class LowQualityError(IngestError):
+    """A recording whose quality score is below ``[ingest.quality] min_recording_score``
+    (off by default)."""
+
+    stage = "quality"
+
+
 class NoBeatsError(IngestError):
     """No heartbeat found in the ECG channel (a lead off, or a channel named ECG holding none)."""
 

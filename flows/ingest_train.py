@@ -100,9 +100,12 @@ def record_batch(found, plan, written: list, config, store_root: str):
 
     from ecg_pipeline.ingest import finish_batch
     from ecg_pipeline.io.store import WindowStore
+    from ecg_pipeline.tracking.quality_report import write_quality_report
 
-    batch = finish_batch(WindowStore(store_root, config.dataset.name), config, found, plan, written)
+    store = WindowStore(store_root, config.dataset.name)
+    batch = finish_batch(store, config, found, plan, written)
     logger = get_run_logger()
+    logger.info("signal-quality report: %s", write_quality_report(store))
     for r in batch.results:
         if r.error is not None:
             logger.warning("%s %s: %s", r.status, r.path, r.error.reason)
@@ -242,10 +245,11 @@ def log_mlflow(
     rejections_file: str | None,
     tags: dict[str, str],
     live_run_id: str | None = None,
+    quality_report: str | None = None,
 ) -> dict[str, Any]:
     """Finish the MLflow run opened for the training (or log a new one): the evaluated run (a
-    ``RunResult``) with the batch's catalog of the recordings it trained on and its rejections
-    file; then register its model."""
+    ``RunResult``) with the batch's catalog of the recordings it trained on, its rejections
+    file and its signal-quality page; then register its model."""
     from ecg_pipeline.tracking.mlflow_log import log_training_run
 
     tracked = log_training_run(
@@ -255,6 +259,7 @@ def log_mlflow(
         tags=tags,
         recordings=recordings,
         rejections=rejections_file,
+        quality_report=quality_report,
         live_run_id=live_run_id,
     )
     return tracked.summary()
@@ -360,8 +365,16 @@ def ingest_train(
         live_run_id = open_run(cfg, run_name, tags)
         trained = train_resumably(cfg, store_root, run_name, batch.catalog, live_run_id)
         run = evaluate_model(trained, cfg, store_root)
+        from ecg_pipeline.tracking.quality_report import REPORT_NAME
+
         logged = log_to_mlflow(
-            run, cfg, batch.catalog, str(batch.rejections_file), tags, live_run_id
+            run,
+            cfg,
+            batch.catalog,
+            str(batch.rejections_file),
+            tags,
+            live_run_id,
+            str(batch.store_path / REPORT_NAME),
         )
         summary.update(run_dir=str(run.run_dir), metrics=run.summary(), **logged)
         summary["prefect_flow_run_url"] = tags["prefect_flow_run_url"]

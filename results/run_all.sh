@@ -80,3 +80,9 @@ done
 
 # The synthetic demo cohort: a pipeline check, not an accuracy claim
 train --config configs/demo.toml --epochs 50 --seeds 0 1 2 --name demo/time-block-paper
+
+# Signal quality: the window grade against dp-motion-ecg's manual artefact grades (README,
+# "Signal quality"); writes results/quality/agreement.json
+.venv/bin/python bench/quality_agreement.py
+# ... and the heartbeat test's measure on every real recording (results/quality/heartbeat_periodicity.json)
+.venv/bin/python bench/heartbeat_periodicity.py

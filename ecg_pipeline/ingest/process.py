@@ -31,6 +31,7 @@ from ecg_pipeline.errors import (
     UnreadableFileError,
 )
 from ecg_pipeline.ingest.plan import PlannedFile
+from ecg_pipeline.ingest.quality import assess_recording, check_heartbeat
 from ecg_pipeline.instrument import stage
 from ecg_pipeline.io.readers import read_recording
 from ecg_pipeline.io.recording import RawRecording, Segment
@@ -81,6 +82,8 @@ def read_windows(path: str | os.PathLike, config: StudyConfig) -> tuple[RawRecor
     """
     with _named_errors(path, config.limits.file_time_s), time_limit(config.limits.file_time_s):
         raw = read_raw(path, config)
+        with stage("process: heartbeat"):
+            check_heartbeat(raw, config.ingest)
         with stage("process: filter + resample + window"):
             return raw, segments_to_windows(raw.segments, config.ingest, units=raw.units)
 
@@ -134,6 +137,10 @@ def process_file(plan: PlannedFile, config: StudyConfig) -> ProcessedFile:
     """
     path = plan.labels.source_path
     raw, windows = read_windows(path, config)
+    with _named_errors(path), stage("process: quality"):
+        windows = dataclasses.replace(
+            windows, quality=assess_recording(raw, windows, config.ingest)
+        )
     return ProcessedFile(plan, _manifest_row(plan, raw, windows, raw.duration_s), windows)
 
 
@@ -162,6 +169,8 @@ def process_planned(
     processed, refused = [], []
     with _named_errors(path, limit_s), time_limit(limit_s):
         raw = read_raw(path, config)
+        with stage("process: heartbeat"):
+            check_heartbeat(raw, config.ingest)  # the whole file's channel, once
         split = split_phases(
             raw.markers,
             raw.duration_s,
@@ -171,12 +180,17 @@ def process_planned(
         refused += [PhaseNotKeptError(path, reason) for reason in split.dropped]
         markers_hash = config.markers_hash()
         for phase in split.phases:
+            phase_raw = dataclasses.replace(
+                raw, segments=phase_segments(raw.segments, phase.start_s, phase.end_s)
+            )
             try:
                 with stage("process: filter + resample + window"):
                     windows = segments_to_windows(
-                        phase_segments(raw.segments, phase.start_s, phase.end_s),
-                        config.ingest,
-                        units=raw.units,
+                        phase_raw.segments, config.ingest, units=raw.units
+                    )
+                with stage("process: quality"):
+                    windows = dataclasses.replace(
+                        windows, quality=assess_recording(phase_raw, windows, config.ingest)
                     )
             except IngestError as exc:
                 # One bad phase (a lead off during exercise) does not cost the others.

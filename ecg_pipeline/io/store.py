@@ -32,6 +32,8 @@ from ecg_pipeline.io.atomic import atomic_target
 from ecg_pipeline.signal.windows import Windows, normalise_windows
 
 FOOTER_KEY = b"ecg_pipeline.recording"
+# The footer's key for the recording's signal-quality account (ecg_pipeline.ingest.quality).
+QUALITY_KEY = "quality"
 PARTITIONING = ds.partitioning(
     pa.schema([("subject", pa.string()), ("condition", pa.string())]), flavor="hive"
 )
@@ -178,6 +180,8 @@ class WindowStore:
         footer["warnings"] = list(windows.warnings)
         if windows.beats is not None:
             footer["beat_fs_hz"] = windows.beat_fs_hz
+        if windows.quality is not None:
+            footer[QUALITY_KEY] = windows.quality
 
         def column(value) -> pa.Array:
             return pa.array([value] * n, pa.string())

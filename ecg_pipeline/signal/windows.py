@@ -32,6 +32,8 @@ class Windows:
         The R peaks, RR intervals and beat segments of each window (None: not detected).
     beat_fs_hz : float or None
         The beat segments' rate.
+    quality : dict or None
+        The quality account ingest measured (None: not measured, e.g. in prediction).
     """
 
     samples: np.ndarray
@@ -42,6 +44,8 @@ class Windows:
     warnings: list[str] = field(default_factory=list)
     beats: WindowBeats | None = None
     beat_fs_hz: float | None = None
+    # The recording's quality account (ecg_pipeline.ingest.quality), stored in its footer.
+    quality: dict | None = None
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -102,9 +102,14 @@ def beat_example(config: StudyConfig, checkpoint: Path) -> dict | None:
     }
 
 
-def write_files(out: Path, run: RunResult, published, rejections, checkpoint: Path) -> None:
-    """Everything but the plots: data/, results.json and the project checkpoint."""
+def write_files(
+    out: Path, run: RunResult, published, rejections, checkpoint: Path, quality_report=None
+) -> None:
+    """Everything but the plots: data/ (with the batch's signal-quality page when given),
+    results.json and the project checkpoint."""
     (out / "data").mkdir(parents=True, exist_ok=True)
+    if quality_report is not None and Path(quality_report).is_file():
+        shutil.copy2(quality_report, out / "data" / "quality_report.html")
     if published is not None:
         spreadsheet_safe(published).to_csv(out / "data" / "recordings.csv", index=False)
     if rejections is not None and Path(rejections).is_file():

@@ -180,6 +180,7 @@ def log_training_run(
     tags: Mapping[str, str] | None = None,
     recordings: pd.DataFrame | None = None,
     rejections: str | Path | None = None,
+    quality_report: str | Path | None = None,
     example_x: np.ndarray | None = None,
     example_meta: pd.DataFrame | None = None,
     fs_hz: float | None = None,
@@ -210,6 +211,9 @@ def log_training_run(
         ``config``'s store when None. Only ids, labels and sha256 are published.
     rejections : str or Path, optional
         The ingest's rejections CSV, published without folders or personal columns.
+    quality_report : str or Path, optional
+        The batch's signal-quality page (``tracking.quality_report``), logged as
+        ``data/quality_report.html``.
     example_x, example_meta : optional
         Windows (N, 1, T) and their metadata (``condition``, ``subject``) for the examples page;
         by default the first windows of each recording in ``config``'s store.
@@ -301,7 +305,7 @@ def log_training_run(
                     beat_example(config, ckpt),
                 )
             with stage(LOG_STAGES[2]):
-                write_files(out, run_result, published, rejections, ckpt)
+                write_files(out, run_result, published, rejections, ckpt, quality_report)
             with stage(LOG_STAGES[3]):
                 client.log_artifacts(run_id, str(out))
             with stage(LOG_STAGES[4]):

@@ -31,6 +31,7 @@ from ecg_pipeline.tracking.mlflow_log import (
     log_training_run,
     metric_key,
 )
+from ecg_pipeline.tracking.quality_report import write_quality_report
 from ecg_pipeline.training.checkpoint import load_checkpoint
 from ecg_pipeline.training.data import load_window_data
 from ecg_pipeline.training.results import FoldResult
@@ -63,6 +64,7 @@ def trained(tmp_path_factory):
     run = train_and_evaluate(config, run_name="tracked")
     store = WindowStore(config.store.root, config.dataset.name)
     data = load_window_data(store, config.training.tasks, config.store.normalisation)
+    write_quality_report(store, root / "quality.html")
     rejections = root / "rejections.csv"
     rejections.write_text(
         "file,stage,status,error,reason\n"
@@ -93,6 +95,7 @@ def logged(mlflow_server, trained):
             tracking_uri=mlflow_server,
             recordings=catalog,
             rejections=rejections,
+            quality_report=rejections.parent / "quality.html",
             tags={"prefect_flow_run_id": "flow-run-123"},
             example_x=data.x,
             example_meta=data.meta,
@@ -185,6 +188,8 @@ def test_artifacts_hold_plots_checkpoint_and_a_recordings_list_without_dates(mlf
     assert len(rows) == 12 and tuple(rows[0]) == RECORDING_COLUMNS  # no date, no source path
     rejected = artifact("data/rejections.csv")
     assert "S09_rest.acq" in rejected and "jane.doe" not in rejected
+    page = artifact("data/quality_report.html")
+    assert page.startswith("<!doctype html>") and page.count("<svg") == 12
 
 
 def test_champion_moves_only_to_a_better_version(mlflow_server, trained, logged):
