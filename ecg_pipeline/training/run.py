@@ -68,7 +68,49 @@ def identity_threshold(model, data, val_idx: np.ndarray, known_reject_rate: floa
 
 
 def _load(config: StudyConfig, store_root, max_windows_per_recording: int | None, catalog=None):
-    """The dataset's windows (optionally the first few of each recording) and its splits."""
+    """The dataset's windows (optionally the first few of each recording) and its splits,
+    without the people ``[training] holdout_people`` leaves out (see :func:`load_with_strangers`).
+    """
+    _, data, splits, _ = load_with_strangers(config, store_root, max_windows_per_recording, catalog)
+    return data, splits
+
+
+def load_with_strangers(
+    config: StudyConfig, store_root=None, max_windows_per_recording: int | None = None, catalog=None
+):
+    """Every window, the training data without the held-out people, its splits, and who they are.
+
+    Returns
+    -------
+    everyone : WindowData
+        All windows of the store (held-out people included).
+    data : WindowData
+        Without the held-out people, labels encoded over the people left: what is trained on.
+    splits : list of Split
+        Row positions into ``data``.
+    people : HeldOutPeople
+        The held-out people by role (empty without ``holdout_people``);
+        see :mod:`~ecg_pipeline.training.holdout`.
+    """
+    from ecg_pipeline.training.holdout import (
+        choose_holdout_people,
+        impostor_roles,
+        without_people,
+    )
+
+    everyone, splits = _load_everyone(config, store_root, max_windows_per_recording, catalog)
+    n = config.training.holdout_people
+    if not n:
+        return everyone, everyone, splits, impostor_roles([], config.verify.calibration_share)
+    subjects = everyone.meta["subject"].astype(str).to_numpy()
+    tested = {p for s in splits for p in subjects[s.test]}
+    people = choose_holdout_people(subjects, n, config.training.seed, avoid=sorted(tested))
+    data = without_people(everyone, people)
+    roles = impostor_roles(people, config.verify.calibration_share)
+    return everyone, data, configured_splits(data.meta, config.training), roles
+
+
+def _load_everyone(config: StudyConfig, store_root, max_windows_per_recording, catalog):
     from ecg_pipeline.training.data import load_window_data
 
     t = config.training
