@@ -97,6 +97,12 @@ def test_enrol_then_predict_with_the_templates(verified, visitor, capsys):
     # A copy of an enrolment recording scores as its own template's person at the top.
     table, _ = predict_recordings([visitor[0]], config, model, enrolment=enrolment)
     assert table.iloc[0]["identity_best"] == "visitor"
+    # The public API finds the templates beside a checkpoint model by itself.
+    import ecg_pipeline as ecg
+
+    ecg.enrol("api-visitor", visitor[1:3], ecg.load_model(folder), config)
+    table, _ = ecg.predict_files(visitor[3], ecg.load_model(folder), config)
+    assert "enrolled template" in table.iloc[0]["notes"]
 
 
 def test_refused_enrolments_change_nothing(verified, visitor, tmp_path):
