@@ -627,8 +627,9 @@ def _predict(args) -> int:
     )
     threshold = model.identity_threshold if enrolment is None else enrolment.threshold_value
     what = "identity threshold" if enrolment is None else "verification threshold (cosine)"
+    which = model.describe() if model.version is None else f"{model.name} version {model.version}"
     print(
-        f"model {model.name} version {model.version}, {what} "
+        f"model {which}, {what} "
         + (f"{threshold:.3f}" if threshold is not None else "none (every recording known)")
     )
     for row in table.itertuples(index=False):
