@@ -401,7 +401,7 @@ def verification_curves(curves: Sequence[Mapping], *, title: str = "") -> Figure
     title : str
         Above both panels.
 
-    The DET panel plots FRR against FAR on normal-deviate axes (a straight line for Gaussian
+    The ROC panel's FAR axis is logarithmic. The DET panel plots FRR against FAR on normal-deviate axes (a straight line for Gaussian
     scores), the convention of speaker and biometric verification; rates of 0 and 1 are
     clipped to 0.1 % and 99.9 % to stay on the axes.
     """
@@ -418,14 +418,17 @@ def verification_curves(curves: Sequence[Mapping], *, title: str = "") -> Figure
 
     for curve in curves:
         far, frr = np.asarray(curve["far"]), np.asarray(curve["frr"])
-        (line,) = roc.plot(far, 1 - frr, lw=1.2, label=curve["label"])
+        # A log FAR axis: the operating points that matter lie below 1 % (0 shown at 0.1 %).
+        (line,) = roc.plot(np.clip(far, 0.001, 1), 1 - frr, lw=1.2, label=curve["label"])
         det.plot(deviate(far), deviate(frr), lw=1.2, color=line.get_color())
         point = curve.get("at_threshold")
         if point is not None:
-            roc.plot(point[0], 1 - point[1], "o", color=line.get_color(), ms=5)
+            roc.plot(max(point[0], 0.001), 1 - point[1], "o", color=line.get_color(), ms=5)
             det.plot(deviate(point[0]), deviate(point[1]), "o", color=line.get_color(), ms=5)
-    roc.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
-    roc.set(xlabel="false accept rate", ylabel="genuine accept rate (1 - FRR)", title="ROC")
+    chance = np.logspace(-3, 0, 50)
+    roc.plot(chance, chance, ls=":", color="grey", lw=0.8)
+    roc.set_xscale("log")
+    roc.set(xlabel="false accept rate (log)", ylabel="genuine accept rate (1 - FRR)", title="ROC")
     roc.legend(fontsize=7, loc="lower right")
     det.plot(deviate([0.001, 0.999]), deviate([0.001, 0.999]), ls=":", color="grey", lw=0.8)
     det.set_xticks(deviate(ticks), [f"{t:g}" for t in ticks], fontsize=7)

@@ -135,3 +135,14 @@ def test_without_people_encodes_identity_again():
     assert left.labels["activity"].tolist() == [0, 0, 1]
     assert left.x.ravel().tolist() == [0, 2, 3]
     assert data.classes["identity"] == ["a", "b", "c"]  # the original is unchanged
+
+
+def test_verification_curves_draw_roc_and_det():
+    from ecg_pipeline.tracking.plots import verification_curves
+
+    roc = roc_points(GENUINE, IMPOSTOR)
+    curve = {"label": "seed 0", "far": roc["far"], "frr": roc["frr"], "at_threshold": (0.0, 0.5)}
+    fig = verification_curves([curve], title="t")
+    assert [ax.get_title() for ax in fig.axes] == ["ROC", "DET (o: threshold)"]
+    with pytest.raises(ValueError, match="no curves"):
+        verification_curves([])
