@@ -571,7 +571,13 @@ def _table(args) -> int:
     if not files:
         print(f"error: no summary.json under {args.folder}", file=sys.stderr)
         return 1
-    summaries = [load_summary(f) for f in files]
+    # Runs that left people out of training (for verification, README "Verifying people")
+    # identify fewer people than the table's rows: they are reported there, not here.
+    summaries = [
+        s
+        for s in map(load_summary, files)
+        if not s.get("config", {}).get("training", {}).get("holdout_people")
+    ]
     print(render_results_table(summaries))
     if args.commands:
         print()
