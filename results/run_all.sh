@@ -67,5 +67,12 @@ train --config $ID --set model.name=ecg_sl --set model.pretrained=results/pretra
 train --config $ID --set model.name=ecg_sl --set model.pretrained=results/pretrained/ecg-id-last-record-contrastive \
   --seeds 0 1 2 --name ecg-id/last-record-ecgsl-contrastive
 
+# Verification (README "Verifying people"): 30 people left out of training (15 calibrate the
+# "unknown" threshold, 15 are the test strangers), then EER, FAR/FRR and the open-set rates on
+# the later-date records; writes results/verification/<name>.json and .png
+train --config $ID --set training.group_column=later_date --set training.holdout_people=30 \
+  --seeds 0 1 2 --name ecg-id/later-date-verify
+.venv/bin/ecg-pipeline verify results/ecg-id/later-date-verify --name ecg-id-later-date-dt4ecg
+
 # The synthetic demo cohort: a pipeline check, not an accuracy claim
 train --config configs/demo.toml --epochs 50 --seeds 0 1 2 --name demo/time-block-paper
