@@ -161,3 +161,22 @@ def _model_at(folder):
     return dataclasses.replace(
         Model(None, (), {}, None, None, None, None, None, folder.name), source=str(folder)
     )
+
+
+def test_verification_is_logged_to_mlflow(verified, tmp_path):
+    """A real MLflow store (SQLite, no server, no mocks): one run tagged kind=verify."""
+    import mlflow
+    from ecg_pipeline.tracking.verify_log import log_verification
+
+    _, config, _, results, files = verified
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    # Artifacts under tmp_path, not the working folder's ./mlruns.
+    client.create_experiment(config.dataset.name, artifact_location=(tmp_path / "art").as_uri())
+    run_id = log_verification(results, files, config, tracking_uri=uri)
+    run = client.get_run(run_id)
+    assert run.data.tags["kind"] == "verify" and run.info.status == "FINISHED"
+    assert run.data.metrics["eer"] == results["summary"]["eer"]
+    assert run.data.params["training.holdout_people"] == "2"
+    logged = {a.path for a in client.list_artifacts(run_id, "verification")}
+    assert logged == {"verification/demo.json", "verification/demo.png"}
