@@ -103,6 +103,13 @@ def test_enrol_then_predict_with_the_templates(verified, visitor, capsys):
     ecg.enrol("api-visitor", visitor[1:3], ecg.load_model(folder), config)
     table, _ = ecg.predict_files(visitor[3], ecg.load_model(folder), config)
     assert "enrolled template" in table.iloc[0]["notes"]
+    # And from the command line, with a checkpoint folder instead of the registry.
+    capsys.readouterr()
+    out = root / "predictions"
+    argv = ["predict", str(visitor[3]), "--model", str(folder), "--out", str(out), "--no-log"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "verification threshold (cosine)" in printed and "visit-3.acq: identity" in printed
 
 
 def test_refused_enrolments_change_nothing(verified, visitor, tmp_path):
