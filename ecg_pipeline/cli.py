@@ -256,7 +256,13 @@ def _parser() -> argparse.ArgumentParser:
         "and threshold beside each fold's checkpoint (templates.json) and, with --log, logs "
         "them to MLflow.",
     )
-    verify.add_argument("run", type=Path, metavar="RUN_DIR", help="<out>/<name> or a seed folder")
+    verify.add_argument(
+        "runs",
+        type=Path,
+        nargs="+",
+        metavar="RUN_DIR",
+        help="<out>/<name> or a seed folder; several are pooled into one result",
+    )
     verify.add_argument("--data", type=Path, help="store root (default: the run's [store] root)")
     verify.add_argument(
         "--set",
@@ -675,16 +681,18 @@ def _verify(args) -> int:
             raise ValueError(f"--set {assignment}: verify takes [verify] settings only")
         overrides[key] = parse_override(assignment)["verify"][key.split(".", 1)[1]]
     results, enrolments, config = verify_experiment(
-        args.run,
+        args.runs,
         store_root=args.data,
         overrides=overrides,
         command="ecg-pipeline " + shlex.join(args.argv),
     )
-    name = args.name or args.run.name
+    if args.name is None and len(args.runs) > 1:
+        raise ValueError("several RUN_DIRs: name the pooled result with --name")
+    name = args.name or args.runs[0].name
     files = write_verification(results, enrolments, config.verify.out_dir, name)
     s = results["summary"]
     print(
-        f"{results['dataset']} {results['model']}, {len(results['seeds'])} seed(s), "
+        f"{results['dataset']} {results['model']}, {results['n_runs']} run(s), "
         f"{results['n_folds']} fold(s), {results['holdout_people']} people left out:\n"
         f"  EER {s['eer']:.1%} (sd {s['eer_std']:.1%}); FAR at FRR {results['verify']['fixed_frr']:g}"
         f": {s['far_at_fixed_frr']:.1%}; FRR at FAR {results['verify']['fixed_far']:g}: "

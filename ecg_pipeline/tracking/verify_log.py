@@ -2,10 +2,10 @@
 
 A run holds:
 
-* tags: ``kind=verify``, ``experiment_folder`` (the training runs it verified), ``model``,
+* tags: ``kind=verify``, ``experiment_folders`` (the training runs it verified), ``model``,
   ``split``, ``git_commit``;
 * params: the ``[verify]`` settings and ``holdout_people``;
-* metrics: the summary's means over seeds and folds (``eer``, ``far_at_fixed_frr``,
+* metrics: the summary's means over runs and folds (``eer``, ``far_at_fixed_frr``,
   ``frr_at_fixed_far``, ``stranger_accepted``, ``known_rejected``, ...), with their ``_std``;
 * artifacts: ``verification/`` holding the results JSON and the ROC/DET figure.
 """
@@ -50,12 +50,12 @@ def write_verification(results: dict, enrolments: dict, out_dir, name: str) -> l
     json_path = write_results(results, out / f"{name}.json")
     curves = [
         {
-            "label": f"seed {seed} {fold['fold']} (EER {fold['eer']:.1%})",
+            "label": f"{label} {fold['fold']} (EER {fold['eer']:.1%})",
             "far": fold["roc"]["far"],
             "frr": fold["roc"]["frr"],
             "at_threshold": (fold["far_at_threshold"], fold["frr_at_threshold"]),
         }
-        for seed, entry in results["per_seed"].items()
+        for label, entry in results["runs"].items()
         for fold in entry["folds"]
     ]
     title = f"{results['dataset']} {results['model']}: known people's held-out records vs strangers"
@@ -107,7 +107,7 @@ def log_verification(
     name = run_name or f"verify-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     tags = {
         "kind": "verify",
-        "experiment_folder": str(results["experiment"]),
+        "experiment_folders": ",".join(results["experiments"]),
         "model": str(results["model"]),
         "split": f"{results['split']}:{results.get('group_column')}",
         "dataset": config.dataset.name,
@@ -115,7 +115,7 @@ def log_verification(
     }
     params = {f"verify.{k}": str(v) for k, v in results["verify"].items()}
     params["training.holdout_people"] = str(results["holdout_people"])
-    params["seeds"] = ",".join(results["seeds"])
+    params["seeds"] = ",".join(map(str, results["seeds"]))
     with using_tracking_uri(uri):
         client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
         run = client.create_run(

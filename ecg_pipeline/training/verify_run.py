@@ -15,7 +15,7 @@ Reported: the 1:1 equal error rate, FAR at ``[verify] fixed_frr``, FRR at ``fixe
 FRR at the calibrated threshold, the open-set rates ``predict`` would give (strangers accepted
 as someone, known people refused or taken for someone else), the share of the known people's
 own training recordings refused (a copy of a training recording should pass), and the ROC
-points. :func:`verify_experiment` writes them, with their mean and spread over seeds, as one
+points. :func:`verify_experiment` writes them, with their mean and spread over runs, as one
 JSON file; the templates and threshold of each fold are returned for ``predict/enrol.py`` to
 store beside the checkpoint.
 """
@@ -241,14 +241,15 @@ def verify_seed(run_dir, *, store_root=None, overrides: dict | None = None):
 
 
 def verify_experiment(
-    folder, *, store_root=None, overrides: dict | None = None, command: str | None = None
+    folders, *, store_root=None, overrides: dict | None = None, command: str | None = None
 ) -> tuple[dict, dict[Path, FoldVerification], StudyConfig]:
-    """Verify every seed of a training experiment: results, each fold's enrolment, the config.
+    """Verify every seed of one or more training experiments, pooled into one result.
 
     Parameters
     ----------
-    folder : path-like
-        ``<out>/<name>`` (its ``seed*/`` runs) or one seed's folder.
+    folders : path-like or sequence of them
+        ``<out>/<name>`` (its ``seed*/`` runs) or one seed's folder; several (one held-out
+        group each, say) are pooled: the summary is over every (run, fold).
     overrides : dict, optional
         Dotted ``[verify]`` settings over each run's stored configuration.
     command : str, optional
@@ -257,34 +258,39 @@ def verify_experiment(
     Returns
     -------
     results : dict
-        ``per_seed`` (seed -> folds' figures and held-out people) and ``summary`` (mean and
-        sample standard deviation over every (seed, fold) of :data:`SUMMARY_KEYS`).
+        ``runs`` (``<experiment>/seed<k>`` -> seed, held-out people and the folds' figures)
+        and ``summary`` (mean and sample standard deviation over every (run, fold) of
+        :data:`SUMMARY_KEYS`).
     enrolments : dict of Path to FoldVerification
         Each fold folder's templates and threshold.
     config : StudyConfig
-        The last seed's stored configuration with ``overrides`` (its ``[verify]`` settings).
+        The last run's stored configuration with ``overrides`` (its ``[verify]`` settings).
     """
     from ecg_pipeline.training.metrics import mean_and_sd
     from ecg_pipeline.training.results import fold_dir
 
-    folder = Path(folder)
-    per_seed, enrolments, config = {}, {}, None
-    for run_dir in _seed_folders(folder):
-        config, folds, people = verify_seed(run_dir, store_root=store_root, overrides=overrides)
-        per_seed[str(config.training.seed)] = {
-            "held_out_people": people.as_dict(),
-            "folds": [f.results for _, f in folds],
-        }
-        for split, fold in folds:
-            enrolments[fold_dir(run_dir, split.name)] = fold
-    rows = [f for seed in per_seed.values() for f in seed["folds"]]
+    if isinstance(folders, (str, Path)):
+        folders = [folders]
+    runs, enrolments, config = {}, {}, None
+    for folder in map(Path, folders):
+        for run_dir in _seed_folders(folder):
+            config, folds, people = verify_seed(run_dir, store_root=store_root, overrides=overrides)
+            label = f"{run_dir.parent.name}/{run_dir.name}" if run_dir != folder else folder.name
+            runs[label] = {
+                "seed": config.training.seed,
+                "held_out_people": people.as_dict(),
+                "folds": [f.results for _, f in folds],
+            }
+            for split, fold in folds:
+                enrolments[fold_dir(run_dir, split.name)] = fold
+    rows = [f for run in runs.values() for f in run["folds"]]
     summary = {}
     for key in SUMMARY_KEYS:
         values = [r[key] for r in rows if r[key] == r[key]]  # NaN: no probe of that kind
         if values:
             summary[key], summary[f"{key}_std"] = mean_and_sd(values)
     results = {
-        "experiment": str(folder),
+        "experiments": [str(f) for f in folders],
         "command": command,
         "dataset": config.dataset.name,
         "model": config.model.name,
@@ -292,10 +298,11 @@ def verify_experiment(
         "group_column": config.training.group_column,
         "holdout_people": config.training.holdout_people,
         "verify": config.verify.model_dump(mode="json"),
-        "seeds": sorted(per_seed, key=int),
+        "seeds": sorted({run["seed"] for run in runs.values()}),
+        "n_runs": len(runs),
         "n_folds": len(rows),
         "summary": summary,
-        "per_seed": per_seed,
+        "runs": runs,
     }
     return results, enrolments, config
 

@@ -63,7 +63,8 @@ def visitor(tmp_path_factory):
 
 def test_people_left_out_are_in_no_class_and_verified_as_strangers(verified):
     root, config, run, results, files = verified
-    seed = results["per_seed"]["0"]
+    assert list(results["runs"]) == ["seed0"] and results["seeds"] == [0]
+    seed = results["runs"]["seed0"]
     people = seed["held_out_people"]
     assert len(people["calibration"]) == 1 and len(people["test"]) == 1
     classes = json.loads((run.run_dir / "time_block" / "model.json").read_text())["classes"]
