@@ -194,3 +194,19 @@ class EnrolmentError(ValueError):
         self.stage = stage
         self.reason = reason
         super().__init__(f"{self.path}: {reason}" if self.path else reason)
+
+
+class AlreadyEnrolledError(EnrolmentError):
+    """The person is enrolled already; replacing the template must be asked for."""
+
+
+class EnrolmentRecordingError(EnrolmentError):
+    """An enrolment recording refused by ingest's checks, or named twice; ``stage`` is ingest's."""
+
+
+class TemplatesFileError(EnrolmentError):
+    """A ``templates.json`` that cannot be read as this version's format."""
+
+
+class TemplatesWeightsError(EnrolmentError):
+    """A ``templates.json`` made with other weights than the checkpoint now holds."""

@@ -29,7 +29,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ecg_pipeline.errors import EnrolmentError, IngestError
+from ecg_pipeline.errors import (
+    AlreadyEnrolledError,
+    EnrolmentError,
+    EnrolmentRecordingError,
+    IngestError,
+    TemplatesFileError,
+    TemplatesWeightsError,
+)
 
 __all__ = [
     "TEMPLATES_FILE",
@@ -111,8 +118,11 @@ def load_enrolment(model) -> Enrolment:
     Raises
     ------
     EnrolmentError
-        The model is not a checkpoint folder; the file is not valid JSON of this format; or it
-        was made with other weights than the folder's ``model.pt`` now holds.
+        The model is not a checkpoint folder.
+    TemplatesFileError
+        The file is not valid JSON of this format.
+    TemplatesWeightsError
+        It was made with other weights than the folder's ``model.pt`` now holds.
     """
     folder = _folder(model)
     path, sha = folder / TEMPLATES_FILE, _weights_sha256(folder)
@@ -125,11 +135,11 @@ def load_enrolment(model) -> Enrolment:
         people = {str(k): dict(v) for k, v in raw["people"].items()}
         stored_sha = str(raw["weights_sha256"])
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise EnrolmentError(
+        raise TemplatesFileError(
             path, f"not a templates file this version can read ({exc}); move it aside"
         ) from exc
     if stored_sha != sha:
-        raise EnrolmentError(
+        raise TemplatesWeightsError(
             path,
             "made with other weights than model.pt now holds (the model was retrained): run "
             "`ecg-pipeline verify` and enrol the people again",
@@ -176,10 +186,14 @@ def enrol_person(
 
     Raises
     ------
+    AlreadyEnrolledError
+        The person is enrolled and ``replace`` was not asked for.
+    EnrolmentRecordingError
+        A recording refused by ingest's checks (naming the file, ingest's stage and the
+        reason) or named twice.
     EnrolmentError
-        A bad name, a person already enrolled, no recording, a recording named twice or
-        refused by ingest's checks (naming the file, the stage and the reason), or the model
-        not a checkpoint folder. Nothing stored is changed.
+        A bad name, no recording, or the model not a checkpoint folder (and the
+        :func:`load_enrolment` errors). Nothing stored is changed in any case.
     ModelMismatchError
         The configuration does not fit the model.
     """
@@ -194,7 +208,7 @@ def enrol_person(
     enrolment = load_enrolment(model)
     if person in enrolment.people and not replace:
         held = enrolment.people[person]
-        raise EnrolmentError(
+        raise AlreadyEnrolledError(
             enrolment.path,
             f"{person} is already enrolled ({held.get('source')}, {held.get('n_recordings')} "
             "recording(s)); pass --replace to replace the template, or choose another name",
@@ -207,14 +221,14 @@ def enrol_person(
         try:
             rec = read_recording_windows(path, config, model)
         except IngestError as exc:
-            raise EnrolmentError(
+            raise EnrolmentRecordingError(
                 path,
                 f"refused by ingest's checks ({type(exc).__name__}): {exc.reason}; nothing was "
                 "enrolled",
                 stage=exc.stage,
             ) from exc
         if rec.sha256 in {f["sha256"] for f in files}:
-            raise EnrolmentError(path, "named twice (same contents as another file given)")
+            raise EnrolmentRecordingError(path, "named twice (same contents as another file given)")
         embeddings.append(recording_embedding(model, rec.x))
         files.append({"file": Path(path).name, "sha256": rec.sha256, "n_windows": len(rec.x)})
     from ecg_pipeline.training.verification import person_templates
@@ -240,9 +254,7 @@ def store_training_enrolment(model, templates: dict[str, dict], threshold: dict)
     """
     try:
         enrolment = load_enrolment(model)
-    except EnrolmentError as exc:
-        if "other weights" not in exc.reason:
-            raise
+    except TemplatesWeightsError:
         # Retrained: the old templates belong to other weights; start again.
         folder = _folder(model)
         enrolment = Enrolment(folder / TEMPLATES_FILE, _weights_sha256(folder))

@@ -16,7 +16,12 @@ import pytest
 from ecg_pipeline.cli import main
 from ecg_pipeline.cohort.demo import write_demo_cohort, write_demo_recording
 from ecg_pipeline.config import StudyConfig
-from ecg_pipeline.errors import EnrolmentError
+from ecg_pipeline.errors import (
+    AlreadyEnrolledError,
+    EnrolmentError,
+    EnrolmentRecordingError,
+    TemplatesWeightsError,
+)
 from ecg_pipeline.ingest import ingest_folder
 from ecg_pipeline.predict.enrol import TEMPLATES_FILE, enrol_person, load_enrolment
 from ecg_pipeline.predict.predict import predict_recordings
@@ -119,16 +124,16 @@ def test_refused_enrolments_change_nothing(verified, visitor, tmp_path):
     model = load_checkpoint_model(folder)
     enrol_person("twice", visitor[:2], config, model)
     before = (folder / TEMPLATES_FILE).read_bytes()
-    with pytest.raises(EnrolmentError, match="already enrolled.*--replace"):
+    with pytest.raises(AlreadyEnrolledError, match="already enrolled.*--replace"):
         enrol_person("twice", visitor[2:], config, model)
     truncated = tmp_path / "cut.acq"
     truncated.write_bytes(visitor[0].read_bytes()[:3000])
-    with pytest.raises(EnrolmentError, match="cut.acq.*refused by ingest's checks") as caught:
+    with pytest.raises(EnrolmentRecordingError, match="cut.acq.*refused by ingest") as caught:
         enrol_person("someone", [visitor[1], truncated], config, model)
     assert caught.value.stage != "enrol" and caught.value.path == str(truncated)
     with pytest.raises(EnrolmentError, match="person"):
         enrol_person("../etc", visitor[:1], config, model)
-    with pytest.raises(EnrolmentError, match="named twice"):
+    with pytest.raises(EnrolmentRecordingError, match="named twice"):
         enrol_person("someone", [visitor[0], visitor[0]], config, model)
     assert (folder / TEMPLATES_FILE).read_bytes() == before
     replaced = enrol_person("twice", visitor[2:], config, model, replace=True)
@@ -156,7 +161,7 @@ def test_templates_of_other_weights_are_refused(verified, tmp_path):
     shutil.copytree(run.run_dir / "time_block", copy)
     weights = copy / "model.pt"
     weights.write_bytes(weights.read_bytes() + b"\0")  # other bytes: other weights
-    with pytest.raises(EnrolmentError, match="other weights"):
+    with pytest.raises(TemplatesWeightsError, match="other weights"):
         load_enrolment(_model_at(copy))
 
 
