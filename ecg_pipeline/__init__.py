@@ -10,6 +10,7 @@ The calls a lab scripts against, in the spirit of ``bioread.read`` and ``wfdb.rd
     x, meta = ecg.open_store(config).read_windows()            # (n, 300) float32 + metadata
     model = ecg.load_model("data/runs/demo/seed0/time_block")  # or "models:/dt4ecg-demo@champion"
     predictions, refused = ecg.predict_files(["new.acq"], model, config)
+    ecg.enrol("visitor", ["v1.acq", "v2.acq", "v3.acq"], model, config)  # a checkpoint folder's
 
 Everything is imported on first use: ``import ecg_pipeline`` costs nothing, and a script that
 only reads recordings never imports torch, Prefect or MLflow. A ``config`` argument may be a
@@ -19,6 +20,7 @@ only reads recordings never imports torch, Prefect or MLflow. A ``config`` argum
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -27,6 +29,7 @@ __all__ = [
     "Model",
     "StudyConfig",
     "__version__",
+    "enrol",
     "ingest_folder",
     "load_config",
     "load_model",
@@ -163,12 +166,49 @@ def predict_files(
     ``config`` must read files as the model's training windows were made (its ``[ingest]``
     hash); see :func:`ecg_pipeline.predict.predict.predict_recordings`. Returns one row per
     recording and the files refused, each with its reason.
+
+    When the model is a checkpoint folder holding enrolled people (``templates.json``, see
+    :func:`enrol`), identity is the best-scoring enrolled person, or "unknown" below the
+    threshold calibrated on people left out of training.
     """
+    from ecg_pipeline.predict.enrol import TEMPLATES_FILE, load_enrolment
     from ecg_pipeline.predict.predict import predict_recordings
 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    return predict_recordings(paths, _config(config), model)
+    enrolment = None
+    if model.version is None and (Path(model.source) / TEMPLATES_FILE).is_file():
+        enrolment = load_enrolment(model)
+    return predict_recordings(paths, _config(config), model, enrolment=enrolment)
+
+
+def enrol(
+    person: str,
+    paths: Sequence[str | os.PathLike],
+    model: Model,
+    config: Any = None,
+    *,
+    replace: bool = False,
+):
+    """Add a person to a checkpoint model's enrolled people from a few recordings.
+
+    No retraining: the recordings' backbone embeddings are averaged into one template, stored
+    in the checkpoint folder's ``templates.json``; a person already enrolled is refused unless
+    ``replace``. See :func:`ecg_pipeline.predict.enrol.enrol_person`.
+
+    Raises
+    ------
+    EnrolmentError
+        Naming the file and what is wrong; nothing stored is changed.
+
+    Examples
+    --------
+    >>> model = load_model("data/runs/ecg-id/seed0/later_date=yes")   # doctest: +SKIP
+    >>> enrol("visitor", ["v1.hea", "v2.hea", "v3.hea"], model, "configs/ecg-id.toml")  # doctest: +SKIP
+    """
+    from ecg_pipeline.predict.enrol import enrol_person
+
+    return enrol_person(person, list(paths), _config(config), model, replace=replace)
 
 
 def __getattr__(name: str) -> Any:

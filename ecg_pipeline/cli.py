@@ -248,10 +248,67 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--model-version", help="use this registered version instead of the champion"
     )
+    predict.add_argument(
+        "--model",
+        type=Path,
+        metavar="FOLD_DIR",
+        help="a training run's fold folder instead of the registry; when it holds enrolled "
+        "people (templates.json: `verify`, `enrol`), identity is the best-scoring enrolled "
+        'person or "unknown" below the threshold calibrated on strangers',
+    )
     predict.add_argument("--out", type=Path, help="predictions folder (default: [predict] out_dir)")
     predict.add_argument(
         "--no-log", action="store_true", help="write the files only; log nothing to MLflow"
     )
+    verify = sub.add_parser(
+        "verify",
+        help="verification figures of a trained run: held-out records vs people left out",
+        description="For each seed and fold of a run trained with [training] holdout_people: "
+        "enrol the known people from their training-side recordings, calibrate the 'unknown' "
+        "threshold on the first share of the people left out ([verify] stranger_accept_rate), "
+        "and score the test-side recordings of known people against the other people left "
+        "out: equal error rate, FAR at a fixed FRR, FRR at a fixed FAR, the open-set rates at "
+        "the threshold. Writes <[verify] out_dir>/<name>.json and .png, stores the templates "
+        "and threshold beside each fold's checkpoint (templates.json) and, with --log, logs "
+        "them to MLflow.",
+    )
+    verify.add_argument(
+        "runs",
+        type=Path,
+        nargs="+",
+        metavar="RUN_DIR",
+        help="<out>/<name> or a seed folder; several are pooled into one result",
+    )
+    verify.add_argument("--data", type=Path, help="store root (default: the run's [store] root)")
+    verify.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="a [verify] setting over the run's stored configuration, e.g. "
+        "verify.stranger_accept_rate=0.01 (repeatable)",
+    )
+    verify.add_argument("--name", help="results file name (default: the run folder's name)")
+    verify.add_argument("--log", action="store_true", help="also log to MLflow ([servers])")
+
+    enrol = sub.add_parser(
+        "enrol",
+        help="add a person to a model's enrolled people from a few recordings, no retraining",
+        description="Read each recording as ingest does (the same checks), average the model's "
+        "backbone embeddings into one template, and store it in the fold folder's "
+        "templates.json with the sha256 of the weights. A person already enrolled is refused "
+        "unless --replace; a refused recording leaves everything stored as it was.",
+    )
+    enrol.add_argument("person", metavar="PERSON", help="the name predict will answer with")
+    enrol.add_argument("files", metavar="FILE", nargs="+", type=Path, help="their recordings")
+    enrol.add_argument(
+        "--model", type=Path, required=True, metavar="FOLD_DIR", help="a training run's fold folder"
+    )
+    enrol.add_argument(
+        "--config", type=Path, help="study configuration TOML (the one the model was trained with)"
+    )
+    enrol.add_argument("--replace", action="store_true", help="replace a person already enrolled")
     return parser
 
 
@@ -278,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
             return _servers(args)
         if args.command == "predict":
             return _predict(args)
+        if args.command == "verify":
+            return _verify(args)
+        if args.command == "enrol":
+            return _enrol(args)
         if args.command == "status":
             from ecg_pipeline.config import load_config
             from ecg_pipeline.stack.status import status_lines
@@ -558,7 +619,13 @@ def _table(args) -> int:
     if not files:
         print(f"error: no summary.json under {args.folder}", file=sys.stderr)
         return 1
-    summaries = [load_summary(f) for f in files]
+    # Runs that left people out of training (for verification, README "Verifying people")
+    # identify fewer people than the table's rows: they are reported there, not here.
+    summaries = [
+        s
+        for s in map(load_summary, files)
+        if not s.get("config", {}).get("training", {}).get("holdout_people")
+    ]
     if args.validation:
         from ecg_pipeline.report import render_validation_table
 
@@ -598,17 +665,30 @@ def _predict(args) -> int:
     from ecg_pipeline.tracking.registry import load_champion, registered_model_name
 
     config = load_config(args.config)
-    model = load_champion(
-        config.servers.mlflow_uri, registered_model_name(config), version=args.model_version
-    )
+    enrolment = None
+    if args.model is not None:
+        from ecg_pipeline.predict.enrol import TEMPLATES_FILE, load_enrolment
+        from ecg_pipeline.training.model_handle import load_checkpoint_model
+
+        model = load_checkpoint_model(args.model)
+        if (args.model / TEMPLATES_FILE).is_file():
+            enrolment = load_enrolment(model)
+    else:
+        model = load_champion(
+            config.servers.mlflow_uri, registered_model_name(config), version=args.model_version
+        )
     source = str(args.config) if args.config else "(defaults)"
-    table, errors = predict_recordings(args.paths, config, model, config_source=source)
+    table, errors = predict_recordings(
+        args.paths, config, model, config_source=source, enrolment=enrolment
+    )
     files = write_predictions(
         table, errors, args.out or config.predict.out_dir, config.dataset.name
     )
-    threshold = model.identity_threshold
+    threshold = model.identity_threshold if enrolment is None else enrolment.threshold_value
+    what = "identity threshold" if enrolment is None else "verification threshold (cosine)"
+    which = model.describe() if model.version is None else f"{model.name} version {model.version}"
     print(
-        f"model {model.name} version {model.version}, identity threshold "
+        f"model {which}, {what} "
         + (f"{threshold:.3f}" if threshold is not None else "none (every recording known)")
     )
     for row in table.itertuples(index=False):
@@ -632,6 +712,71 @@ def _predict(args) -> int:
         print(f"mlflow run: {run.run_url}")
     # 1 only when nothing could be predicted: a partial batch is a success with refusals.
     return 1 if errors and table.empty else 0
+
+
+def _verify(args) -> int:
+    import shlex
+
+    from ecg_pipeline.config import parse_override
+    from ecg_pipeline.tracking.verify_log import write_verification
+    from ecg_pipeline.training.verify_run import verify_experiment
+
+    overrides = {}
+    for assignment in args.overrides:
+        key = assignment.partition("=")[0].strip()
+        if not key.startswith("verify."):
+            raise ValueError(f"--set {assignment}: verify takes [verify] settings only")
+        overrides[key] = parse_override(assignment)["verify"][key.split(".", 1)[1]]
+    results, enrolments, config = verify_experiment(
+        args.runs,
+        store_root=args.data,
+        overrides=overrides,
+        command="ecg-pipeline " + shlex.join(args.argv),
+    )
+    if args.name is None and len(args.runs) > 1:
+        raise ValueError("several RUN_DIRs: name the pooled result with --name")
+    name = args.name or args.runs[0].name
+    files = write_verification(results, enrolments, config.verify.out_dir, name)
+    s = results["summary"]
+    print(
+        f"{results['dataset']} {results['model']}, {results['n_runs']} run(s), "
+        f"{results['n_folds']} fold(s), {results['holdout_people']} people left out:\n"
+        f"  EER {s['eer']:.1%} (sd {s['eer_std']:.1%}); FAR at FRR {results['verify']['fixed_frr']:g}"
+        f": {s['far_at_fixed_frr']:.1%}; FRR at FAR {results['verify']['fixed_far']:g}: "
+        f"{s['frr_at_fixed_far']:.1%}\n"
+        f"  at the threshold (mean {s['threshold']:.3f}): strangers accepted "
+        f"{s['stranger_accepted']:.1%}, known people refused {s['known_rejected']:.1%}, taken "
+        f"for someone else {s['known_misidentified']:.1%}; training recordings refused "
+        f"{s['training_recordings_refused']:.1%}"
+    )
+    print("\n".join(f"wrote {f}" for f in files))
+    print(f"templates and threshold stored beside {len(enrolments)} checkpoint(s)")
+    if args.log:
+        from ecg_pipeline.tracking.verify_log import log_verification
+
+        print(f"mlflow run: {log_verification(results, files, config)}")
+    return 0
+
+
+def _enrol(args) -> int:
+    import time
+
+    from ecg_pipeline.config import load_config
+    from ecg_pipeline.predict.enrol import enrol_person
+    from ecg_pipeline.training.model_handle import load_checkpoint_model
+
+    config = load_config(args.config)
+    model = load_checkpoint_model(args.model)
+    start = time.perf_counter()
+    enrolment = enrol_person(args.person, args.files, config, model, replace=args.replace)
+    took = time.perf_counter() - start
+    threshold = enrolment.threshold_value
+    print(
+        f"enrolled {args.person} from {len(args.files)} recording(s) in {took:.2f} s into "
+        f"{enrolment.path} ({len(enrolment.people)} people; threshold "
+        + (f"{threshold:.3f})" if threshold is not None else "not calibrated: run verify)")
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -398,6 +398,11 @@ class TrainingSettings(_Strict):
     # Label scarcity: train on this share of each fold's training recordings (by recording,
     # not by window; at least one recording per subject), seeded; validation and test unchanged.
     label_fraction: float = Field(1.0, gt=0, le=1)
+    # Verification (README, "Verifying people"): this many people are left out of training
+    # entirely, chosen by seed among those with no test-side recording first (so every
+    # held-out record of a known person stays a genuine probe); [verify] splits them into the
+    # strangers that calibrate the "unknown" threshold and the strangers that measure it.
+    holdout_people: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Threads for CPU training; None leaves torch's default.
     cpu_threads: int | None = Field(None, ge=1)
@@ -479,6 +484,29 @@ class PredictSettings(_Strict):
     out_dir: Path = Path("data/predictions")
 
 
+class VerifySettings(_Strict):
+    """Verifying people by their embeddings (``ecg-pipeline verify``, ``enrol``, ``predict``).
+
+    A recording's embedding is the mean of its windows' L2-normalised backbone features (the
+    shared representation before the heads), a person's template the mean of their enrolment
+    recordings' embeddings, and a score the cosine similarity of the two
+    (``ecg_pipeline/training/verification.py``).
+    """
+
+    # The "unknown" threshold is set so that at most this share of the calibration strangers'
+    # recordings (people left out of training, [training] holdout_people) match any enrolled
+    # template; the other held-out people then measure how often a stranger is accepted.
+    stranger_accept_rate: float = Field(0.05, ge=0, lt=1)
+    # Share of the held-out people who calibrate the threshold (the first ones in the seeded
+    # order); the rest are the test strangers.
+    calibration_share: float = Field(0.5, gt=0, lt=1)
+    # The fixed operating points reported beside the equal error rate.
+    fixed_frr: float = Field(0.05, gt=0, lt=1)
+    fixed_far: float = Field(0.01, gt=0, lt=1)
+    # Where `ecg-pipeline verify` writes its results JSON and plots.
+    out_dir: Path = Path("results/verification")
+
+
 class ServerSettings(_Strict):
     """Where the Prefect API and the MLflow tracking server are (embedded ones by default).
 
@@ -544,6 +572,7 @@ class StudyConfig(_Strict):
     watch: WatchSettings = WatchSettings()
     flow: FlowSettings = FlowSettings()
     predict: PredictSettings = PredictSettings()
+    verify: VerifySettings = VerifySettings()
 
     @field_validator("dataset")
     @classmethod

@@ -208,3 +208,39 @@ class ModelMismatchError(ValueError):
         self.config = config
         self.reason = reason
         super().__init__(f"model {model} does not fit the configuration {config}: {reason}")
+
+
+class EnrolmentError(ValueError):
+    """An enrolment that cannot be made or stored; nothing already stored is changed.
+
+    Attributes
+    ----------
+    path : str
+        The file at fault: a recording that failed ingest's checks, or the templates file.
+    stage : str
+        ``"enrol"``, or the ingest stage that refused the recording (``"read"``, ...).
+    reason : str
+        What is wrong and what to do.
+    """
+
+    def __init__(self, path: str | Path | None, reason: str, stage: str = "enrol"):
+        self.path = str(path) if path is not None else ""
+        self.stage = stage
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}" if self.path else reason)
+
+
+class AlreadyEnrolledError(EnrolmentError):
+    """The person is enrolled already; replacing the template must be asked for."""
+
+
+class EnrolmentRecordingError(EnrolmentError):
+    """An enrolment recording refused by ingest's checks, or named twice; ``stage`` is ingest's."""
+
+
+class TemplatesFileError(EnrolmentError):
+    """A ``templates.json`` that cannot be read as this version's format."""
+
+
+class TemplatesWeightsError(EnrolmentError):
+    """A ``templates.json`` made with other weights than the checkpoint now holds."""

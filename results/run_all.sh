@@ -78,6 +78,23 @@ for cfg in configs/selection/ecg-id-segment-100hz.toml:100hz $ID:250hz configs/s
     --name ecg-id-segment-rate/${cfg##*:} --resume
 done
 
+# Verification (README "Verifying people"): 30 people left out of training (15 calibrate the
+# "unknown" threshold, 15 are the test strangers), then EER, FAR/FRR and the open-set rates on
+# the later-date records; writes results/verification/<name>.json and .png
+train --config $ID --set training.group_column=later_date --set training.holdout_people=30 \
+  --seeds 0 1 2 --name ecg-id/later-date-verify
+.venv/bin/ecg-pipeline verify results/ecg-id/later-date-verify --name ecg-id-later-date-dt4ecg
+train --config $ID --set training.group_column=later_date --set training.holdout_people=30 \
+  --set model.name=ecg_sl --seeds 0 1 2 --name ecg-id/later-date-verify-ecgsl
+.venv/bin/ecg-pipeline verify results/ecg-id/later-date-verify-ecgsl --name ecg-id-later-date-ecgsl
+# dp-motion-ecg: each electrode session held out as its own run, seed 0 (4 of the 10 people left
+# out), pooled by one verify
+for session in 01 02 03; do
+  train --config $DP --set training.holdout_people=4 --set "training.test_groups=[\"$session\"]" \
+    --seeds 0 --name dp-motion/session$session-verify
+done
+.venv/bin/ecg-pipeline verify results/dp-motion/session0{1,2,3}-verify --name dp-motion-sessions-dt4ecg
+
 # The synthetic demo cohort: a pipeline check, not an accuracy claim
 train --config configs/demo.toml --epochs 50 --seeds 0 1 2 --name demo/time-block-paper
 

@@ -60,6 +60,11 @@ NO_THRESHOLD_NOTE = (
     "every recording is called a known subject"
 )
 
+NO_VERIFY_THRESHOLD_NOTE = (
+    "the enrolment has no calibrated threshold (`ecg-pipeline verify` sets it): every recording "
+    "is called its best-scoring enrolled person"
+)
+
 
 @dataclass
 class RecordingWindows:
@@ -192,7 +197,7 @@ def read_recording_windows(
     return RecordingWindows(str(path), sha, x, float(raw.duration_s), list(windows.warnings))
 
 
-def _predict_one(rec: RecordingWindows, model: Model) -> dict:
+def _predict_one(rec: RecordingWindows, model: Model, enrolled=None) -> dict:
     logits = model.logits(rec.x)
     row: dict = {
         "file": Path(rec.path).name,
@@ -200,8 +205,10 @@ def _predict_one(rec: RecordingWindows, model: Model) -> dict:
         "duration_s": rec.duration_s,
         "n_windows": len(rec.x),
     }
+    if enrolled is not None:
+        row.update(_verify_one(rec, model, *enrolled))
     for task in ("identity", "activity"):
-        if task not in logits:
+        if task not in logits or (task == "identity" and enrolled is not None):
             continue
         means = softmax(logits[task]).mean(axis=0, keepdims=True)
         labels, best, confidence = decide(
@@ -213,6 +220,20 @@ def _predict_one(rec: RecordingWindows, model: Model) -> dict:
     return row
 
 
+def _verify_one(rec: RecordingWindows, model: Model, names, templates, threshold) -> dict:
+    """Identity from the enrolled templates: the best cosine score, "unknown" below threshold."""
+    from ecg_pipeline.predict.enrol import recording_embedding
+
+    scores = templates @ recording_embedding(model, rec.x)
+    best = int(np.argmax(scores))
+    accepted = threshold is None or scores[best] >= threshold
+    return {
+        "identity": names[best] if accepted else "unknown",
+        "identity_best": names[best],
+        "identity_confidence": float(scores[best]),
+    }
+
+
 def predict_recordings(
     paths: Sequence[str | os.PathLike],
     config: StudyConfig,
@@ -220,6 +241,7 @@ def predict_recordings(
     *,
     config_source: str | None = None,
     now: pd.Timestamp | None = None,
+    enrolment=None,
 ) -> tuple[pd.DataFrame, list[IngestError]]:
     """Label new recordings: identity (or "unknown") and activity, each with a confidence.
 
@@ -237,6 +259,11 @@ def predict_recordings(
         The configuration's file, named in a mismatch error.
     now : pandas.Timestamp, optional
         The ``predicted_at`` of every row (UTC); the current time by default.
+    enrolment : Enrolment, optional
+        Enrolled people (:func:`ecg_pipeline.predict.enrol.load_enrolment`): identity is then
+        the enrolled person whose template scores highest (cosine similarity, in
+        ``identity_confidence``), or "unknown" below the enrolment's threshold (calibrated on
+        people left out of training, in ``identity_threshold``), instead of the identity head.
 
     Returns
     -------
@@ -254,8 +281,19 @@ def predict_recordings(
         Before reading any file, when the configuration does not fit the model.
     """
     notes = check_model_fits(model, config, config_source)
-    threshold = model.identity_threshold
-    if threshold is None and "identity" in model.classes:
+    threshold, enrolled = model.identity_threshold, None
+    if enrolment is not None:
+        if not enrolment.people:
+            raise ValueError(
+                f"{enrolment.path}: nobody is enrolled; run `ecg-pipeline verify` on the "
+                "training run or `ecg-pipeline enrol` first"
+            )
+        threshold = enrolment.threshold_value
+        enrolled = (*enrolment.matrix(), threshold)
+        notes.append(f"identity by {len(enrolment.people)} enrolled template(s), cosine score")
+        if threshold is None:
+            notes.append(NO_VERIFY_THRESHOLD_NOTE)
+    elif threshold is None and "identity" in model.classes:
         notes.append(NO_THRESHOLD_NOTE)
     if model.normalisation is None:  # saved before it was recorded: the configuration's
         model = dataclasses.replace(model, normalisation=config.store.normalisation)
@@ -268,7 +306,7 @@ def predict_recordings(
         except IngestError as exc:
             errors.append(exc)
             continue
-        row = _predict_one(rec, model)
+        row = _predict_one(rec, model, enrolled)
         row["notes"] = "; ".join([*rec.warnings, *notes])
         rows.append(row)
     table = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))

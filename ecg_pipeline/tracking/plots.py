@@ -19,7 +19,13 @@ if TYPE_CHECKING:  # only for annotations; the import itself is deferred
     import pandas as pd
     from matplotlib.figure import Figure
 
-__all__ = ["confusion_matrix_figure", "example_windows", "gradnorm_weights", "training_curves"]
+__all__ = [
+    "confusion_matrix_figure",
+    "example_windows",
+    "gradnorm_weights",
+    "training_curves",
+    "verification_curves",
+]
 
 # Above this many classes per axis the per-cell counts become unreadable: colour only.
 _MAX_ANNOTATED_CLASSES = 25
@@ -380,4 +386,54 @@ def label_scarcity_curve(points: Sequence[Mapping], *, title: str = "") -> Figur
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     fig.suptitle(title or "label scarcity", fontsize="small")
+    return fig
+
+
+def verification_curves(curves: Sequence[Mapping], *, title: str = "") -> Figure:
+    """ROC and DET curves of verification, one line per (seed, fold), side by side.
+
+    Parameters
+    ----------
+    curves : sequence of mappings
+        Each with ``label``, ``far`` and ``frr`` (equal-length sequences over thresholds, as
+        ``ecg_pipeline.training.verification.roc_points`` gives them) and ``at_threshold``,
+        the (FAR, FRR) pair at the calibrated threshold, marked on both panels.
+    title : str
+        Above both panels.
+
+    The ROC panel's FAR axis is logarithmic. The DET panel plots FRR against FAR on normal-deviate axes (a straight line for Gaussian
+    scores), the convention of speaker and biometric verification; rates of 0 and 1 are
+    clipped to 0.1 % and 99.9 % to stay on the axes.
+    """
+    from scipy.stats import norm
+
+    if not curves:
+        raise ValueError("no curves to plot")
+    fig = _new_figure(10, 4.5)
+    roc, det = fig.subplots(1, 2)
+    ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99])
+
+    def deviate(p):
+        return norm.ppf(np.clip(np.asarray(p, dtype=float), 0.001, 0.999))
+
+    for curve in curves:
+        far, frr = np.asarray(curve["far"]), np.asarray(curve["frr"])
+        # A log FAR axis: the operating points that matter lie below 1 % (0 shown at 0.1 %).
+        (line,) = roc.plot(np.clip(far, 0.001, 1), 1 - frr, lw=1.2, label=curve["label"])
+        det.plot(deviate(far), deviate(frr), lw=1.2, color=line.get_color())
+        point = curve.get("at_threshold")
+        if point is not None:
+            roc.plot(max(point[0], 0.001), 1 - point[1], "o", color=line.get_color(), ms=5)
+            det.plot(deviate(point[0]), deviate(point[1]), "o", color=line.get_color(), ms=5)
+    chance = np.logspace(-3, 0, 50)
+    roc.plot(chance, chance, ls=":", color="grey", lw=0.8)
+    roc.set_xscale("log")
+    roc.set(xlabel="false accept rate (log)", ylabel="genuine accept rate (1 - FRR)", title="ROC")
+    roc.legend(fontsize=7, loc="lower right")
+    det.plot(deviate([0.001, 0.999]), deviate([0.001, 0.999]), ls=":", color="grey", lw=0.8)
+    det.set_xticks(deviate(ticks), [f"{t:g}" for t in ticks], fontsize=7)
+    det.set_yticks(deviate(ticks), [f"{t:g}" for t in ticks], fontsize=7)
+    det.set(xlabel="false accept rate", ylabel="false reject rate", title="DET (o: threshold)")
+    if title:
+        fig.suptitle(title)
     return fig

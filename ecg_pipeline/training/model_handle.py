@@ -147,6 +147,51 @@ class Model:
                     parts.setdefault(task, []).append(logits.float().cpu().numpy())
         return {task: np.concatenate(p) for task, p in parts.items()}
 
+    @property
+    def has_embeddings(self) -> bool:
+        """Whether :meth:`embeddings` can answer (a checkpoint's network; not an export)."""
+        return callable(getattr(self.network, "features", None))
+
+    def embeddings(self, x: np.ndarray, batch_size: int = _BATCH) -> np.ndarray:
+        """Every window's backbone feature: the shared representation the heads read.
+
+        For DT4ECG (and every convolutional model) the attention-weighted map averaged over
+        time; for ECG-SL the attention-pooled beat sequence (``MultiTaskNet.features``).
+
+        Parameters
+        ----------
+        x : np.ndarray
+            As for :meth:`logits`.
+
+        Returns
+        -------
+        np.ndarray
+            (n_windows, n_features) float32, not normalised
+            (:mod:`ecg_pipeline.training.verification` normalises).
+
+        Raises
+        ------
+        ValueError
+            The network has no ``features``: a registered model's ``pt2`` export keeps the
+            heads' logits only, so enrol and verify with its checkpoint folder.
+        """
+        import torch
+
+        if not self.has_embeddings:
+            raise ValueError(
+                f"{self.describe()} exposes no backbone features (an exported model keeps the "
+                "heads' logits only): verify and enrol with the training run's checkpoint "
+                "folder (model.pt + model.json) instead"
+            )
+        parts = []
+        with torch.no_grad():
+            for start in range(0, len(x), batch_size):
+                batch = torch.as_tensor(np.ascontiguousarray(x[start : start + batch_size]))
+                parts.append(self.network.features(batch).float().cpu().numpy())
+        if not parts:
+            return np.empty((0, 0), dtype=np.float32)
+        return np.concatenate(parts)
+
 
 def threshold_value(info: Mapping | None) -> float | None:
     """The threshold's value from its stored dict (None when absent)."""

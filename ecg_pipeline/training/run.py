@@ -9,6 +9,7 @@ fold's validation part (``identity_threshold``, see ``ecg_pipeline.training.cali
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -68,7 +69,49 @@ def identity_threshold(model, data, val_idx: np.ndarray, known_reject_rate: floa
 
 
 def _load(config: StudyConfig, store_root, max_windows_per_recording: int | None, catalog=None):
-    """The dataset's windows (optionally the first few of each recording) and its splits."""
+    """The dataset's windows (optionally the first few of each recording) and its splits,
+    without the people ``[training] holdout_people`` leaves out (see :func:`load_with_strangers`).
+    """
+    _, data, splits, _ = load_with_strangers(config, store_root, max_windows_per_recording, catalog)
+    return data, splits
+
+
+def load_with_strangers(
+    config: StudyConfig, store_root=None, max_windows_per_recording: int | None = None, catalog=None
+):
+    """Every window, the training data without the held-out people, its splits, and who they are.
+
+    Returns
+    -------
+    everyone : WindowData
+        All windows of the store (held-out people included).
+    data : WindowData
+        Without the held-out people, labels encoded over the people left: what is trained on.
+    splits : list of Split
+        Row positions into ``data``.
+    people : HeldOutPeople
+        The held-out people by role (empty without ``holdout_people``);
+        see :mod:`~ecg_pipeline.training.holdout`.
+    """
+    from ecg_pipeline.training.holdout import (
+        choose_holdout_people,
+        impostor_roles,
+        without_people,
+    )
+
+    everyone, splits = _load_everyone(config, store_root, max_windows_per_recording, catalog)
+    n = config.training.holdout_people
+    if not n:
+        return everyone, everyone, splits, impostor_roles([], config.verify.calibration_share)
+    subjects = everyone.meta["subject"].astype(str).to_numpy()
+    tested = {p for s in splits for p in subjects[s.test]}
+    people = choose_holdout_people(subjects, n, config.training.seed, avoid=sorted(tested))
+    data = without_people(everyone, people)
+    roles = impostor_roles(people, config.verify.calibration_share)
+    return everyone, data, configured_splits(data.meta, config.training), roles
+
+
+def _load_everyone(config: StudyConfig, store_root, max_windows_per_recording, catalog):
     from ecg_pipeline.training.data import load_window_data
 
     t = config.training
@@ -370,10 +413,32 @@ def training_part(config: StudyConfig | Mapping) -> dict:
     the map existed compare equal).
     """
     dump = config if isinstance(config, Mapping) else config.model_dump(mode="json")
-    part = {k: dump.get(k) for k in TRAINING_SECTIONS}
+    part = copy.deepcopy({k: dump.get(k) for k in TRAINING_SECTIONS})
     if isinstance(part.get("dataset"), Mapping):
         part["dataset"] = {k: v for k, v in part["dataset"].items() if k != "markers"}
+    # Settings added after runs were stored count only away from their default, at which they
+    # train as before: a stored run and today's configuration then compare equal.
+    for path in _ADDED_LATER:
+        *parents, key = path.split(".")
+        values, default = part, _DEFAULTS
+        for name in parents:
+            values = values.get(name) if isinstance(values, Mapping) else None
+            default = default.get(name, {})
+        if isinstance(values, dict) and values.get(key, default.get(key)) == default.get(key):
+            values.pop(key, None)
     return part
+
+
+# Settings added after runs were stored (their defaults train and window as before).
+_ADDED_LATER = (
+    "training.holdout_people",
+    "ingest.quality.min_heartbeat_periodicity",
+    "ingest.quality.neurokit_methods",
+    "ingest.quality.neurokit_max_windows",
+    "ingest.quality.min_window_score",
+    "ingest.quality.min_recording_score",
+)
+_DEFAULTS = StudyConfig().model_dump(mode="json")
 
 
 def candidates_fingerprint(candidates: Mapping[str, StudyConfig] | None) -> dict[str, str] | None:

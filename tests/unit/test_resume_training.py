@@ -86,3 +86,23 @@ def test_a_state_saved_by_another_model_family_is_refused_naming_it(tmp_path):
     )
     with pytest.raises(ValueError, match="network: saved 'DT4ECG', now 'MultiTaskNet'"):
         fit(other, x, labels, train, val, settings, resume_file=state)
+
+
+def test_a_run_stored_before_later_settings_existed_compares_equal_at_their_defaults():
+    from ecg_pipeline.config import StudyConfig
+    from ecg_pipeline.training.run import training_part
+
+    today = StudyConfig()
+    stored = today.model_dump(mode="json")
+    # What a results.json written before these settings holds: none of them.
+    del stored["training"]["holdout_people"]
+    del stored["dataset"]["markers"]
+    for key in ("min_heartbeat_periodicity", "neurokit_methods", "neurokit_max_windows"):
+        del stored["ingest"]["quality"][key]
+    assert training_part(stored) == training_part(today)
+    assert training_part(stored) != training_part(
+        today.with_overrides({"training.holdout_people": 4})
+    )
+    assert training_part(stored) != training_part(
+        today.with_overrides({"ingest.quality.min_heartbeat_periodicity": 0.3})
+    )
