@@ -66,6 +66,15 @@ train --config $ID --set model.name=ecg_sl --set model.pretrained=results/pretra
   --seeds 0 1 2 --name ecg-id/last-record-ecgsl-masked
 train --config $ID --set model.name=ecg_sl --set model.pretrained=results/pretrained/ecg-id-last-record-contrastive \
   --seeds 0 1 2 --name ecg-id/last-record-ecgsl-contrastive
+# ... and on the cross-day split, each objective pre-trained without the later-date records
+for objective in contrastive masked_beats; do
+  .venv/bin/ecg-pipeline pretrain --config $ID --set training.cpu_threads=1 --set training.group_column=later_date \
+    --objective $objective --out results/pretrained --name ecg-id-later-date-$objective --no-progress
+done
+train --config $ID --set model.name=ecg_sl --set training.group_column=later_date \
+  --set model.pretrained=results/pretrained/ecg-id-later-date-contrastive --seeds 0 1 2 --name ecg-id/later-date-ecgsl-contrastive --resume
+train --config $ID --set model.name=ecg_sl --set training.group_column=later_date \
+  --set model.pretrained=results/pretrained/ecg-id-later-date-masked_beats --seeds 0 1 2 --name ecg-id/later-date-ecgsl-masked --resume
 
 # Choices made on validation (results/selection/, `ecg-pipeline table results/selection
 # --validation`): the beat segments' rate, 100 / 250 / 500 Hz, each in a store of its own
