@@ -49,6 +49,8 @@ NAMED_REFUSALS = {
     "TooShortError",
     "SignalQualityError",
     "NoBeatsError",
+    "NoHeartbeatError",
+    "LowQualityError",
     "FileTimeLimitError",
     "UnreadableFileError",
 }
