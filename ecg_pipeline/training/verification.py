@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ecg_pipeline.training.aggregate import mean_probabilities
+
 __all__ = [
     "StrangerThreshold",
     "calibrate_stranger_threshold",
@@ -58,12 +60,9 @@ def l2_normalise(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def _group_means(vectors: np.ndarray, groups) -> tuple[np.ndarray, np.ndarray]:
-    groups = np.asarray(groups)
-    keys, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
-    sums = np.zeros((len(keys), vectors.shape[1]))
-    np.add.at(sums, inverse.ravel(), vectors)
-    order = np.argsort(first)  # keys in order of first appearance
-    return keys[order], l2_normalise(sums[order])
+    # The per-recording mean that prediction averages probabilities with, made unit length.
+    keys, means = mean_probabilities(vectors, groups)
+    return keys, l2_normalise(means)
 
 
 def recording_embeddings(
