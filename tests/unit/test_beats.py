@@ -174,6 +174,7 @@ def test_each_rule_of_the_beat_check_names_its_reason():
 def test_a_slow_recording_gets_interpolated_beats_and_says_so():
     rec = _recording("rest", duration_s=12.0)
     at_200 = rec.ecg_mV[::5]
-    w = segments_to_windows([Segment(at_200, 200.0)], IngestSettings())
+    settings = IngestSettings(beats={"segment_fs_hz": 250.0})  # above this recording's rate
+    w = segments_to_windows([Segment(at_200, 200.0)], settings)
     assert any("interpolated from 200 Hz to 250 Hz" in m for m in w.warnings)
-    assert w.beats.segments[0].shape[1] == IngestSettings().beats.segment_samples
+    assert w.beats.segments[0].shape[1] == settings.beats.segment_samples

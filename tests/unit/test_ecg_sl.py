@@ -298,8 +298,9 @@ def test_ecg_sl_training_reads_the_same_windows_as_dt4ecg(demo_store):
     _, config = demo_store
     store = __import__("ecg_pipeline").open_store(config)
     windows = load_window_data(store, ("identity", "activity"), "window")
-    beats = load_window_data(store, ("identity", "activity"), "window", beats=(10, 174))
-    assert windows.x.shape[1:] == (1, 300) and beats.x.shape[1:] == (10, 176)
+    samples = config.ingest.beats.segment_samples  # 70 at the default 100 Hz
+    beats = load_window_data(store, ("identity", "activity"), "window", beats=(10, samples))
+    assert windows.x.shape[1:] == (1, 300) and beats.x.shape[1:] == (10, samples + 2)
     assert windows.meta[["recording_id", "window_index"]].equals(
         beats.meta[["recording_id", "window_index"]]
     )
