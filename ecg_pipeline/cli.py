@@ -145,6 +145,13 @@ def _parser() -> argparse.ArgumentParser:
         help="also read the test side's unlabelled windows (marked in every result)",
     )
     pretrain.add_argument("--seed", type=int, help="override [training] seed")
+    pretrain.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="one pre-training per seed, in NAME/seed<k>; fine-tuning seed k then starts from "
+        "seed<k>'s encoders (needed for --split window, whose test windows depend on the seed)",
+    )
     pretrain.add_argument("--out", type=Path, help="output root (default: [pretrain] out_dir)")
     pretrain.add_argument("--name", help="run folder name (default: dataset-objective-seed)")
     pretrain.add_argument(
@@ -548,29 +555,39 @@ def _pretrain(args) -> int:
             bar.update(1)
             bar.set_postfix_str(f"{fold} val loss {-row['val_score']:.4f}")
 
-    result = pretrain_run(
-        config,
-        store_root=_store_root(args.data, config),
-        out_dir=args.out,
-        run_name=args.name,
-        resume=args.resume,
-        on_epoch=on_epoch,
+    if args.seeds and args.seed is not None:
+        print("error: give --seed or --seeds, not both", file=sys.stderr)
+        return 2
+    name = args.name or f"{config.dataset.name}-{config.pretrain.objective}"
+    runs = (
+        [(config.with_overrides({"training.seed": k}), f"{name}/seed{k}") for k in args.seeds]
+        if args.seeds
+        else [(config, args.name)]
     )
+    for seed_config, run_name in runs:
+        result = pretrain_run(
+            seed_config,
+            store_root=_store_root(args.data, seed_config),
+            out_dir=args.out,
+            run_name=run_name,
+            resume=args.resume,
+            on_epoch=on_epoch,
+        )
+        print(f"pre-trained {config.pretrain.objective} encoder(s) in {result.out_dir}:")
+        for fold, info in result.summary().items():
+            seen = "reads its test side (transductive)" if info["sees_test"] else "test side unseen"
+            print(
+                f"  {fold}: best epoch {info['best_epoch']}, validation loss "
+                f"{info['val_loss']:.4f}, {info['n_windows']} windows, {seen}"
+            )
+        if args.log:
+            from ecg_pipeline.tracking.pretrain_log import log_pretraining
+
+            logged = log_pretraining(result, seed_config)
+            print(f"MLflow run {logged['run_id']}; registered {logged['model']}")
     if bar is not None:
         bar.close()
-    print(f"pre-trained {config.pretrain.objective} encoder(s) in {result.out_dir}:")
-    for fold, info in result.summary().items():
-        seen = "reads its test side (transductive)" if info["sees_test"] else "test side unseen"
-        print(
-            f"  {fold}: best epoch {info['best_epoch']}, validation loss {info['val_loss']:.4f}, "
-            f"{info['n_windows']} windows, {seen}"
-        )
-    if args.log:
-        from ecg_pipeline.tracking.pretrain_log import log_pretraining
-
-        logged = log_pretraining(result, config)
-        print(f"MLflow run {logged['run_id']}; registered {logged['model']}")
-    print(f"fine-tune from it: --set model.pretrained={result.out_dir}")
+    print(f"fine-tune from it: --set model.pretrained={result.out_dir.parent if args.seeds else result.out_dir}")
     return 0
 
 

@@ -237,7 +237,7 @@ class BeatSettings(_Strict):
         return None if isinstance(value, str) and value.lower() == "none" else value
 
     # 100 Hz was chosen on ECG-ID last_record validation against 250 and 500 Hz (95.3 against
-    # 93.4 and 89.7 %; README, "The segment rate"); rows before 2026-12-04 were run at 250 Hz.
+    # 93.4 and 89.7 %; README, "The segment rate"); rows run before 2026-12-03 were at 250 Hz.
     segment_fs_hz: float = Field(100.0, gt=0)
     before_s: float = Field(0.25, ge=0)
     after_s: float = Field(0.45, gt=0)

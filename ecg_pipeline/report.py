@@ -151,17 +151,21 @@ def choices_made_on(summary: dict) -> str:
         picks = ", ".join(f"{n} {c}x" for n, c in summary["chosen"].items())
         return f"inner folds of each training side ({picks})"
     pretrained = summary.get("pretrained")
+    beats = summary.get("config", {}).get("ingest", {}).get("beats", {})
+    # The segment rate was chosen on validation only after the 250-Hz rows had been run.
+    rate = " and rate" if beats.get("segment_fs_hz") == 100.0 else ""
     if pretrained:
         seen = "; pre-training read the test side (transductive)" if pretrained["sees_test"] else ""
         return (
-            "segment pooling on ECG-ID last_record validation; "
+            f"segment pooling{rate} on ECG-ID last_record validation; "
             f"{pretrained['objective']} pre-training epoch on its pool's validation{seen}"
         )
     if summary["model"] == "ecg_sl":
         pooling = summary["config"]["model"].get("segment_pooling", "mean")
         if pooling == "flatten":
             return (
-                "segment pooling on ECG-ID last_record validation (training records' last blocks)"
+                f"segment pooling{rate} on ECG-ID last_record validation "
+                "(training records' last blocks)"
             )
         return "fixed defaults, set before any run"
     if summary.get("departures"):
@@ -193,6 +197,8 @@ def render_results_table(summaries: list[dict]) -> str:
         if split == "group":
             split = f"group: {training['group_column']}"
         model = s["model"] + (f" ({s['attention']})" if s.get("attention") else "")
+        if s["model"] == "ecg_sl":  # the beat segments' rate (100 Hz by default since 2026-12-03)
+            model += f", beats {s['config']['ingest']['beats']['segment_fs_hz']:g} Hz"
         recipe = "paper" if not s.get("departures") else "tuned"
         if s.get("chosen"):
             recipe = "chosen"

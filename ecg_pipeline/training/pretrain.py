@@ -263,16 +263,32 @@ def encoder_digest(folder: str | os.PathLike) -> str:
     return digest.hexdigest()[:16]
 
 
-def encoder_folder(pretrained: str | os.PathLike, fold: str) -> Path:
-    """The encoder a fold starts from: ``<run>/<fold>``, else ``<run>/all``, else ``<run>``."""
+def seed_dir(pretrained: str | os.PathLike, seed: int) -> Path:
+    """Where ``pretrain --seeds`` puts one seed's encoders: ``<run>/seed<k>``."""
+    return Path(pretrained) / f"seed{seed}"
+
+
+def encoder_folder(pretrained: str | os.PathLike, fold: str, seed: int | None = None) -> Path:
+    """The encoder a fold of a seed starts from.
+
+    A pre-training run of several seeds (``pretrain --seeds``) holds ``<run>/seed<k>/<fold>``:
+    needed where the test side depends on the seed (the ``window`` split draws its test windows
+    by seed, so one encoder would have read another seed's test windows). Such a run is looked
+    up by seed only; otherwise ``<run>/<fold>``, else ``<run>/all``, else ``<run>``.
+    """
     root = Path(pretrained)
+    per_seed = seed is not None and any(root.glob("seed*/**/" + ENCODER_SPEC))
+    if per_seed:
+        root = seed_dir(root, seed)
     for candidate in (fold_dir(root, fold), fold_dir(root, ALL_FOLDS), root):
         if (candidate / ENCODER_SPEC).is_file() and (candidate / ENCODER_WEIGHTS).is_file():
             return candidate
     raise FileNotFoundError(
-        f"{root}: no pre-trained encoder for fold {fold!r} (expected {ENCODER_SPEC} and "
-        f"{ENCODER_WEIGHTS} in {fold_dir(root, fold)} or {fold_dir(root, ALL_FOLDS)}); "
-        "run `ecg-pipeline pretrain` with the same split"
+        f"{root}: no pre-trained encoder for fold {fold!r}"
+        + (f" of seed {seed}" if per_seed else "")
+        + f" (expected {ENCODER_SPEC} and {ENCODER_WEIGHTS} in {fold_dir(root, fold)} or "
+        f"{fold_dir(root, ALL_FOLDS)}); run `ecg-pipeline pretrain` with the same split"
+        + (" and this seed" if per_seed else "")
     )
 
 
@@ -297,7 +313,7 @@ def load_encoder_into(
     """
     import torch
 
-    folder = encoder_folder(pretrained, fold)
+    folder = encoder_folder(pretrained, fold, config.training.seed)
     spec = json.loads((folder / ENCODER_SPEC).read_text(encoding="utf-8"))
     wanted = {
         **{f"ingest.beats.{k}": v for k, v in config.ingest.beats.model_dump(mode="json").items()},

@@ -512,7 +512,7 @@ def _encoder_differs(run: RunResult, pretrained: str | Path) -> str | None:
     for fold in run.folds:
         stored = fold.pretrained or {}
         try:
-            folder = encoder_folder(pretrained, fold.name)
+            folder = encoder_folder(pretrained, fold.name, run.seed)
         except FileNotFoundError:
             return f"its pre-trained encoder for {fold.name} is not here to compare"
         if "weights_sha256" in stored:

@@ -312,3 +312,41 @@ def test_the_pretrain_command_exits_non_zero_on_an_empty_store(tmp_path, capsys)
 
     assert main(["pretrain", "--data", str(tmp_path), "--epochs", "1"]) == 2
     assert "no windows stored for dataset 'demo'" in capsys.readouterr().err
+
+
+def test_window_split_rows_pretrain_once_per_seed_and_each_seed_finds_its_own(
+    demo_store, tmp_path, capsys
+):
+    """The window split draws its test windows by seed: one encoder for every seed would have
+    read other seeds' test windows (refused), so `pretrain --seeds` writes NAME/seed<k> and
+    fine-tuning seed k starts from seed<k>'s encoder."""
+    from ecg_pipeline.cli import main
+    from ecg_pipeline.training.pretrain import EncoderMismatchError, encoder_folder
+    from ecg_pipeline.training.run import train_and_evaluate
+
+    _, config = demo_store
+    window = config.with_overrides({"training.split": "window"})
+    args = ["pretrain", "--data", str(config.store.root), "--out", str(tmp_path)]
+    args += ["--set", "model.d_model=16", "--set", "model.channels=[8, 8, 16]"]
+    args += ["--set", "training.split=window", "--epochs", "1", "--no-progress"]
+    assert main([*args, "--name", "per-seed", "--seeds", "0", "1"]) == 0
+    assert f"--set model.pretrained={tmp_path / 'per-seed'}" in capsys.readouterr().out
+    root = tmp_path / "per-seed"
+    assert encoder_folder(root, "window", 0).parent == root / "seed0"
+    assert encoder_folder(root, "window", 1).parent == root / "seed1"
+    with pytest.raises(FileNotFoundError, match="of seed 2"):
+        encoder_folder(root, "window", 2)
+    for seed in (0, 1):
+        run = train_and_evaluate(
+            window.with_overrides({"training.seed": seed, "model.pretrained": str(root)})
+        )
+        assert run.folds[0].pretrained["folder"] == str(root / f"seed{seed}" / "window")
+        assert run.folds[0].pretrained["sees_test"] is False
+    # One pre-training used for another seed is refused: it read that seed's test windows.
+    with pytest.raises(EncoderMismatchError, match="read fold 'window'.s test windows"):
+        train_and_evaluate(
+            window.with_overrides(
+                {"training.seed": 1, "model.pretrained": str(root / "seed0")}
+            )
+        )
+    assert main([*args, "--seed", "0", "--seeds", "1"]) == 2

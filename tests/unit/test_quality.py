@@ -272,16 +272,18 @@ def test_periodicity_stays_in_range_on_a_short_signal():
 def test_the_quality_settings_at_their_defaults_leave_the_ingest_hash_of_older_stores():
     from ecg_pipeline.config import StudyConfig
 
-    # The hash the demo configuration had before the quality settings existed: stores and the
-    # evaluation table's runs made with it stay valid.
-    assert StudyConfig().ingest_hash() == "c5fd4bd28ebcff7d"
+    # The hash the demo configuration had before the quality settings existed (with its beat
+    # segments at 250 Hz, the default of that time): stores and the evaluation table's runs made
+    # with it stay valid.
+    before = StudyConfig().with_overrides({"ingest.beats.segment_fs_hz": 250.0})
+    assert before.ingest_hash() == "c5fd4bd28ebcff7d"
     for key, value in (
         ("ingest.quality.min_heartbeat_periodicity", 0.3),
         ("ingest.quality.neurokit_methods", ["templatematch"]),
         ("ingest.quality.neurokit_max_windows", 0),
         ("ingest.quality.min_recording_score", 0.5),
     ):
-        changed = StudyConfig().with_overrides({key: value})
+        changed = before.with_overrides({key: value})
         assert changed.ingest_hash() != "c5fd4bd28ebcff7d", key
 
 
