@@ -31,6 +31,17 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="study configuration TOML (default: the paper's settings, demo study)",
     )
+    ingest.add_argument(
+        "--recipe", type=Path, action="append", default=[], help="TOML laid over --config"
+    )
+    ingest.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override one setting, e.g. --set ingest.beats.segment_fs_hz=250",
+    )
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     demo = sub.add_parser(
@@ -327,7 +338,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "ingest":
-            return _ingest(args.folder, args.config, args.manifest, args.out, not args.no_progress)
+            return _ingest(
+                args.folder,
+                args.config,
+                args.manifest,
+                args.out,
+                not args.no_progress,
+                recipes=args.recipe,
+                overrides=args.overrides,
+            )
         if args.command == "demo":
             return _demo(args)
         if args.command == "train":
@@ -365,12 +384,14 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _ingest(folder, config_path, manifest, out, progress, *, settled: bool = False) -> int:
+def _ingest(
+    folder, config_path, manifest, out, progress, *, settled=False, recipes=(), overrides=()
+) -> int:
     from ecg_pipeline.config import load_config
     from ecg_pipeline.ingest import ingest_folder
     from ecg_pipeline.report import render_summary
 
-    config = load_config(config_path)
+    config = load_config(config_path, recipes=recipes, overrides=overrides)
     if settled:
         # Files we wrote ourselves arrived by atomic rename: complete, nothing to wait for.
         config = config.with_overrides({"discovery.settle_s": 0.0})
@@ -587,7 +608,9 @@ def _pretrain(args) -> int:
             print(f"MLflow run {logged['run_id']}; registered {logged['model']}")
     if bar is not None:
         bar.close()
-    print(f"fine-tune from it: --set model.pretrained={result.out_dir.parent if args.seeds else result.out_dir}")
+    print(
+        f"fine-tune from it: --set model.pretrained={result.out_dir.parent if args.seeds else result.out_dir}"
+    )
     return 0
 
 

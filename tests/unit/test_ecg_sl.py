@@ -345,8 +345,6 @@ def test_window_split_rows_pretrain_once_per_seed_and_each_seed_finds_its_own(
     # One pre-training used for another seed is refused: it read that seed's test windows.
     with pytest.raises(EncoderMismatchError, match="read fold 'window'.s test windows"):
         train_and_evaluate(
-            window.with_overrides(
-                {"training.seed": 1, "model.pretrained": str(root / "seed0")}
-            )
+            window.with_overrides({"training.seed": 1, "model.pretrained": str(root / "seed0")})
         )
     assert main([*args, "--seed", "0", "--seeds", "1"]) == 2
