@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         action="append",
         default=[],
-        help="override one setting, e.g. --set ingest.beats.segment_fs_hz=250",
+        help="override one setting, e.g. --set ingest.windows.hop_s=1.5",
     )
     ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -164,7 +164,11 @@ def _parser() -> argparse.ArgumentParser:
         "seed<k>'s encoders (needed for --split window, whose test windows depend on the seed)",
     )
     pretrain.add_argument("--out", type=Path, help="output root (default: [pretrain] out_dir)")
-    pretrain.add_argument("--name", help="run folder name (default: dataset-objective-seed)")
+    pretrain.add_argument(
+        "--name",
+        help="run folder name (default: dataset-objective-seed<k>; with --seeds, "
+        "dataset-objective, holding seed<k>/)",
+    )
     pretrain.add_argument(
         "--log", action="store_true", help="also log to MLflow and register the encoder"
     )
@@ -554,6 +558,9 @@ def _pretrain(args) -> int:
     from ecg_pipeline.config import load_config
     from ecg_pipeline.training.pretrain import pretrain_run
 
+    if args.seeds and args.seed is not None:
+        print("error: give --seed or --seeds, not both", file=sys.stderr)
+        return 2
     config = load_config(args.config, recipes=args.recipe, overrides=args.overrides)
     config = config.with_overrides(
         {
@@ -576,9 +583,6 @@ def _pretrain(args) -> int:
             bar.update(1)
             bar.set_postfix_str(f"{fold} val loss {-row['val_score']:.4f}")
 
-    if args.seeds and args.seed is not None:
-        print("error: give --seed or --seeds, not both", file=sys.stderr)
-        return 2
     name = args.name or f"{config.dataset.name}-{config.pretrain.objective}"
     runs = (
         [(config.with_overrides({"training.seed": k}), f"{name}/seed{k}") for k in args.seeds]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every row of the README's evaluation table, one command each; `ecg-pipeline table results`
 # rebuilds the table from the summary.json files these write. On the 2-core CPU, one thread per
-# run, this takes about 9 hours in a row (half that as two lanes side by side); each command can also be run on its own.
+# run, this takes about 13 hours in a row (half that as two lanes side by side); each command can also be run on its own.
 # Needs the datasets ingested first (README, "Real datasets"):
 #   ecg-pipeline ingest ../shared/datasets/dp-motion-ecg/data --config configs/dp-motion.toml
 #   ecg-pipeline ingest ../shared/datasets/ecg-id --config configs/ecg-id.toml
@@ -31,7 +31,7 @@ train --config $DP --candidate paper= --candidate tuned=$TUNED --seeds 0 1 2 --n
 train --config $DP --set model.name=ecg_sl --seeds 0 1 2 --name dp-motion/loso-ecgsl-100hz --resume
 for objective in masked_beats contrastive; do
   .venv/bin/ecg-pipeline pretrain --config $DP --set training.cpu_threads=1 --objective $objective \
-    --datasets dp-motion ecg-id --out results/pretrained --name dp-motion-loso-$objective-pooled-100hz --no-progress
+    --datasets dp-motion ecg-id --out results/pretrained --resume --name dp-motion-loso-$objective-pooled-100hz --no-progress
   train --config $DP --set model.name=ecg_sl --set model.pretrained=results/pretrained/dp-motion-loso-$objective-pooled-100hz \
     --seeds 0 1 2 --name dp-motion/loso-ecgsl-100hz-${objective%%_*}-pooled --resume
 done
@@ -39,7 +39,7 @@ done
 train --config $DP --set model.name=ecg_sl --split window --seeds 0 1 2 --name dp-motion/window-ecgsl-100hz --resume
 for objective in masked_beats contrastive; do
   .venv/bin/ecg-pipeline pretrain --config $DP --set training.cpu_threads=1 --set training.split=window \
-    --objective $objective --datasets dp-motion ecg-id --seeds 0 1 2 --out results/pretrained \
+    --objective $objective --datasets dp-motion ecg-id --seeds 0 1 2 --out results/pretrained --resume \
     --name dp-motion-window-$objective-pooled-100hz --no-progress
   train --config $DP --set model.name=ecg_sl --split window --set model.pretrained=results/pretrained/dp-motion-window-$objective-pooled-100hz \
     --seeds 0 1 2 --name dp-motion/window-ecgsl-100hz-${objective%%_*}-pooled --resume
@@ -47,13 +47,13 @@ done
 
 # ECG-SL rows run with beat segments at 250 Hz, before the default changed (their summary.json
 # commands predate configs/recipes/segments-250hz.toml, which re-creates that store):
-#   .venv/bin/ecg-pipeline ingest ../shared/datasets/dp-motion-ecg/data --config $DP --recipe configs/recipes/segments-250hz.toml
-#   .venv/bin/ecg-pipeline ingest ../shared/datasets/ecg-id --config $ID --recipe configs/recipes/segments-250hz.toml
 S250="--recipe configs/recipes/segments-250hz.toml"
+.venv/bin/ecg-pipeline ingest ../shared/datasets/dp-motion-ecg/data --config $DP $S250 --no-progress
+.venv/bin/ecg-pipeline ingest ../shared/datasets/ecg-id --config $ID $S250 --no-progress
 train --config $DP $S250 --set model.name=ecg_sl --seeds 0 1 2 --name dp-motion/loso-ecgsl --resume
 train --config $DP $S250 --set model.name=ecg_sl --split window --seeds 0 1 2 --name dp-motion/window-ecgsl --resume
 .venv/bin/ecg-pipeline pretrain --config $DP $S250 --set training.cpu_threads=1 --objective contrastive \
-  --datasets dp-motion ecg-id --out results/pretrained --name dp-motion-loso-contrastive-pooled
+  --datasets dp-motion ecg-id --out results/pretrained --resume --name dp-motion-loso-contrastive-pooled
 train --config $DP $S250 --set model.name=ecg_sl --set model.pretrained=results/pretrained/dp-motion-loso-contrastive-pooled \
   --seeds 0 1 2 --name dp-motion/loso-ecgsl-contrastive-pooled --resume
 # The label-scarcity curve of both (README "Fewer labels"; 250 Hz): fine-tuning with the labels
@@ -88,7 +88,7 @@ for hold in last_record later_date; do
   train --config $ID --set model.name=ecg_sl --set training.group_column=$hold --seeds 0 1 2 --name ecg-id/$row-ecgsl-100hz --resume
   for objective in masked_beats contrastive; do
     .venv/bin/ecg-pipeline pretrain --config $ID --set training.cpu_threads=1 --set training.group_column=$hold \
-      --objective $objective --out results/pretrained --name ecg-id-$row-$objective-100hz --no-progress
+      --objective $objective --out results/pretrained --resume --name ecg-id-$row-$objective-100hz --no-progress
     train --config $ID --set model.name=ecg_sl --set training.group_column=$hold \
       --set model.pretrained=results/pretrained/ecg-id-$row-$objective-100hz --seeds 0 1 2 --name ecg-id/$row-ecgsl-100hz-${objective%%_*} --resume
   done
@@ -98,7 +98,7 @@ train --config $ID $S250 --set model.name=ecg_sl --seeds 0 1 2 --name ecg-id/las
 train --config $ID $S250 --set model.name=ecg_sl --set training.group_column=later_date --seeds 0 1 2 --name ecg-id/later-date-ecgsl
 for objective in masked_beats contrastive; do
   .venv/bin/ecg-pipeline pretrain --config $ID $S250 --set training.cpu_threads=1 --objective $objective \
-    --out results/pretrained --name ecg-id-last-record-$objective
+    --out results/pretrained --resume --name ecg-id-last-record-$objective
 done
 train --config $ID $S250 --set model.name=ecg_sl --set model.pretrained=results/pretrained/ecg-id-last-record-masked_beats \
   --seeds 0 1 2 --name ecg-id/last-record-ecgsl-masked
@@ -106,7 +106,7 @@ train --config $ID $S250 --set model.name=ecg_sl --set model.pretrained=results/
   --seeds 0 1 2 --name ecg-id/last-record-ecgsl-contrastive
 for objective in contrastive masked_beats; do
   .venv/bin/ecg-pipeline pretrain --config $ID $S250 --set training.cpu_threads=1 --set training.group_column=later_date \
-    --objective $objective --out results/pretrained --name ecg-id-later-date-$objective --no-progress
+    --objective $objective --out results/pretrained --resume --name ecg-id-later-date-$objective --no-progress
 done
 train --config $ID $S250 --set model.name=ecg_sl --set training.group_column=later_date \
   --set model.pretrained=results/pretrained/ecg-id-later-date-contrastive --seeds 0 1 2 --name ecg-id/later-date-ecgsl-contrastive --resume

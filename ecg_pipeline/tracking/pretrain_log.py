@@ -53,7 +53,11 @@ def log_pretraining(
         "folds": ",".join(folds),
         "git_commit": git_commit(),
         "ingest_hash": config.ingest_hash(),
+        "seed": str(first["seed"]),
     }
+    # `pretrain --seeds` writes NAME/seed<k>: each seed is its own run, named so.
+    out = Path(result.out_dir)
+    run_name = f"{out.parent.name}/{out.name}" if out.name == f"seed{first['seed']}" else out.name
     backbone = ECGSLBackbone(first["segment_samples"], first["max_beats"], **first["options"])
     folder = result.out_dir / folds[0]
     state = torch.load(folder / "encoder.pt", map_location="cpu", weights_only=True)
@@ -67,7 +71,7 @@ def log_pretraining(
         exp_id = experiment_id(client, f"{config.dataset.name}-pretrain")
         fail_abandoned_runs(client, exp_id)
         with mlflow.start_run(
-            experiment_id=exp_id, run_name=Path(result.out_dir).name, tags=tags | owner_tags()
+            experiment_id=exp_id, run_name=run_name, tags=tags | owner_tags()
         ) as run:
             _log_numbers(client, run.info.run_id, flatten_params(config), metrics)
             for fold in folds:

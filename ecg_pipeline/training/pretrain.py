@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,6 +269,25 @@ def seed_dir(pretrained: str | os.PathLike, seed: int) -> Path:
     return Path(pretrained) / f"seed{seed}"
 
 
+def seeds_pretrained(pretrained: str | os.PathLike) -> list[int]:
+    """The seeds of a ``pretrain --seeds`` run folder (``seed<k>/`` holding encoders), else []."""
+    root = Path(pretrained)
+    if not root.is_dir():
+        return []
+    return sorted(
+        int(d.name[4:])
+        for d in root.iterdir()
+        if re.fullmatch(r"seed\d+", d.name) and _holds_encoders(d)
+    )
+
+
+def _holds_encoders(folder: Path) -> bool:
+    """``folder`` is an encoder, or holds one per fold."""
+    return folder.is_dir() and any(
+        (c / ENCODER_SPEC).is_file() for c in (folder, *folder.iterdir()) if c.is_dir()
+    )
+
+
 def encoder_folder(pretrained: str | os.PathLike, fold: str, seed: int | None = None) -> Path:
     """The encoder a fold of a seed starts from.
 
@@ -277,8 +297,15 @@ def encoder_folder(pretrained: str | os.PathLike, fold: str, seed: int | None = 
     up by seed only; otherwise ``<run>/<fold>``, else ``<run>/all``, else ``<run>``.
     """
     root = Path(pretrained)
-    per_seed = seed is not None and any(root.glob("seed*/**/" + ENCODER_SPEC))
+    per_seed = seed is not None and bool(seeds_pretrained(root))
     if per_seed:
+        if (root / ENCODER_SPEC).is_file() or any(
+            _holds_encoders(c) for c in root.iterdir() if not c.name.startswith("seed")
+        ):
+            raise FileNotFoundError(
+                f"{root}: holds both per-seed encoders (seed<k>/) and encoders of no seed; "
+                "point model.pretrained at one of them"
+            )
         root = seed_dir(root, seed)
     for candidate in (fold_dir(root, fold), fold_dir(root, ALL_FOLDS), root):
         if (candidate / ENCODER_SPEC).is_file() and (candidate / ENCODER_WEIGHTS).is_file():

@@ -410,12 +410,16 @@ def training_part(config: StudyConfig | Mapping) -> dict:
 
     ``[dataset.markers]`` is left out: it decides which recordings the store holds, and a
     training run sees that through its data signature, not through the map (runs stored before
-    the map existed compare equal).
+    the map existed compare equal). So is ``[store] root``: where a store lies is not what it
+    holds (the 250-Hz rows' store moved to ``data/windows-segment-250hz`` when 100 Hz became the
+    default; its windows, and so the runs' data signatures, stayed the same).
     """
     dump = config if isinstance(config, Mapping) else config.model_dump(mode="json")
     part = copy.deepcopy({k: dump.get(k) for k in TRAINING_SECTIONS})
     if isinstance(part.get("dataset"), Mapping):
         part["dataset"] = {k: v for k, v in part["dataset"].items() if k != "markers"}
+    if isinstance(part.get("store"), Mapping):
+        part["store"] = {k: v for k, v in part["store"].items() if k != "root"}
     # Settings added after runs were stored count only away from their default, at which they
     # train as before: a stored run and today's configuration then compare equal.
     for path in _ADDED_LATER:

@@ -348,3 +348,10 @@ def test_window_split_rows_pretrain_once_per_seed_and_each_seed_finds_its_own(
             window.with_overrides({"training.seed": 1, "model.pretrained": str(root / "seed0")})
         )
     assert main([*args, "--seed", "0", "--seeds", "1"]) == 2
+    # A folder mixing per-seed encoders with encoders of no seed is ambiguous: refused.
+    import shutil
+
+    shutil.copytree(root / "seed0" / "window", root / "window")
+    with pytest.raises(FileNotFoundError, match="both per-seed encoders"):
+        encoder_folder(root, "window", 0)
+    assert encoder_folder(root, "window") == root / "window"  # no seed asked: the plain layout

@@ -106,3 +106,17 @@ def test_a_run_stored_before_later_settings_existed_compares_equal_at_their_defa
     assert training_part(stored) != training_part(
         today.with_overrides({"ingest.quality.min_heartbeat_periodicity": 0.3})
     )
+
+
+def test_where_a_store_lies_is_not_part_of_what_a_run_trained_on():
+    """The 250-Hz rows' store moved to its own folder: their runs still resume from it (the
+    data signature says what the store holds); its normalisation still counts."""
+    from ecg_pipeline.config import StudyConfig
+    from ecg_pipeline.training.run import training_part
+
+    config = StudyConfig()
+    moved = config.with_overrides({"store.root": "data/windows-segment-250hz"})
+    assert training_part(moved) == training_part(config)
+    assert training_part(config.with_overrides({"store.normalisation": "window_zscore"})) != (
+        training_part(config)
+    )
