@@ -25,44 +25,45 @@ train --config $DP --split window --seeds 0 1 2 --name dp-motion/window-paper
 train --config $DP --recipe $TUNED --split window --seeds 0 1 2 --name dp-motion/window-tuned
 # The DT4ECG recipe chosen per seed and fold on an inner leave-one-session-out of the training side
 train --config $DP --candidate paper= --candidate tuned=$TUNED --seeds 0 1 2 --name dp-motion/loso-selected --resume
-# ECG-SL, beat segments at 100 Hz (the default since 2026-12-03, chosen on ECG-ID validation):
-# from scratch, and fine-tuned from encoders pre-trained on dp-motion-ecg + ECG-ID without each
-# fold's held-out session (one per fold), for each objective
-train --config $DP --set model.name=ecg_sl --seeds 0 1 2 --name dp-motion/loso-ecgsl-100hz --resume
+# ECG-SL with beat segments at 100 Hz (the default on 2026-12-03 only; README "The segment rate"),
+# in a store of their own: from scratch, and fine-tuned from encoders pre-trained on dp-motion-ecg
+# + ECG-ID without each fold's held-out session (one per fold), for each objective. The stored
+# commands of these rows ran when 100 Hz was the default; the recipe re-creates that setting.
+S100="--recipe configs/recipes/segments-100hz.toml"
+.venv/bin/ecg-pipeline ingest ../shared/datasets/dp-motion-ecg/data --config $DP $S100 --no-progress
+.venv/bin/ecg-pipeline ingest ../shared/datasets/ecg-id --config $ID $S100 --no-progress
+train --config $DP $S100 --set model.name=ecg_sl --seeds 0 1 2 --name dp-motion/loso-ecgsl-100hz --resume
 for objective in masked_beats contrastive; do
-  .venv/bin/ecg-pipeline pretrain --config $DP --set training.cpu_threads=1 --objective $objective \
+  .venv/bin/ecg-pipeline pretrain --config $DP $S100 --set training.cpu_threads=1 --objective $objective \
     --datasets dp-motion ecg-id --out results/pretrained --resume --name dp-motion-loso-$objective-pooled-100hz --no-progress
-  train --config $DP --set model.name=ecg_sl --set model.pretrained=results/pretrained/dp-motion-loso-$objective-pooled-100hz \
+  train --config $DP $S100 --set model.name=ecg_sl --set model.pretrained=results/pretrained/dp-motion-loso-$objective-pooled-100hz \
     --seeds 0 1 2 --name dp-motion/loso-ecgsl-100hz-${objective%%_*}-pooled --resume
 done
 # ... and on the window split, whose test windows depend on the seed: one pre-training per seed
-train --config $DP --set model.name=ecg_sl --split window --seeds 0 1 2 --name dp-motion/window-ecgsl-100hz --resume
+train --config $DP $S100 --set model.name=ecg_sl --split window --seeds 0 1 2 --name dp-motion/window-ecgsl-100hz --resume
 for objective in masked_beats contrastive; do
-  .venv/bin/ecg-pipeline pretrain --config $DP --set training.cpu_threads=1 --set training.split=window \
+  .venv/bin/ecg-pipeline pretrain --config $DP $S100 --set training.cpu_threads=1 --set training.split=window \
     --objective $objective --datasets dp-motion ecg-id --seeds 0 1 2 --out results/pretrained --resume \
     --name dp-motion-window-$objective-pooled-100hz --no-progress
-  train --config $DP --set model.name=ecg_sl --split window --set model.pretrained=results/pretrained/dp-motion-window-$objective-pooled-100hz \
+  train --config $DP $S100 --set model.name=ecg_sl --split window --set model.pretrained=results/pretrained/dp-motion-window-$objective-pooled-100hz \
     --seeds 0 1 2 --name dp-motion/window-ecgsl-100hz-${objective%%_*}-pooled --resume
 done
 
-# ECG-SL rows run with beat segments at 250 Hz, before the default changed (their summary.json
-# commands predate configs/recipes/segments-250hz.toml, which re-creates that store):
-S250="--recipe configs/recipes/segments-250hz.toml"
-.venv/bin/ecg-pipeline ingest ../shared/datasets/dp-motion-ecg/data --config $DP $S250 --no-progress
-.venv/bin/ecg-pipeline ingest ../shared/datasets/ecg-id --config $ID $S250 --no-progress
-train --config $DP $S250 --set model.name=ecg_sl --seeds 0 1 2 --name dp-motion/loso-ecgsl --resume
-train --config $DP $S250 --set model.name=ecg_sl --split window --seeds 0 1 2 --name dp-motion/window-ecgsl --resume
-.venv/bin/ecg-pipeline pretrain --config $DP $S250 --set training.cpu_threads=1 --objective contrastive \
+# ECG-SL with beat segments at 250 Hz (the default): from scratch, and fine-tuned from contrastive
+# encoders pre-trained on dp-motion-ecg + ECG-ID without each fold's held-out session
+train --config $DP --set model.name=ecg_sl --seeds 0 1 2 --name dp-motion/loso-ecgsl --resume
+train --config $DP --set model.name=ecg_sl --split window --seeds 0 1 2 --name dp-motion/window-ecgsl --resume
+.venv/bin/ecg-pipeline pretrain --config $DP --set training.cpu_threads=1 --objective contrastive \
   --datasets dp-motion ecg-id --out results/pretrained --resume --name dp-motion-loso-contrastive-pooled
-train --config $DP $S250 --set model.name=ecg_sl --set model.pretrained=results/pretrained/dp-motion-loso-contrastive-pooled \
+train --config $DP --set model.name=ecg_sl --set model.pretrained=results/pretrained/dp-motion-loso-contrastive-pooled \
   --seeds 0 1 2 --name dp-motion/loso-ecgsl-contrastive-pooled --resume
 # The label-scarcity curve of both (README "Fewer labels"; 250 Hz): fine-tuning with the labels
 # of 10 %, 25 % and 50 % of the training recordings (one per person at least, spread over
 # activities); the two rows above are its 100 % points.
 for pct in 10 25 50; do
-  train --config $DP $S250 --set model.name=ecg_sl --set training.label_fraction=0.$pct \
+  train --config $DP --set model.name=ecg_sl --set training.label_fraction=0.$pct \
     --seeds 0 1 2 --name dp-motion/loso-ecgsl-labels-$pct --resume
-  train --config $DP $S250 --set model.name=ecg_sl --set model.pretrained=results/pretrained/dp-motion-loso-contrastive-pooled \
+  train --config $DP --set model.name=ecg_sl --set model.pretrained=results/pretrained/dp-motion-loso-contrastive-pooled \
     --set training.label_fraction=0.$pct --seeds 0 1 2 --name dp-motion/loso-ecgsl-contrastive-pooled-labels-$pct --resume
 done
 .venv/bin/ecg-pipeline table results --curve results/label-scarcity.png
@@ -85,32 +86,32 @@ train --config $ID --set training.group_column=later_date --candidate paper= --c
 # git-ignored weights, encoder.json kept), on both hold-outs
 for hold in last_record later_date; do
   row=${hold//_/-}
-  train --config $ID --set model.name=ecg_sl --set training.group_column=$hold --seeds 0 1 2 --name ecg-id/$row-ecgsl-100hz --resume
+  train --config $ID $S100 --set model.name=ecg_sl --set training.group_column=$hold --seeds 0 1 2 --name ecg-id/$row-ecgsl-100hz --resume
   for objective in masked_beats contrastive; do
-    .venv/bin/ecg-pipeline pretrain --config $ID --set training.cpu_threads=1 --set training.group_column=$hold \
+    .venv/bin/ecg-pipeline pretrain --config $ID $S100 --set training.cpu_threads=1 --set training.group_column=$hold \
       --objective $objective --out results/pretrained --resume --name ecg-id-$row-$objective-100hz --no-progress
-    train --config $ID --set model.name=ecg_sl --set training.group_column=$hold \
+    train --config $ID $S100 --set model.name=ecg_sl --set training.group_column=$hold \
       --set model.pretrained=results/pretrained/ecg-id-$row-$objective-100hz --seeds 0 1 2 --name ecg-id/$row-ecgsl-100hz-${objective%%_*} --resume
   done
 done
-# ... and the same at 250 Hz, before the default changed (see the dp-motion-ecg 250-Hz rows above)
-train --config $ID $S250 --set model.name=ecg_sl --seeds 0 1 2 --name ecg-id/last-record-ecgsl
-train --config $ID $S250 --set model.name=ecg_sl --set training.group_column=later_date --seeds 0 1 2 --name ecg-id/later-date-ecgsl
+# ... and the same at 250 Hz (the default)
+train --config $ID --set model.name=ecg_sl --seeds 0 1 2 --name ecg-id/last-record-ecgsl
+train --config $ID --set model.name=ecg_sl --set training.group_column=later_date --seeds 0 1 2 --name ecg-id/later-date-ecgsl
 for objective in masked_beats contrastive; do
-  .venv/bin/ecg-pipeline pretrain --config $ID $S250 --set training.cpu_threads=1 --objective $objective \
+  .venv/bin/ecg-pipeline pretrain --config $ID --set training.cpu_threads=1 --objective $objective \
     --out results/pretrained --resume --name ecg-id-last-record-$objective
 done
-train --config $ID $S250 --set model.name=ecg_sl --set model.pretrained=results/pretrained/ecg-id-last-record-masked_beats \
+train --config $ID --set model.name=ecg_sl --set model.pretrained=results/pretrained/ecg-id-last-record-masked_beats \
   --seeds 0 1 2 --name ecg-id/last-record-ecgsl-masked
-train --config $ID $S250 --set model.name=ecg_sl --set model.pretrained=results/pretrained/ecg-id-last-record-contrastive \
+train --config $ID --set model.name=ecg_sl --set model.pretrained=results/pretrained/ecg-id-last-record-contrastive \
   --seeds 0 1 2 --name ecg-id/last-record-ecgsl-contrastive
 for objective in contrastive masked_beats; do
-  .venv/bin/ecg-pipeline pretrain --config $ID $S250 --set training.cpu_threads=1 --set training.group_column=later_date \
+  .venv/bin/ecg-pipeline pretrain --config $ID --set training.cpu_threads=1 --set training.group_column=later_date \
     --objective $objective --out results/pretrained --resume --name ecg-id-later-date-$objective --no-progress
 done
-train --config $ID $S250 --set model.name=ecg_sl --set training.group_column=later_date \
+train --config $ID --set model.name=ecg_sl --set training.group_column=later_date \
   --set model.pretrained=results/pretrained/ecg-id-later-date-contrastive --seeds 0 1 2 --name ecg-id/later-date-ecgsl-contrastive --resume
-train --config $ID $S250 --set model.name=ecg_sl --set training.group_column=later_date \
+train --config $ID --set model.name=ecg_sl --set training.group_column=later_date \
   --set model.pretrained=results/pretrained/ecg-id-later-date-masked_beats --seeds 0 1 2 --name ecg-id/later-date-ecgsl-masked --resume
 
 # Choices made on validation (results/selection/, `ecg-pipeline table results/selection
@@ -118,12 +119,17 @@ train --config $ID $S250 --set model.name=ecg_sl --set training.group_column=lat
 for hz in 100 500; do
   .venv/bin/ecg-pipeline ingest ../shared/datasets/ecg-id --config configs/selection/ecg-id-segment-${hz}hz.toml --no-progress
 done
-# (the 250-Hz row ran on configs/ecg-id.toml when 250 Hz was its default; the recipe re-creates it)
-for cfg in configs/selection/ecg-id-segment-100hz.toml:100hz "$ID $S250":250hz configs/selection/ecg-id-segment-500hz.toml:500hz; do
+for cfg in configs/selection/ecg-id-segment-100hz.toml:100hz $ID:250hz configs/selection/ecg-id-segment-500hz.toml:500hz; do
   .venv/bin/ecg-pipeline train --out results/selection --no-progress --set training.cpu_threads=1 \
     --config ${cfg%%:*} --set model.name=ecg_sl --set training.epochs=20 --seeds 0 1 2 \
     --name ecg-id-segment-rate/${cfg##*:} --resume
 done
+# ... and at the evaluation rows' own length (50 epochs): 500 Hz here; 100 and 250 Hz are the
+# validation scores of ecg-id/last-record-ecgsl-100hz and ecg-id/last-record-ecgsl
+# (`ecg-pipeline table results --validation`)
+.venv/bin/ecg-pipeline train --out results/selection --no-progress --set training.cpu_threads=1 \
+  --config configs/selection/ecg-id-segment-500hz.toml --set model.name=ecg_sl --seeds 0 1 2 \
+  --name ecg-id-segment-rate-50-epochs/500hz --resume
 
 # Verification (README "Verifying people"): 30 people left out of training (15 calibrate the
 # "unknown" threshold, 15 are the test strangers), then EER, FAR/FRR and the open-set rates on

@@ -182,14 +182,17 @@ class ECGSLBackbone(nn.Module):
         """Encode each beat on its own: (B, K, L) -> (B, K, C)."""
         b, k, n = segments.shape
         flat = segments.reshape(b * k, 1, n)  # (B*K, 1, L)
-        if self.training:
-            # Padded beats must not enter BatchNorm's batch statistics.
+        if torch.compiler.is_exporting():
+            # An exported program needs static shapes: every slot is encoded (running
+            # statistics in eval mode, so a padded slot cannot change a real beat's features).
+            feats = self._encode(flat)  # (B*K, C)
+        else:
+            # Only the real beats (about 4 of 10 slots): padded beats must not enter
+            # BatchNorm's batch statistics while training, and encoding them is wasted work.
             keep = mask.reshape(-1)
             feats = flat.new_zeros(b * k, self.encoder.out_channels)
             if keep.any():
                 feats[keep] = self._encode(flat[keep])
-        else:
-            feats = self._encode(flat)  # (B*K, C): running statistics
         return feats.reshape(b, k, -1) * mask.unsqueeze(-1)  # (B, K, C)
 
     def _encode(self, flat: torch.Tensor) -> torch.Tensor:

@@ -53,13 +53,13 @@ def test_ingest_command_prints_the_store_counts_and_rejections(tmp_path):
 
 
 def test_ingest_takes_a_recipe_and_overrides_like_train(tmp_path):
-    """The older ECG-SL rows' 250-Hz store is ingested with the recipe their commands name."""
+    """The 100-Hz ECG-SL rows' store is ingested with the recipe their commands need."""
     from ecg_pipeline.config import load_config
 
     inbox = tmp_path / "in"
     write_ecg_file(inbox / "S01_rest.acq", demo_ecg(duration_s=9.0)[0])
     os.utime(inbox / "S01_rest.acq", (time.time() - 60,) * 2)
-    recipe = REPO / "configs" / "recipes" / "segments-250hz.toml"
+    recipe = REPO / "configs" / "recipes" / "segments-100hz.toml"
     out = run(
         "ingest",
         str(inbox),
@@ -73,7 +73,7 @@ def test_ingest_takes_a_recipe_and_overrides_like_train(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     wanted = load_config(None, recipes=[recipe], overrides=["ingest.windows.hop_s=1.5"])
-    assert wanted.ingest.beats.segment_fs_hz == 250.0
+    assert wanted.ingest.beats.segment_fs_hz == 100.0
     assert f"[ingest] hash {wanted.ingest_hash()}" in out.stdout
     assert "total: 5 windows from 1 recordings" in out.stdout  # 9 s, 3-s windows every 1.5 s
 
