@@ -556,7 +556,7 @@ def _train(args) -> int:
 
 def _pretrain(args) -> int:
     from ecg_pipeline.config import load_config
-    from ecg_pipeline.training.pretrain import pretrain_run
+    from ecg_pipeline.training.pretrain import pretrain_run, seed_dir
 
     if args.seeds and args.seed is not None:
         print("error: give --seed or --seeds, not both", file=sys.stderr)
@@ -585,7 +585,7 @@ def _pretrain(args) -> int:
 
     name = args.name or f"{config.dataset.name}-{config.pretrain.objective}"
     runs = (
-        [(config.with_overrides({"training.seed": k}), f"{name}/seed{k}") for k in args.seeds]
+        [(config.with_overrides({"training.seed": k}), str(seed_dir(name, k))) for k in args.seeds]
         if args.seeds
         else [(config, args.name)]
     )

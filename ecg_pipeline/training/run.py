@@ -411,8 +411,8 @@ def training_part(config: StudyConfig | Mapping) -> dict:
     ``[dataset.markers]`` is left out: it decides which recordings the store holds, and a
     training run sees that through its data signature, not through the map (runs stored before
     the map existed compare equal). So is ``[store] root``: where a store lies is not what it
-    holds (the 250-Hz rows' store moved to ``data/windows-segment-250hz`` when 100 Hz became the
-    default; its windows, and so the runs' data signatures, stayed the same).
+    holds (the 100-Hz rows' store moved to ``data/windows-segment-100hz`` when the default went
+    back to 250 Hz; its windows, and so the runs' data signatures, stayed the same).
     """
     dump = config if isinstance(config, Mapping) else config.model_dump(mode="json")
     part = copy.deepcopy({k: dump.get(k) for k in TRAINING_SECTIONS})
